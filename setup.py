@@ -1,0 +1,25 @@
+"""Installs sideways_tf: `pip install .` (add `.[test]` for the test tools)."""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="sideways_tf",
+    version="0.1.0",
+    description="Depth-parallel training of video models with Sideways and Skip-Sideways (TF2 / Keras 3).",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    packages=find_packages(include=["sideways_tf", "sideways_tf.*"]),
+    python_requires=">=3.10",
+    install_requires=[
+        "tensorflow>=2.16",
+        "keras>=3.3",
+        "tensorflow-datasets>=4.9",
+        "numpy",
+        "absl-py",
+        "tensorboard",
+    ],
+    extras_require={
+        "test": ["pytest>=7", "ruff"],
+    },
+    license="Apache-2.0",
+)

@@ -1,0 +1,1 @@
+"""The engine's building blocks: timing, one pipeline step, the frame loop, tau, the VJP."""

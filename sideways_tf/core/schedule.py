@@ -1,0 +1,43 @@
+"""Timing of the pipeline: which activations and gradients are valid at which step.
+
+Units are numbered 0..D-1 here (unit `k` is unit `k + 1` of DESIGN.md); steps are 0-based.
+Validity only depends on the step and the unit, so the masks (gamma in the papers) are closed
+forms rather than flags carried through the state. Derivation (DESIGN.md section 3.4):
+
+* unit k's input at step s was computed from frame `s - k` along the direct path, and from
+  later frames along shortcuts, so it is valid iff `s >= k`;
+* the top unit's incoming gradient is valid iff its output is: `s >= D - 1`;
+* unit k < D-1 sums the messages sent at step s-1 by unit k+1 (and k+2 in Skip-Sideways);
+  each is valid iff its sender counted at s-1 (its input is then valid too), which gives
+  `s >= 2D - 2 - k` in every mode.
+"""
+
+from __future__ import annotations
+
+MODES = ("bp", "sideways", "skip_sideways", "fa_skip_sideways")
+SKIP_MODES = ("skip_sideways", "fa_skip_sideways")
+
+
+def first_valid_input_step(unit: int, mode: str) -> int:
+    """First step at which unit `unit` (0-based) reads an input computed from real frames."""
+    return 0 if mode == "bp" else unit
+
+
+def first_counted_step(unit: int, depth: int, mode: str) -> int:
+    """First step at which unit `unit` (0-based) of a `depth`-unit net counts for its update."""
+    return 0 if mode == "bp" else 2 * depth - 2 - unit
+
+
+def counted_steps(unit: int, depth: int, mode: str, num_frames: int) -> int:
+    """Number of steps of a `num_frames` clip that count for unit `unit`'s update."""
+    return max(num_frames - first_counted_step(unit, depth, mode), 0)
+
+
+def min_clip_length(depth: int, mode: str) -> int:
+    """Shortest clip in which every unit counts at least once: `2D - 1` (1 for bp)."""
+    return 1 if mode == "bp" else 2 * depth - 1
+
+
+def output_latency(depth: int, mode: str) -> int:
+    """Steps between a frame entering unit 0 and its prediction leaving the top: `D - 1`."""
+    return 0 if mode == "bp" else depth - 1

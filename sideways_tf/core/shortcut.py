@@ -1,0 +1,164 @@
+"""The shortcut transform tau and the fusion of a unit's direct and shortcut inputs.
+
+tau maps `h_{i-2}` (the shortcut) onto the shape the receiving unit i needs next to
+`h_{i-1}` (the direct input): spatial size by pooling, channels (for `"add"` fusion only)
+by tiling or a 1x1 projection owned by the receiving unit.
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import keras
+from keras import ops
+
+FUSIONS = ("concat", "add")
+SHORTCUTS = ("auto", "maxpool", "avgpool", "tile", "project")
+
+
+def fuse(direct: "keras.KerasTensor", shortcut, fusion: str):
+    """Merges a unit's two inputs.
+
+    Args:
+      direct: `h_{i-1}`, `[B, *S]`.
+      shortcut: `tau(h_{i-2})`, `[B, *S']` with `S'` equal to `S` up to the channel axis.
+      fusion: `"concat"` (direct part first, on the last axis) or `"add"`.
+
+    Returns:
+      The fused input, `[B, *S[:-1], C + C']` for concat, `[B, *S]` for add.
+    """
+    if fusion == "concat":
+        return ops.concatenate([direct, shortcut], axis=-1)
+    return direct + shortcut
+
+
+class ShortcutTransform(keras.layers.Layer):
+    """tau: pools a shortcut activation to the direct input's size, then matches channels.
+
+    Input `[B, H, W, C]` or `[B, C]`; output `[B, H', W', C']` or `[B, C']`.
+
+    Args:
+      pool: `None`, `"max"` or `"avg"`.
+      pool_size: integer stride `(sh, sw)` of a non-overlapping pool, or `"global"` to pool
+        all spatial positions (shortcut of rank 4 into a direct input of rank 2).
+      channels: `None`, `"tile"` or `"project"`.
+      out_channels: the channel count to reach when `channels` is set.
+    """
+
+    def __init__(
+        self,
+        pool: Optional[str] = None,
+        pool_size=None,
+        channels: Optional[str] = None,
+        out_channels: Optional[int] = None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.pool = pool
+        self.pool_size = tuple(pool_size) if isinstance(pool_size, (list, tuple)) else pool_size
+        self.channels = channels
+        self.out_channels = out_channels
+        self.projection = None
+        if channels == "project":
+            self.projection = keras.layers.Dense(out_channels, use_bias=False, name="project")
+
+    def build(self, input_shape):
+        if self.projection is not None:
+            pooled = self.compute_output_shape(input_shape, before_channels=True)
+            self.projection.build(pooled)
+        self.built = True
+
+    def call(self, x):
+        if self.pool_size == "global":
+            axes = tuple(range(1, len(x.shape) - 1))
+            x = ops.max(x, axis=axes) if self.pool == "max" else ops.mean(x, axis=axes)
+        elif self.pool is not None:
+            pool_layer = ops.max_pool if self.pool == "max" else ops.average_pool
+            x = pool_layer(x, self.pool_size, strides=self.pool_size, padding="valid")
+        if self.channels == "tile":
+            x = ops.tile(x, [1] * (len(x.shape) - 1) + [self.out_channels // x.shape[-1]])
+        elif self.channels == "project":
+            x = self.projection(x)
+        return x
+
+    def compute_output_shape(self, input_shape, before_channels: bool = False):
+        shape = list(input_shape)
+        if self.pool_size == "global":
+            shape = [shape[0], shape[-1]]
+        elif self.pool is not None:
+            shape = [shape[0]] + [d // p for d, p in zip(shape[1:-1], self.pool_size)] + [shape[-1]]
+        if self.channels is not None and not before_channels:
+            shape[-1] = self.out_channels
+        return tuple(shape)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            pool=self.pool,
+            pool_size=self.pool_size,
+            channels=self.channels,
+            out_channels=self.out_channels,
+        )
+        return config
+
+
+def make_shortcut(
+    shortcut_shape: Sequence[int],
+    direct_shape: Sequence[int],
+    fusion: str,
+    shortcut: str = "auto",
+    name: Optional[str] = None,
+) -> Optional[ShortcutTransform]:
+    """Chooses tau for one receiving unit from the two activation shapes.
+
+    Args:
+      shortcut_shape: shape of `h_{i-2}` without the batch axis, `[H, W, C]` or `[C]`.
+      direct_shape: shape of `h_{i-1}` without the batch axis.
+      fusion: `"concat"` or `"add"`.
+      shortcut: `"auto"` (identity when shapes match, integer-stride max-pool when the
+        shortcut's spatial size is a multiple of the direct input's, global pool into a
+        rank-2 direct input; for `"add"` channels tiled when they divide, else projected),
+        `"maxpool"`/`"avgpool"` (that pool kind), `"tile"`/`"project"` (that channel matcher).
+      name: the layer name.
+
+    Returns:
+      A `ShortcutTransform`, or None when tau is the identity.
+
+    Raises:
+      ValueError: when the shapes cannot be matched with the requested transform.
+    """
+    s_shape, d_shape = tuple(shortcut_shape), tuple(direct_shape)
+    where = f"shortcut={shortcut!r}: cannot map a shortcut of shape {s_shape} onto a direct input of shape {d_shape}"
+    pool = "avg" if shortcut == "avgpool" else "max"
+    if len(s_shape) == len(d_shape):
+        factors = []
+        for s, d in zip(s_shape[:-1], d_shape[:-1]):
+            if d <= 0 or s % d:
+                raise ValueError(f"{where}: spatial sizes must be equal or integer multiples.")
+            factors.append(s // d)
+        pool_size = tuple(factors) if any(f != 1 for f in factors) else None
+    elif len(d_shape) == 1 and len(s_shape) >= 2:
+        pool_size = "global"
+    else:
+        raise ValueError(f"{where}: ranks {len(s_shape) + 1} and {len(d_shape) + 1} are not supported.")
+    channels, out_channels = None, None
+    c_s, c_d = s_shape[-1], d_shape[-1]
+    if fusion == "add" and c_s != c_d:
+        if shortcut == "project" or (shortcut != "tile" and c_d % c_s):
+            channels = "project"
+        elif c_d % c_s == 0:
+            channels = "tile"
+        else:
+            raise ValueError(f"{where}: 'tile' needs the direct channels ({c_d}) to be a multiple of the shortcut's ({c_s}).")
+        out_channels = c_d
+    elif shortcut == "project":
+        channels, out_channels = "project", c_d
+    if pool_size is None and channels is None:
+        return None
+    return ShortcutTransform(
+        pool=pool if pool_size is not None else None,
+        pool_size=pool_size,
+        channels=channels,
+        out_channels=out_channels,
+        name=name,
+    )

@@ -1,0 +1,53 @@
+"""Small networks and data shared by the tests."""
+
+import keras
+import numpy as np
+
+SPARSE_CE = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+
+def conv_units(batch_norm: bool = True, num_classes: int = 5) -> list:
+    """Five conv units over 8x8x3 frames: strided convs, batch norm, a rank-4 -> rank-2 switch.
+
+    Activations: 4x4x4, 4x4x4, 2x2x8, [6], [num_classes]. In the skip modes unit 3's shortcut
+    (4x4x4 into 2x2x8) is max-pooled, unit 4's (2x2x8 into [6]) globally pooled.
+    """
+    def norm():
+        return [keras.layers.BatchNormalization(momentum=0.9)] if batch_norm else []
+
+    return [
+        keras.Sequential([keras.layers.Conv2D(4, 3, strides=2, padding="same", use_bias=False), *norm(),
+                          keras.layers.ReLU()]),
+        keras.Sequential([keras.layers.Conv2D(4, 3, padding="same"), keras.layers.ReLU()]),
+        keras.Sequential([keras.layers.Conv2D(8, 3, strides=2, padding="same", use_bias=False), *norm(),
+                          keras.layers.ReLU()]),
+        keras.Sequential([keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(6), keras.layers.ReLU()]),
+        keras.layers.Dense(num_classes),
+    ]
+
+
+def dense_units(depth: int, width: int = 8, num_classes: int = 3) -> list:
+    """`depth` dense units over vector frames; tanh hidden units, logits on top."""
+    units = [keras.layers.Dense(width, activation="tanh") for _ in range(depth - 1)]
+    return units + [keras.layers.Dense(num_classes)]
+
+
+def random_clip(shape, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).normal(size=shape).astype("float32")
+
+
+def constant_clip(shape, seed: int = 0) -> np.ndarray:
+    """A clip whose T frames are all the same: `[B, T, *F]`."""
+    frame = random_clip((shape[0], 1) + tuple(shape[2:]), seed)
+    return np.repeat(frame, shape[1], axis=1)
+
+
+def compiled(model, optimizer=None, metrics=None):
+    model.compile(optimizer=optimizer or keras.optimizers.SGD(0.1), loss=SPARSE_CE, metrics=metrics)
+    return model
+
+
+def assert_grads_close(actual, expected, atol=1e-5, rtol=1e-4):
+    assert len(actual) == len(expected)
+    for i, (a, e) in enumerate(zip(actual, expected)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(e), atol=atol, rtol=rtol, err_msg=f"gradient {i}")
