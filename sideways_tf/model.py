@@ -193,23 +193,31 @@ class SidewaysModel(keras.Model):
         )
         return result, labels_per_frame, weights_per_frame
 
-    def _ordered(self, per_stage_grads) -> list:
-        """Per-stage gradients -> a list aligned with `self.trainable_variables`."""
+    def _ordered(self, per_stage_grads, synchronous: bool) -> list:
+        """Per-stage gradients -> a list aligned with `self.trainable_variables`.
+
+        Weight regularizers are part of `compute_loss`, so the top unit's per-step loss already
+        carries their gradient for every variable its tape watches: all of them in exact
+        backprop, only the top unit's in the sideways rules. The others get it here, once.
+        """
         by_id = {}
         for stage, grads in zip(self.stages, per_stage_grads):
             for variable, grad in zip(stage.trainable_variables, grads):
                 key = id(variable)
                 by_id[key] = grad if key not in by_id else by_id[key] + grad
-        ordered = []
-        for variable in self.trainable_variables:
-            ordered.append(by_id.get(id(variable), tf.zeros_like(variable.value)))
-        regularization = [loss for loss in self.losses]
-        if regularization:
+        ordered = [by_id.get(id(v), tf.zeros_like(v.value)) for v in self.trainable_variables]
+        if self.losses and not synchronous:
+            top = {id(v) for v in self.stages[-1].trainable_variables}
+            rest = [(i, v) for i, v in enumerate(self.trainable_variables) if id(v) not in top]
             with tf.GradientTape() as tape:
                 penalty = tf.add_n([tf.cast(tf.reduce_sum(r), tf.float32) for r in self.losses]) / _num_replicas()
-            extra = tape.gradient(penalty, self.trainable_variables, unconnected_gradients=tf.UnconnectedGradients.ZERO)
-            ordered = [g + tf.cast(e, g.dtype) for g, e in zip(ordered, extra)]
+            extra = tape.gradient(penalty, [v.value for _, v in rest], unconnected_gradients="zero")
+            for (i, _), e in zip(rest, extra):
+                ordered[i] = ordered[i] + tf.cast(e, ordered[i].dtype)
         return ordered
+
+    def _synchronous(self, reference) -> bool:
+        return self.mode == "bp" or reference == "exact"
 
     def _without_state_changes(self, fn):
         """Runs `fn()` and restores every non-trainable variable afterwards."""
@@ -262,7 +270,7 @@ class SidewaysModel(keras.Model):
             def compute(video, labels, sample_weight=None):
                 def run():
                     result, _, _ = self._episode(video, labels, sample_weight, reference)
-                    return self._ordered(result.gradients)
+                    return self._ordered(result.gradients, self._synchronous(reference))
 
                 return self._without_state_changes(run)
 
@@ -274,7 +282,7 @@ class SidewaysModel(keras.Model):
     def train_step(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         result, labels_per_frame, weights_per_frame = self._episode(x, y, sample_weight)
-        gradients = self._ordered(result.gradients)
+        gradients = self._ordered(result.gradients, self._synchronous(None))
         self.optimizer.apply(gradients, self.trainable_variables)
         if self._loss_tracker is not None:
             self._loss_tracker.update_state(result.loss * _num_replicas(), sample_weight=tf.shape(x)[0])
@@ -302,6 +310,28 @@ class SidewaysModel(keras.Model):
     def predict_step(self, data):
         x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
         return self(x, training=False)
+
+    def _symbolic_build(self, iterator=None, data_batch=None):
+        """Builds model, compiled loss and metrics, and optimizer before a distributed `fit`.
+
+        Keras (under a tf.distribute strategy) builds the compiled loss and metrics on
+        `(y, model(x))`; here they see one prediction per valid step instead, so they are built
+        on those shapes.
+        """
+        if data_batch is None:
+            return super()._symbolic_build(iterator=iterator)
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data_batch)
+        self._check_video(x, training=False)
+        if y is not None and self.compiled:
+            per_frame = targets.is_per_frame(y.shape, self._output_shape, x.shape[1], y.dtype.is_integer)
+            y_step = keras.KerasTensor((None,) + tuple(y.shape[2 if per_frame else 1:]), dtype=y.dtype.name)
+            pred_step = keras.KerasTensor((None,) + self._output_shape[1:])
+            if self._compile_metrics is not None and not self._compile_metrics.built:
+                self._compile_metrics.build(y_step, pred_step)
+            if self._compile_loss is not None and not self._compile_loss.built:
+                self._compile_loss.build(y_step, pred_step)
+        if self.optimizer is not None and not self.optimizer.built:
+            self.optimizer.build(self.trainable_variables)
 
     # ------------------------------------------------------------------ serialization
 

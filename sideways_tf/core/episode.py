@@ -95,10 +95,13 @@ def train_episode(
             state = state._replace(step=state.step + 1)
         else:
             state, result = pipeline.sideways_step(stages, mode, state, frame, head, devices)
-        accumulators = [
-            [acc + tf.cast(counts, acc.dtype) * g for acc, g in zip(unit_acc, unit_grads)]
-            for unit_acc, unit_grads, counts in zip(accumulators, result.variable_gradients, result.counted)
-        ]
+        accumulated = []
+        for k, (unit_acc, unit_grads, counts) in enumerate(
+            zip(accumulators, result.variable_gradients, result.counted)
+        ):
+            with pipeline.on_device(devices, k):
+                accumulated.append([acc + tf.cast(counts, acc.dtype) * g for acc, g in zip(unit_acc, unit_grads)])
+        accumulators = accumulated
         return s + 1, state, accumulators, loss_sum + result.loss, outputs.write(s, result.top_output)
 
     _, _, accumulators, loss_sum, outputs = tf.while_loop(

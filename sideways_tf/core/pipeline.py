@@ -66,7 +66,8 @@ def zero_state(batch_size, activation_shapes: Sequence[Sequence[int]], dtype) ->
     return PipelineState(step=tf.constant(0, tf.int32), activations=zeros, gradients=zeros)
 
 
-def _on_device(devices: Optional[Sequence[str]], k: int):
+def on_device(devices: Optional[Sequence[str]], k: int):
+    """A `tf.device` scope for unit k's work, or a no-op without placement."""
     return tf.device(devices[k]) if devices else contextlib.nullcontext()
 
 
@@ -116,7 +117,7 @@ def sideways_step(
         direct, shortcut = _unit_inputs(k, mode, state, frame)
         counts = step >= schedule.first_counted_step(k, depth, mode)
         input_valid = step >= schedule.first_valid_input_step(k, mode)
-        with _on_device(devices, k):
+        with on_device(devices, k):
             primals = [] if k == 0 else [direct]
             shortcut_is_primal = shortcut is not None and mode == "skip_sideways"
             if shortcut_is_primal:
@@ -149,7 +150,10 @@ def sideways_step(
     for k in range(depth - 1):
         message = direct_msgs[k + 1]
         if k + 2 < depth and shortcut_msgs[k + 2] is not None:
-            message = message + shortcut_msgs[k + 2]
+            # The shortcut message becomes valid one step before the direct one; a sum
+            # with an invalid part is invalid, hence zero.
+            complete = step + 1 >= schedule.first_counted_step(k, depth, mode)
+            message = (message + shortcut_msgs[k + 2]) * tf.cast(complete, message.dtype)
         new_gradients.append(message)
     new_state = PipelineState(step=step + 1, activations=tuple(outputs[:-1]), gradients=tuple(new_gradients))
     return new_state, StepResult(outputs[-1], loss, var_grads, counted)
@@ -174,7 +178,7 @@ def inference_step(
     outputs = []
     for k, stage in enumerate(stages):
         direct, shortcut = _unit_inputs(k, mode, state, frame)
-        with _on_device(devices, k):
+        with on_device(devices, k):
             outputs.append(stage(direct, shortcut, training=False))
     new_state = PipelineState(step=state.step + 1, activations=tuple(outputs[:-1]), gradients=state.gradients)
     return new_state, outputs[-1]
@@ -207,7 +211,7 @@ def synchronous_forward(
         shortcut = hidden[k - 2] if (shortcuts and k >= 2) else None
         if shortcut is not None and stop_shortcut_gradients:
             shortcut = tf.stop_gradient(shortcut)
-        with _on_device(devices, k):
+        with on_device(devices, k):
             hidden.append(stage(direct, shortcut, training=training))
     return hidden[-1]
 

@@ -1,0 +1,57 @@
+"""Timing of the pipeline: the closed forms, and the steps at which units really start counting."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import sideways_tf as sw
+from sideways_tf.core import pipeline, schedule
+from tests.helpers import SPARSE_CE, compiled, dense_units, random_clip
+
+
+@pytest.mark.parametrize("depth", [1, 2, 5, 8])
+def test_closed_forms(depth):
+    for k in range(depth):
+        # DESIGN.md numbers units 1..D: unit i first counts at step 2D - 1 - i.
+        assert schedule.first_counted_step(k, depth, "sideways") == 2 * depth - 1 - (k + 1)
+        assert schedule.first_counted_step(k, depth, "bp") == 0
+    assert schedule.first_counted_step(depth - 1, depth, "skip_sideways") == depth - 1
+    assert schedule.min_clip_length(depth, "sideways") == 2 * depth - 1
+    assert schedule.counted_steps(0, depth, "sideways", 2 * depth - 1) == 1
+
+
+@pytest.mark.parametrize("mode", ["sideways", "skip_sideways", "fa_skip_sideways"])
+def test_unit_first_counts_at_2d_minus_1_minus_i(mode):
+    depth, frames = 5, 12
+    model = compiled(sw.SidewaysModel(dense_units(depth), mode=mode))
+    video = tf.constant(random_clip((2, frames, 6)))
+    labels = tf.constant([0, 2])
+    model.build(video.shape)
+    state = pipeline.zero_state(2, model._activation_shapes, tf.float32)
+    first_nonzero = [None] * depth
+    for s in range(frames):
+        def head(out):
+            return SPARSE_CE(labels, out)
+
+        state, result = pipeline.sideways_step(model.stages, mode, state, video[:, s], head)
+        for k in range(depth):
+            nonzero = any(float(tf.reduce_max(tf.abs(g))) > 0 for g in result.variable_gradients[k])
+            assert bool(result.counted[k]) == (s >= 2 * depth - 1 - (k + 1))
+            if nonzero and first_nonzero[k] is None:
+                first_nonzero[k] = s
+    assert first_nonzero == [2 * depth - 1 - i for i in range(1, depth + 1)]
+
+
+def test_messages_are_zero_until_valid():
+    depth = 4
+    model = compiled(sw.SidewaysModel(dense_units(depth), mode="skip_sideways"))
+    video = tf.constant(random_clip((2, 8, 6)))
+    model.build(video.shape)
+    state = pipeline.zero_state(2, model._activation_shapes, tf.float32)
+    for s in range(8):
+        state, _ = pipeline.sideways_step(model.stages, "skip_sideways", state, video[:, s],
+                                          lambda out: SPARSE_CE(tf.constant([0, 1]), out))
+        for k, grad in enumerate(state.gradients):
+            # The message about h_k sent at step s is used at step s + 1.
+            valid = s + 1 >= schedule.first_counted_step(k, depth, "skip_sideways")
+            assert (np.abs(grad.numpy()).max() > 0) == valid, (s, k)

@@ -1,0 +1,67 @@
+"""tau: which transform each pair of shapes gets, and what it computes."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from sideways_tf.core.shortcut import ShortcutTransform, fuse, make_shortcut
+
+
+def test_identity_when_shapes_match():
+    assert make_shortcut((8, 8, 4), (8, 8, 4), "concat") is None
+    assert make_shortcut((8, 8, 4), (8, 8, 16), "concat") is None  # concat only needs the spatial size
+
+
+def test_integer_stride_max_pool():
+    tau = make_shortcut((8, 6, 4), (4, 2, 4), "concat")
+    assert (tau.pool, tau.pool_size, tau.channels) == ("max", (2, 3), None)
+    x = tf.reshape(tf.range(2 * 8 * 6 * 4, dtype=tf.float32), (2, 8, 6, 4))
+    np.testing.assert_array_equal(tau(x), tf.nn.max_pool2d(x, (2, 3), (2, 3), "VALID"))
+
+
+def test_avgpool_and_global_pool():
+    tau = make_shortcut((8, 8, 4), (4, 4, 4), "concat", shortcut="avgpool")
+    assert tau.pool == "avg"
+    x = tf.random.normal((2, 4, 4, 4))
+    glob = make_shortcut((4, 4, 4), (10,), "concat")
+    assert glob.pool_size == "global"
+    np.testing.assert_allclose(glob(x), tf.reduce_max(x, [1, 2]), rtol=1e-6)
+    glob_avg = make_shortcut((4, 4, 4), (10,), "concat", shortcut="avgpool")
+    np.testing.assert_allclose(glob_avg(x), tf.reduce_mean(x, [1, 2]), rtol=1e-6)
+
+
+def test_add_matches_channels_by_tile_or_project():
+    tile = make_shortcut((4, 4, 4), (4, 4, 8), "add")
+    assert tile.channels == "tile"
+    x = tf.random.normal((1, 4, 4, 4))
+    np.testing.assert_array_equal(tile(x), tf.concat([x, x], -1))
+    project = make_shortcut((4, 4, 4), (4, 4, 6), "add")
+    assert project.channels == "project"
+    assert project(x).shape == (1, 4, 4, 6) and len(project.trainable_variables) == 1
+    forced = make_shortcut((4, 4, 4), (4, 4, 8), "add", shortcut="project")
+    assert forced.channels == "project"
+
+
+def test_fuse():
+    a, b = tf.ones((1, 2, 2, 3)), 2 * tf.ones((1, 2, 2, 3))
+    assert fuse(a, b, "concat").shape == (1, 2, 2, 6)
+    np.testing.assert_array_equal(fuse(a, b, "concat")[..., :3], a)  # direct part first
+    np.testing.assert_array_equal(fuse(a, b, "add"), 3 * a)
+
+
+@pytest.mark.parametrize(
+    "shortcut_shape, direct_shape, fusion, shortcut",
+    [((6, 6, 4), (4, 4, 4), "concat", "auto"),      # not an integer multiple
+     ((2, 2, 4), (4, 4, 4), "concat", "auto"),      # smaller than the direct input
+     ((4,), (4, 4, 4), "concat", "auto"),           # rank 2 into rank 4
+     ((4, 4, 4), (4, 4, 6), "add", "tile")],        # 6 channels are no multiple of 4
+)
+def test_impossible_shapes_raise(shortcut_shape, direct_shape, fusion, shortcut):
+    with pytest.raises(ValueError, match="shortcut="):
+        make_shortcut(shortcut_shape, direct_shape, fusion, shortcut)
+
+
+def test_config_round_trip():
+    tau = make_shortcut((8, 8, 4), (4, 4, 6), "add")
+    clone = ShortcutTransform.from_config(tau.get_config())
+    assert (clone.pool, clone.pool_size, clone.channels, clone.out_channels) == ("max", (2, 2), "project", 6)

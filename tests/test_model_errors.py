@@ -1,0 +1,76 @@
+"""Bad input raises ValueError naming the argument and what is allowed."""
+
+import keras
+import numpy as np
+import pytest
+
+import sideways_tf as sw
+from tests.helpers import compiled, conv_units, dense_units, random_clip
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [({"mode": "backprop"}, r"`mode` must be one of 'bp', 'sideways', 'skip_sideways', 'fa_skip_sideways'"),
+     ({"fusion": "mul"}, r"`fusion` must be one of 'concat', 'add'"),
+     ({"shortcut": "conv"}, r"`shortcut` must be one of 'auto', 'maxpool'"),
+     ({"devices": ["/CPU:0"]}, r"`devices` must be None or a list of 3 device strings"),
+     ({"devices": "/CPU:0"}, r"`devices` must be None or a list of 3"),
+     ({"devices": ["/CPU:0", "/CPU:0", 0]}, r"`devices`")],
+)
+def test_bad_constructor_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        sw.SidewaysModel(dense_units(3), **kwargs)
+
+
+def test_bad_units():
+    with pytest.raises(ValueError, match="`units` must be a non-empty list"):
+        sw.SidewaysModel([])
+    with pytest.raises(ValueError, match="`units` must be a non-empty list"):
+        sw.SidewaysModel(keras.layers.Dense(3))
+    with pytest.raises(ValueError, match=r"`units\[1\]` must be a keras.layers.Layer"):
+        sw.SidewaysModel([keras.layers.Dense(3), "dense"])
+
+
+@pytest.mark.parametrize("mode", ["sideways", "skip_sideways", "fa_skip_sideways"])
+def test_clip_too_short_names_t_d_and_minimum(mode):
+    model = compiled(sw.SidewaysModel(dense_units(4), mode=mode))
+    video, labels = random_clip((2, 6, 5)), np.array([0, 1])
+    with pytest.raises(ValueError, match=r"T=6 frames.*4-unit model.*at least 7 frames"):
+        model.fit(video, labels, verbose=0)
+    with pytest.raises(ValueError, match=r"T=6.*at least 7"):
+        model.pseudo_gradients(video, labels)
+    with pytest.raises(ValueError, match=r"T=3.*at least 4"):
+        model.predict(random_clip((2, 3, 5)), verbose=0)
+
+
+def test_bp_accepts_a_single_frame():
+    model = compiled(sw.SidewaysModel(dense_units(4), mode="bp"))
+    model.fit(random_clip((2, 1, 5)), np.array([0, 1]), verbose=0)
+
+
+def test_video_shape_differs_from_built_shape():
+    model = compiled(sw.SidewaysModel(conv_units(), mode="sideways"))
+    model.fit(random_clip((2, 9, 8, 8, 3)), np.array([0, 1]), verbose=0)
+    with pytest.raises(ValueError, match=r"video shape \(2, 9, 16, 16, 3\).*\(None, None, 8, 8, 3\)"):
+        model.predict(random_clip((2, 9, 16, 16, 3)), verbose=0)
+    with pytest.raises(ValueError, match=r"video shape \(2, 9, 8, 8\).*\(None, None, 8, 8, 3\)"):
+        model.pseudo_gradients(random_clip((2, 9, 8, 8)), np.array([0, 1]))
+
+
+def test_video_rank_too_small():
+    model = compiled(sw.SidewaysModel(dense_units(2), mode="sideways"))
+    with pytest.raises(ValueError, match=r"rank >= 3"):
+        model.build((2, 5))
+
+
+def test_shortcut_that_cannot_match_names_the_argument():
+    units = [keras.layers.Dense(4), keras.layers.Dense(6), keras.layers.Dense(3)]
+    model = compiled(sw.SidewaysModel(units, mode="skip_sideways", fusion="add", shortcut="tile"))
+    with pytest.raises(ValueError, match=r"shortcut='tile'.*multiple"):
+        model.build((2, 5, 4))
+
+
+def test_gradients_need_compile():
+    model = sw.SidewaysModel(dense_units(2), mode="sideways")
+    with pytest.raises(ValueError, match="compile"):
+        model.pseudo_gradients(random_clip((2, 5, 4)), np.array([0, 1]))
