@@ -116,7 +116,7 @@ def make_shortcut(
       direct_shape: shape of `h_{i-1}` without the batch axis.
       fusion: `"concat"` or `"add"`.
       shortcut: `"auto"` (identity when shapes match, integer-stride max-pool when the
-        shortcut's spatial size is a multiple of the direct input's, global pool into a
+        shortcut's spatial size is a multiple of the direct input's, global max-pool into a
         rank-2 direct input; for `"add"` channels tiled when they divide, else projected),
         `"maxpool"`/`"avgpool"` (that pool kind), `"tile"`/`"project"` (that channel matcher).
       name: the layer name.
@@ -149,7 +149,9 @@ def make_shortcut(
         elif c_d % c_s == 0:
             channels = "tile"
         else:
-            raise ValueError(f"{where}: 'tile' needs the direct channels ({c_d}) to be a multiple of the shortcut's ({c_s}).")
+            raise ValueError(
+                f"{where}: 'tile' needs the direct channels ({c_d}) to be a multiple of the shortcut's ({c_s})."
+            )
         out_channels = c_d
     elif shortcut == "project":
         channels, out_channels = "project", c_d
