@@ -16,6 +16,11 @@ from sideways_tf.core.stage import Stage
 
 HeadForStep = Callable[[tf.Tensor], pipeline.Head]
 
+# Steps of the frame loop TensorFlow may run at once. More than one lets independent work of
+# later steps (reading frames, the per-frame forward in "bp") start early, at the cost of
+# holding several steps' activations: memory would then depend on the schedule, not on D.
+PARALLEL_ITERATIONS = 1
+
 
 class EpisodeResult(NamedTuple):
     """What training on one clip gives.
@@ -108,6 +113,7 @@ def train_episode(
         lambda s, *_: s < num_frames,
         body,
         (tf.constant(0), state, accumulators, tf.zeros([], dtype), outputs),
+        parallel_iterations=PARALLEL_ITERATIONS,
     )
     gradients = []
     for k, unit_acc in enumerate(accumulators):
@@ -152,5 +158,7 @@ def inference_episode(
         state, out = pipeline.inference_step(stages, mode, state, frame_at(video, s, dtype), devices)
         return s + 1, state, outputs.write(s, out)
 
-    _, _, outputs = tf.while_loop(lambda s, *_: s < num_frames, body, (tf.constant(0), state, outputs))
+    _, _, outputs = tf.while_loop(
+        lambda s, *_: s < num_frames, body, (tf.constant(0), state, outputs), parallel_iterations=PARALLEL_ITERATIONS
+    )
     return _stack_valid(outputs, schedule.output_latency(depth, mode))

@@ -1,0 +1,78 @@
+"""Shared pieces of the benchmarks: the 8-unit VGG-style network, clips, reporting."""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Sequence
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+import sideways_tf as sw  # noqa: E402
+
+
+def split_cpu(num_devices: int = 2) -> None:
+    """Splits the CPU into logical devices; call before TensorFlow touches a device."""
+    cpus = tf.config.list_physical_devices("CPU")
+    tf.config.set_logical_device_configuration(cpus[0], [tf.config.LogicalDeviceConfiguration()] * num_devices)
+
+
+def vgg_style_units(num_classes: int = 51, width: int = 16) -> list:
+    """An 8-unit VGG-style frame model for 112x112 frames (one weight layer per unit).
+
+    Activations: 28x28xw, 14x14x2w, 14x14x4w, 14x14x4w, 7x7x4w, [16w], [8w], [num_classes];
+    every shortcut of the skip modes is an integer-stride or global pool.
+    """
+
+    def conv(filters, kernel, strides=1, pool=False):
+        layers = [keras.layers.Conv2D(filters, kernel, strides=strides, padding="same", use_bias=False),
+                  keras.layers.BatchNormalization(), keras.layers.ReLU()]
+        if pool:
+            layers.append(keras.layers.MaxPooling2D(2))
+        return keras.Sequential(layers)
+
+    return [
+        conv(width, 7, strides=2, pool=True),
+        conv(2 * width, 5, strides=2),
+        conv(4 * width, 3),
+        conv(4 * width, 3),
+        conv(4 * width, 3, pool=True),
+        keras.Sequential([keras.layers.Flatten(), keras.layers.Dense(16 * width, activation="relu", use_bias=False)]),
+        keras.layers.Dense(8 * width, activation="relu", use_bias=False),
+        keras.layers.Dense(num_classes),
+    ]
+
+
+def compiled_model(mode: str, devices=None, width: int = 16) -> sw.SidewaysModel:
+    keras.utils.set_random_seed(0)
+    model = sw.SidewaysModel(vgg_style_units(width=width), mode=mode, devices=devices)
+    model.compile(optimizer=keras.optimizers.Adam(1e-4, clipvalue=1.0),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    return model
+
+
+def uint8_clips(batch: int, frames: int, size: int = 112, seed: int = 0) -> tf.Tensor:
+    rng = np.random.default_rng(seed)
+    return tf.constant(rng.integers(0, 256, size=(batch, frames, size, size, 3), dtype=np.uint8))
+
+
+def report(name: str, rows: Sequence[dict], columns: Sequence[str], summary: dict) -> None:
+    """Prints the rows as JSON, then a short table, then the summary."""
+    print(json.dumps({"benchmark": name, "rows": list(rows), "summary": summary}, indent=1))
+    widths = [max(len(c), *(len(_fmt(r.get(c))) for r in rows)) for c in columns]
+    print()
+    print("  ".join(c.ljust(w) for c, w in zip(columns, widths)))
+    for r in rows:
+        print("  ".join(_fmt(r.get(c)).ljust(w) for c, w in zip(columns, widths)))
+    for key, value in summary.items():
+        print(f"{key}: {_fmt(value)}")
+
+
+def _fmt(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    return "" if value is None else str(value)
