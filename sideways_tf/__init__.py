@@ -2,8 +2,9 @@
 
 from sideways_tf.core.schedule import MODES
 from sideways_tf.core.shortcut import FUSIONS, SHORTCUTS
+from sideways_tf import layers, models
 from sideways_tf.model import SidewaysModel
 
 __version__ = "0.1.0"
 
-__all__ = ["FUSIONS", "MODES", "SHORTCUTS", "SidewaysModel", "__version__"]
+__all__ = ["FUSIONS", "MODES", "SHORTCUTS", "SidewaysModel", "__version__", "layers", "models"]

@@ -25,6 +25,7 @@ def _check_choice(name: str, value, allowed: Sequence[str]) -> None:
         raise ValueError(f"`{name}` must be one of {', '.join(repr(a) for a in allowed)}; got {value!r}.")
 
 
+@keras.saving.register_keras_serializable(package="sideways_tf")
 class SidewaysModel(keras.Model):
     """A frame model of D units trained on video clips with one of four rules.
 
