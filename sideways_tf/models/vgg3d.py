@@ -70,7 +70,7 @@ def vgg16_3d(num_classes: int, causal: bool = False, dropout: float = 0.0, width
         if pool or i == len(VGG16_CONVS) - 1:
             x = _pool(x, POOL_TIME_STRIDES[pool_index], causal, name=f"pool{pool_index + 1}")
             pool_index += 1
-    x = keras.layers.Lambda(lambda t: keras.ops.mean(t, axis=(2, 3)), name="spatial_pool")(x)  # [B, T', C]
+    x = keras.layers.TimeDistributed(keras.layers.GlobalAveragePooling2D(), name="spatial_pool")(x)  # [B, T', C]
     for name, units in zip(("fc6", "fc7"), VGG16_FC):
         x = keras.layers.Dense(scaled(units, width), use_bias=False, name=name)(x)
         x = keras.layers.ReLU(name=f"{name}_relu")(x)

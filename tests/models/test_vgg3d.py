@@ -1,0 +1,55 @@
+"""The 3D baselines: shapes, parameters, causality, training, saving."""
+
+import keras
+import numpy as np
+import pytest
+
+import sideways_tf as sw
+
+K = 51
+
+
+def test_shapes_and_parameter_count():
+    model = sw.models.vgg16_3d(K, frame_shape=(112, 112, 3))
+    assert model.output_shape == (None, K)
+    channels = [3, 64, 64, 128, 128, 256, 256, 256, 512, 512, 512, 512, 512, 512]
+    convs = sum(27 * a * b + 4 * b for a, b in zip(channels, channels[1:]))
+    assert model.count_params() == convs + 512 * 4096 + 4096 * 4096 + 4096 * K + K
+    per_frame = sw.models.vgg16_3d(K, per_frame_outputs=True, width=0.125, frame_shape=(224, 224, 3))
+    assert per_frame.predict(np.zeros((1, 32, 224, 224, 3), "float32"), verbose=0).shape == (1, 2, K)
+
+
+def _outputs(model, video):
+    return model.predict(video, verbose=0)
+
+
+@pytest.mark.parametrize("causal", [True, False])
+def test_causal_outputs_ignore_future_frames(causal):
+    keras.utils.set_random_seed(0)
+    model = sw.models.vgg16_3d(5, causal=causal, width=1 / 16, per_frame_outputs=True, frame_shape=(32, 32, 3))
+    rng = np.random.default_rng(0)
+    video = rng.normal(size=(1, 48, 32, 32, 3)).astype("float32")
+    changed = video.copy()
+    t = 20
+    changed[:, t + 1:] = rng.normal(size=changed[:, t + 1:].shape)
+    before, after = _outputs(model, video), _outputs(model, changed)
+    assert before.shape == (1, 3, 5)
+    # Output j of the causal model sees frames up to j * 16 (the product of temporal strides).
+    unchanged = [j for j in range(3) if j * 16 <= t]
+    if causal:
+        np.testing.assert_allclose(before[:, unchanged], after[:, unchanged], atol=1e-6)
+        assert not np.allclose(before[:, -1], after[:, -1])
+    else:
+        assert not np.allclose(before[:, 0], after[:, 0], atol=1e-6)
+
+
+def test_trains_and_saves(tmp_path):
+    keras.utils.set_random_seed(0)
+    model = sw.models.vgg16_3d(4, causal=True, width=1 / 16, space_to_depth=True, frame_shape=(32, 32, 3))
+    model.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    video = np.random.default_rng(0).normal(size=(2, 8, 32, 32, 3)).astype("float32")
+    model.fit(video, np.array([0, 3]), verbose=0)
+    path = str(tmp_path / "vgg3d.keras")
+    model.save(path)
+    loaded = keras.models.load_model(path)
+    np.testing.assert_allclose(loaded.predict(video, verbose=0), model.predict(video, verbose=0), atol=1e-5)
