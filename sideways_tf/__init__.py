@@ -1,8 +1,8 @@
 """sideways_tf: depth-parallel training of video models with Sideways and Skip-Sideways."""
 
+from sideways_tf import layers, models
 from sideways_tf.core.schedule import MODES
 from sideways_tf.core.shortcut import FUSIONS, SHORTCUTS
-from sideways_tf import layers, models
 from sideways_tf.model import SidewaysModel
 
 __version__ = "0.1.0"
