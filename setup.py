@@ -19,7 +19,8 @@ setup(
         "tensorboard",
     ],
     extras_require={
-        "test": ["pytest>=7", "ruff"],
+        "video": ["av>=12"],
+        "test": ["pytest>=7", "ruff", "av>=12", "scikit-video"],
     },
     license="Apache-2.0",
 )
