@@ -14,6 +14,7 @@ setup(
         "tensorflow>=2.16",
         "keras>=3.3",
         "tensorflow-datasets>=4.9",
+        "importlib_resources",  # tfds needs it to prepare builders of its own (undeclared upstream)
         "numpy",
         "absl-py",
         "tensorboard",

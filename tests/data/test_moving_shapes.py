@@ -1,0 +1,58 @@
+"""Moving shapes: deterministic; motion needs several frames, appearance one."""
+
+import keras
+import numpy as np
+import pytest
+
+from sideways_tf.data import moving_shapes
+
+
+def _arrays(split, label_set, n, frames=8, resolution=32, seed=0):
+    ds = moving_shapes(split, label_set=label_set, num_examples=n, num_frames=frames, resolution=resolution,
+                       seed=seed)
+    videos, labels = zip(*[(e["video"].numpy(), int(e["label"])) for e in ds])
+    return np.stack(videos), np.array(labels)
+
+
+def test_deterministic_for_a_seed():
+    a, la = _arrays("train", "motion", 4)
+    b, lb = _arrays("train", "motion", 4)
+    c, _ = _arrays("train", "motion", 4, seed=1)
+    np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(la, lb)
+    assert not np.array_equal(a, c)
+    test, _ = _arrays("test", "motion", 4)
+    assert not np.array_equal(a, test)
+
+
+def _frame_classifier_accuracy(label_set, num_classes):
+    """Trains a per-frame CNN on single frames and returns its held-out accuracy."""
+    train_v, train_y = _arrays("train", label_set, 384)
+    test_v, test_y = _arrays("test", label_set, 128)
+    frames = train_v.reshape(-1, 32, 32, 3).astype("float32") / 255.0
+    frame_labels = np.repeat(train_y, train_v.shape[1])
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([
+        keras.layers.Conv2D(16, 3, activation="relu"), keras.layers.MaxPooling2D(),
+        keras.layers.Conv2D(32, 3, activation="relu"), keras.layers.GlobalMaxPooling2D(),
+        keras.layers.Dense(32, activation="relu"), keras.layers.Dense(num_classes)])
+    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
+    model.fit(frames, frame_labels, epochs=4, batch_size=64, verbose=0)
+    test_frames = test_v.reshape(-1, 32, 32, 3).astype("float32") / 255.0
+    return model.evaluate(test_frames, np.repeat(test_y, test_v.shape[1]), verbose=0)[1]
+
+
+@pytest.mark.parametrize("label_set, num_classes, chance", [("appearance", 4, 0.25), ("motion", 8, 0.125)])
+def test_single_frames_reveal_appearance_not_motion(label_set, num_classes, chance):
+    accuracy = _frame_classifier_accuracy(label_set, num_classes)
+    if label_set == "appearance":
+        assert accuracy > 0.8
+    else:
+        assert accuracy < chance + 0.08
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="`label_set`"):
+        moving_shapes("train", label_set="colour")
+    with pytest.raises(ValueError, match="`split`"):
+        moving_shapes("dev")
