@@ -23,5 +23,11 @@ setup(
         "video": ["av>=12"],
         "test": ["pytest>=7", "ruff", "av>=12", "scikit-video"],
     },
+    entry_points={
+        "console_scripts": [
+            "sideways-train=sideways_tf.train:run_main",
+            "sideways-quickstart=sideways_tf.quickstart:run_main",
+        ],
+    },
     license="Apache-2.0",
 )

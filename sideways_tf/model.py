@@ -45,6 +45,8 @@ class SidewaysModel(keras.Model):
       fusion: how a unit merges its direct and shortcut inputs: `"concat"` or `"add"`.
       shortcut: tau, `"auto"`, `"maxpool"`, `"avgpool"`, `"tile"` or `"project"`.
       devices: None, or one device string per unit (e.g. `["/CPU:0", "/CPU:1"]`).
+      gradient_stats: also report, per unit, the mean and the L2 norm of its pseudo-gradient
+        (metrics `unit{i}_grad_mean` and `unit{i}_grad_norm`, averaged over the epoch).
       **kwargs: passed to `keras.Model` (`name`, ...).
 
     Calling the model on a clip `[B, T, *F]` returns the per-frame predictions
@@ -59,6 +61,7 @@ class SidewaysModel(keras.Model):
         fusion: str = "concat",
         shortcut: str = "auto",
         devices: Optional[Sequence[str]] = None,
+        gradient_stats: bool = False,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -79,6 +82,13 @@ class SidewaysModel(keras.Model):
                 )
             devices = list(devices)
         self.frame_units = list(units)
+        self.gradient_stats = gradient_stats
+        self.gradient_trackers = []
+        if gradient_stats:
+            self.gradient_trackers = [
+                (keras.metrics.Mean(name=f"unit{k + 1}_grad_mean"), keras.metrics.Mean(name=f"unit{k + 1}_grad_norm"))
+                for k in range(len(units))
+            ]
         self.mode = mode
         self.fusion = fusion
         self.shortcut = shortcut
@@ -285,6 +295,11 @@ class SidewaysModel(keras.Model):
         result, labels_per_frame, weights_per_frame = self._episode(x, y, sample_weight)
         gradients = self._ordered(result.gradients, self._synchronous(None))
         self.optimizer.apply(gradients, self.trainable_variables)
+        for (mean_tracker, norm_tracker), unit_grads in zip(self.gradient_trackers, result.gradients):
+            if unit_grads:
+                flat = tf.concat([tf.reshape(g, [-1]) for g in unit_grads], 0)
+                mean_tracker.update_state(tf.reduce_mean(flat))
+                norm_tracker.update_state(tf.norm(flat))
         if self._loss_tracker is not None:
             self._loss_tracker.update_state(result.loss * _num_replicas(), sample_weight=tf.shape(x)[0])
         y_flat, pred_flat, w_flat = targets.flatten_steps(
@@ -306,7 +321,9 @@ class SidewaysModel(keras.Model):
         loss = self._compute_loss(x=None, y=y, y_pred=outputs, sample_weight=sample_weight, training=False)
         if self._loss_tracker is not None:
             self._loss_tracker.update_state(loss * _num_replicas(), sample_weight=tf.shape(x)[0])
-        return self.compute_metrics(x, y, outputs, sample_weight=sample_weight)
+        logs = self.compute_metrics(x, y, outputs, sample_weight=sample_weight)
+        training_only = {tracker.name for pair in self.gradient_trackers for tracker in pair}
+        return {name: value for name, value in logs.items() if name not in training_only}
 
     def predict_step(self, data):
         x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
@@ -343,6 +360,7 @@ class SidewaysModel(keras.Model):
             "fusion": self.fusion,
             "shortcut": self.shortcut,
             "devices": self.devices,
+            "gradient_stats": self.gradient_stats,
             "name": self.name,
         }
 

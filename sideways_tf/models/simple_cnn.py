@@ -73,3 +73,31 @@ def encoder_decoder(channels: int = 3, space_to_depth: bool = False, width: floa
     if space_to_depth:
         decoder.append(DepthToSpace(2, name="depth_to_space"))
     return _encoder(space_to_depth, width, hidden_bias) + [unit(decoder, "decoder")]
+
+
+def small_cnn(num_classes: int, width: float = 1.0, space_to_depth: bool = False) -> list:
+    """A small 6-unit network for quick runs on a CPU (the quickstart): 4 conv units 3x3 with
+    batch norm (16, 32, 32, 64 channels, stride 2 in the second and fourth), a hidden dense unit
+    on global average pooling, and the logits.
+
+    Args:
+      num_classes: the logits' size.
+      width: scales every hidden width.
+      space_to_depth: start with a 2x2 space-to-depth.
+
+    Returns:
+      6 units; frames `[B, H, W, C]` -> logits `[B, num_classes]`.
+    """
+    from sideways_tf.models.blocks import conv_bn_relu, dense_relu
+
+    check_classes(num_classes)
+    check_width(width)
+    units = []
+    for i, (channels, stride) in enumerate(((16, 1), (32, 2), (32, 1), (64, 2))):
+        layers = stem(space_to_depth) if i == 0 else []
+        units.append(unit(layers + conv_bn_relu(scaled(channels, width), 3, stride, name=f"conv{i + 1}"),
+                          f"conv{i + 1}"))
+    units.append(unit([keras.layers.GlobalAveragePooling2D(name="pool"),
+                       *dense_relu(scaled(64, width), name="fc5")], "fc5"))
+    units.append(unit([keras.layers.Dense(num_classes, name="logits")], "logits"))
+    return units

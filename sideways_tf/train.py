@@ -1,0 +1,80 @@
+"""`sideways-train`: run one of the papers' experiments (or a variant) from the command line.
+
+    sideways-train --list
+    sideways-train --experiment quickstart --model_dir /tmp/run
+    sideways-train --experiment skip_t1_vgg8_hmdb51 --mode sideways --data_dir ~/tfds \\
+        --set epochs=50 --set learning_rate=1e-3
+    sideways-train --experiment skip_t1_vgg8_hmdb51 --dry_run      # build the model and input spec only
+
+Also `python -m sideways_tf.train`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+
+from absl import app, flags
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("experiment", None, "A named experiment (see --list).")
+flags.DEFINE_string("mode", None, "Override the experiment's training rule: bp, sideways, skip_sideways, "
+                    "fa_skip_sideways.")
+flags.DEFINE_string("model_dir", None, "Where TensorBoard logs, backups and results.json go.")
+flags.DEFINE_string("data_dir", None, "Where tfds keeps prepared datasets.")
+flags.DEFINE_multi_string("set", [], "key=value override of a config field (repeatable).")
+flags.DEFINE_bool("list", False, "List the experiments, one line each, and exit.")
+flags.DEFINE_bool("dry_run", False, "Build the model and the input spec without data, then exit.")
+flags.DEFINE_integer("backup_every", None, "Back up every N steps (default: every epoch).")
+
+
+def _fail(message: str) -> None:
+    print(f"sideways-train: error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+def main(argv) -> None:
+    if len(argv) > 1:
+        _fail(f"unexpected arguments {argv[1:]}; flags only (see --help).")
+    from sideways_tf.training import config as config_lib
+    from sideways_tf.training import experiments
+
+    if FLAGS.list:
+        width = max(len(n) for n in experiments.EXPERIMENTS)
+        for name, experiment in experiments.EXPERIMENTS.items():
+            print(f"{name:<{width}}  [{experiment.mode}] {experiment.description}")
+        return
+    if FLAGS.experiment is None:
+        _fail("--experiment is required (see --list).")
+    try:
+        config = experiments.get(FLAGS.experiment)
+        if FLAGS.mode is not None:
+            config = config_lib.apply_overrides(config, [f"mode={FLAGS.mode}"])
+        config = config_lib.validate(config_lib.apply_overrides(config, FLAGS.set))
+    except ValueError as error:
+        _fail(str(error))
+    from sideways_tf.training import runner
+
+    if FLAGS.dry_run:
+        model = runner.build_model(config)
+        print(f"{FLAGS.experiment}: mode={config.mode} model={config.model} input={runner.input_shape(config)} "
+              f"parameters={model.count_params():,}")
+        return
+    if FLAGS.model_dir is None:
+        _fail("--model_dir is required to train.")
+    print("config:", {k: v for k, v in dataclasses.asdict(config).items() if k != "description"})
+    try:
+        results = runner.run(config, FLAGS.model_dir, FLAGS.data_dir, backup_every=FLAGS.backup_every)
+    except ValueError as error:
+        _fail(str(error))
+    print(runner.format_results(results))
+    print(f"results: {FLAGS.model_dir}/results.json")
+
+
+def run_main() -> None:
+    """Console-script entry point."""
+    app.run(main)
+
+
+if __name__ == "__main__":
+    run_main()

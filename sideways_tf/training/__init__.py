@@ -1,0 +1,8 @@
+"""Training front end: configs, the papers' experiments, schedules, callbacks, the runner."""
+
+from sideways_tf.training.callbacks import FramePredictionImages, FramesPerSecond, PseudoGradientFidelity
+from sideways_tf.training.config import Config, apply_overrides, validate
+from sideways_tf.training.experiments import EXPERIMENTS
+
+__all__ = ["EXPERIMENTS", "Config", "FramePredictionImages", "FramesPerSecond", "PseudoGradientFidelity",
+           "apply_overrides", "validate"]

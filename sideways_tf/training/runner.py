@@ -1,0 +1,162 @@
+"""Running one experiment: model, data, optimizer, callbacks, `fit`, evaluation, `results.json`."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from typing import Optional
+
+import keras
+import tensorflow as tf
+
+from sideways_tf import data, models
+from sideways_tf.model import SidewaysModel
+from sideways_tf.training.callbacks import FramePredictionImages, FramesPerSecond, PseudoGradientFidelity
+from sideways_tf.training.config import Config, validate
+from sideways_tf.training.schedules import make_schedule
+
+
+def build_units(config: Config) -> list:
+    """The units of `config.model` (a unit-list model)."""
+    common = {"space_to_depth": config.space_to_depth, "width": config.width}
+    if config.model == "small_cnn":
+        return models.small_cnn(config.num_classes, **common)
+    if config.model == "simple_cnn":
+        return models.simple_cnn(config.num_classes, **common)
+    if config.model == "vgg8":
+        return models.vgg8(config.num_classes, dropout=config.dropout, **common)
+    if config.model == "vgg16":
+        return models.vgg16(config.num_classes, layers_per_unit=config.layers_per_unit, dropout=config.dropout,
+                            **common)
+    if config.model == "full_res":
+        return models.full_res(**common)
+    if config.model == "encoder_decoder":
+        return models.encoder_decoder(**common)
+    raise ValueError(f"config model={config.model!r} is not a list of units.")
+
+
+def build_model(config: Config) -> keras.Model:
+    """The model of `config`, built on its input shape `[B, T, R, R, 3]`."""
+    if config.model in ("vgg16_3d", "causal_vgg16_3d"):
+        model = models.vgg16_3d(config.num_classes, causal=config.model == "causal_vgg16_3d", dropout=config.dropout,
+                                width=config.width, space_to_depth=config.space_to_depth,
+                                frame_shape=(config.resolution, config.resolution, 3))
+    else:
+        model = SidewaysModel(build_units(config), mode=config.mode, fusion=config.fusion, shortcut=config.shortcut,
+                              gradient_stats=True)
+        model.build(input_shape(config))
+    return model
+
+
+def input_shape(config: Config) -> tuple:
+    return (config.batch_size, config.num_frames, config.resolution, config.resolution, 3)
+
+
+def build_optimizer(config: Config, steps_per_epoch: int) -> keras.optimizers.Optimizer:
+    """Adam, SGD or momentum SGD with the schedule, decoupled weight decay and clipping by value."""
+    schedule = make_schedule(config.schedule, config.learning_rate, steps_per_epoch, config.warmup_epochs,
+                             config.decay_epochs, config.epochs)
+    common = {"learning_rate": schedule, "clipvalue": config.clip_value,
+              "weight_decay": config.weight_decay or None}
+    if config.optimizer == "adam":
+        return keras.optimizers.AdamW(**common) if config.weight_decay else keras.optimizers.Adam(**common)
+    return keras.optimizers.SGD(momentum=config.momentum if config.optimizer == "momentum" else 0.0, **common)
+
+
+def build_datasets(config: Config, data_dir: Optional[str] = None):
+    """`(train, evaluation)` datasets of `config`."""
+    common = dict(num_frames=config.num_frames, resolution=config.resolution, batch_size=config.batch_size,
+                  stride=config.stride, data_dir=data_dir, root_dir=config.root_dir, label_set=config.label_set,
+                  num_examples=config.num_examples, seed=config.seed,
+                  future_offset=config.future_offset or None)
+    train = data.load(config.dataset, config.train_split, training=True, montage=config.montage,
+                      montage_shots=config.montage_shots, **common)
+    evaluation = data.load(config.dataset, config.eval_split, training=False, **common)
+    if config.future_offset == 0:  # auto-encoding: the targets are the frames themselves
+        train, evaluation = (d.map(lambda v, y: (v, v)) for d in (train, evaluation))
+    return train, evaluation
+
+
+def compile_model(model: keras.Model, config: Config, steps_per_epoch: int) -> None:
+    if config.frame_prediction:
+        loss, metrics = keras.losses.MeanSquaredError(), []
+    else:
+        loss, metrics = keras.losses.SparseCategoricalCrossentropy(from_logits=True), ["accuracy"]
+    model.compile(optimizer=build_optimizer(config, steps_per_epoch), loss=loss, metrics=metrics)
+
+
+class _FirstEpoch(keras.callbacks.Callback):
+    """Remembers the first epoch this process ran (after a resume it is not 0)."""
+
+    first_epoch = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self.first_epoch is None:
+            self.first_epoch = epoch
+
+
+def _steps(dataset, configured: Optional[int], what: str) -> int:
+    if configured is not None:
+        return configured
+    count = int(tf.data.experimental.cardinality(dataset))
+    if count <= 0:
+        raise ValueError(f"cannot count the batches of this dataset: set `--set {what}=N`.")
+    return count
+
+
+def run(config: Config, model_dir: str, data_dir: Optional[str] = None, verbose: int = 1,
+        backup_every: Optional[int] = None) -> dict:
+    """Trains and evaluates `config`, writing TensorBoard logs, backups and `results.json` in `model_dir`.
+
+    An interrupted run started again with the same `model_dir` resumes from its last backup.
+
+    Returns:
+      The results dictionary (also in `model_dir/results.json`).
+    """
+    validate(config)
+    keras.utils.set_random_seed(config.seed)
+    os.makedirs(model_dir, exist_ok=True)
+    train, evaluation = build_datasets(config, data_dir)
+    steps_per_epoch = _steps(train, config.steps_per_epoch, "steps_per_epoch")
+    model = build_model(config)
+    compile_model(model, config, steps_per_epoch)
+    probe = next(iter(evaluation))
+    first_epoch = _FirstEpoch()
+    callbacks = [
+        first_epoch,
+        FramesPerSecond(config.batch_size * config.num_frames),
+        keras.callbacks.TensorBoard(log_dir=model_dir, update_freq="epoch"),
+        keras.callbacks.BackupAndRestore(os.path.join(model_dir, "backup"), save_freq=backup_every or "epoch"),
+    ]
+    if config.fidelity_every and isinstance(model, SidewaysModel):
+        callbacks.append(PseudoGradientFidelity(probe, config.fidelity_every, os.path.join(model_dir, "train")))
+    if config.frame_prediction:
+        callbacks.append(FramePredictionImages(probe, os.path.join(model_dir, "validation")))
+    train_input = train.repeat() if config.steps_per_epoch else train
+    model.fit(train_input, epochs=config.epochs, steps_per_epoch=config.steps_per_epoch,
+              validation_data=evaluation, validation_steps=config.validation_steps, callbacks=callbacks,
+              verbose=verbose)
+    scores = model.evaluate(evaluation, steps=config.validation_steps, return_dict=True, verbose=0)
+    results = {
+        "config": dataclasses.asdict(config),
+        "evaluation": {k: float(v) for k, v in scores.items()},
+        "optimizer_steps": int(model.optimizer.iterations.numpy()),
+        "first_epoch_this_run": first_epoch.first_epoch,
+        "parameters": int(model.count_params()),
+    }
+    if not config.frame_prediction:
+        results["chance_accuracy"] = 1.0 / config.num_classes
+    with open(os.path.join(model_dir, "results.json"), "w") as f:
+        json.dump(results, f, indent=1)
+    return results
+
+
+def format_results(results: dict) -> str:
+    """A short table of a run's evaluation."""
+    lines = [f"{'metric':<20}{'value':>10}"]
+    for key, value in results["evaluation"].items():
+        lines.append(f"{key:<20}{value:>10.4f}")
+    if "chance_accuracy" in results:
+        lines.append(f"{'chance accuracy':<20}{results['chance_accuracy']:>10.4f}")
+    return "\n".join(lines)
