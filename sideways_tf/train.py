@@ -22,6 +22,7 @@ flags.DEFINE_string("mode", None, "Override the experiment's training rule: bp, 
                     "fa_skip_sideways.")
 flags.DEFINE_string("model_dir", None, "Where TensorBoard logs, backups and results.json go.")
 flags.DEFINE_string("data_dir", None, "Where tfds keeps prepared datasets.")
+flags.DEFINE_string("manual_dir", None, "The downloaded files of hmdb51 / kinetics600 (first run only).")
 flags.DEFINE_multi_string("set", [], "key=value override of a config field (repeatable).")
 flags.DEFINE_bool("list", False, "List the experiments, one line each, and exit.")
 flags.DEFINE_bool("dry_run", False, "Build the model and the input spec without data, then exit.")
@@ -64,7 +65,8 @@ def main(argv) -> None:
         _fail("--model_dir is required to train.")
     print("config:", {k: v for k, v in dataclasses.asdict(config).items() if k != "description"})
     try:
-        results = runner.run(config, FLAGS.model_dir, FLAGS.data_dir, backup_every=FLAGS.backup_every)
+        results = runner.run(config, FLAGS.model_dir, FLAGS.data_dir, backup_every=FLAGS.backup_every,
+                             manual_dir=FLAGS.manual_dir)
     except ValueError as error:
         _fail(str(error))
     print(runner.format_results(results))

@@ -41,6 +41,8 @@ class ShortcutTransform(keras.layers.Layer):
       pool: `None`, `"max"` or `"avg"`.
       pool_size: integer stride `(sh, sw)` of a non-overlapping pool, or `"global"` to pool
         all spatial positions (shortcut of rank 4 into a direct input of rank 2).
+      padding: `"valid"`, or `"same"` when a size is not a multiple of the target's (the last
+        window is then partial: 14 -> 3 with stride 5).
       channels: `None`, `"tile"` or `"project"`.
       out_channels: the channel count to reach when `channels` is set.
     """
@@ -51,9 +53,11 @@ class ShortcutTransform(keras.layers.Layer):
         pool_size=None,
         channels: Optional[str] = None,
         out_channels: Optional[int] = None,
+        padding: str = "valid",
         **kwargs,
     ):
         super().__init__(**kwargs)
+        self.padding = padding
         self.pool = pool
         self.pool_size = tuple(pool_size) if isinstance(pool_size, (list, tuple)) else pool_size
         self.channels = channels
@@ -74,7 +78,7 @@ class ShortcutTransform(keras.layers.Layer):
             x = ops.max(x, axis=axes) if self.pool == "max" else ops.mean(x, axis=axes)
         elif self.pool is not None:
             pool_layer = ops.max_pool if self.pool == "max" else ops.average_pool
-            x = pool_layer(x, self.pool_size, strides=self.pool_size, padding="valid")
+            x = pool_layer(x, self.pool_size, strides=self.pool_size, padding=self.padding)
         if self.channels == "tile":
             x = ops.tile(x, [1] * (len(x.shape) - 1) + [self.out_channels // x.shape[-1]])
         elif self.channels == "project":
@@ -86,7 +90,8 @@ class ShortcutTransform(keras.layers.Layer):
         if self.pool_size == "global":
             shape = [shape[0], shape[-1]]
         elif self.pool is not None:
-            shape = [shape[0]] + [d // p for d, p in zip(shape[1:-1], self.pool_size)] + [shape[-1]]
+            sizes = [-(-d // p) if self.padding == "same" else d // p for d, p in zip(shape[1:-1], self.pool_size)]
+            shape = [shape[0]] + sizes + [shape[-1]]
         if self.channels is not None and not before_channels:
             shape[-1] = self.out_channels
         return tuple(shape)
@@ -98,6 +103,7 @@ class ShortcutTransform(keras.layers.Layer):
             pool_size=self.pool_size,
             channels=self.channels,
             out_channels=self.out_channels,
+            padding=self.padding,
         )
         return config
 
@@ -130,12 +136,17 @@ def make_shortcut(
     s_shape, d_shape = tuple(shortcut_shape), tuple(direct_shape)
     where = f"shortcut={shortcut!r}: cannot map a shortcut of shape {s_shape} onto a direct input of shape {d_shape}"
     pool = "avg" if shortcut == "avgpool" else "max"
+    padding = "valid"
     if len(s_shape) == len(d_shape):
         factors = []
         for s, d in zip(s_shape[:-1], d_shape[:-1]):
-            if d <= 0 or s % d:
-                raise ValueError(f"{where}: spatial sizes must be equal or integer multiples.")
-            factors.append(s // d)
+            factor = -(-s // d) if d > 0 else 0
+            if d <= 0 or s < d or -(-s // factor) != d:
+                raise ValueError(f"{where}: each spatial size must be at least the direct input's and reach it "
+                                 "by pooling with an integer stride.")
+            if s % d:
+                padding = "same"
+            factors.append(factor)
         pool_size = tuple(factors) if any(f != 1 for f in factors) else None
     elif len(d_shape) == 1 and len(s_shape) >= 2:
         pool_size = "global"
@@ -162,5 +173,6 @@ def make_shortcut(
         pool_size=pool_size,
         channels=channels,
         out_channels=out_channels,
+        padding=padding,
         name=name,
     )

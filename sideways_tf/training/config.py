@@ -138,7 +138,4 @@ def validate(config: Config) -> Config:
                          f"{'needs it' if config.model in DENSE_OUTPUT_MODELS else 'must not have it'}.")
     if config.frame_prediction and config.montage is not None:
         raise ValueError("config montage: montage shots are for classification, not frame prediction.")
-    if config.model in ("vgg8", "vgg16") and config.resolution % (64 if config.space_to_depth else 32):
-        raise ValueError(f"config resolution={config.resolution}: VGG needs a multiple of "
-                         f"{64 if config.space_to_depth else 32} pixels here.")
     return config

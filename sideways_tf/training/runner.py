@@ -64,10 +64,11 @@ def build_optimizer(config: Config, steps_per_epoch: int) -> keras.optimizers.Op
     return keras.optimizers.SGD(momentum=config.momentum if config.optimizer == "momentum" else 0.0, **common)
 
 
-def build_datasets(config: Config, data_dir: Optional[str] = None):
+def build_datasets(config: Config, data_dir: Optional[str] = None, manual_dir: Optional[str] = None):
     """`(train, evaluation)` datasets of `config`."""
     common = dict(num_frames=config.num_frames, resolution=config.resolution, batch_size=config.batch_size,
-                  stride=config.stride, data_dir=data_dir, root_dir=config.root_dir, label_set=config.label_set,
+                  stride=config.stride, data_dir=data_dir, manual_dir=manual_dir, root_dir=config.root_dir,
+                  label_set=config.label_set,
                   num_examples=config.num_examples, seed=config.seed,
                   future_offset=config.future_offset or None)
     train = data.load(config.dataset, config.train_split, training=True, montage=config.montage,
@@ -106,7 +107,7 @@ def _steps(dataset, configured: Optional[int], what: str) -> int:
 
 
 def run(config: Config, model_dir: str, data_dir: Optional[str] = None, verbose: int = 1,
-        backup_every: Optional[int] = None) -> dict:
+        backup_every: Optional[int] = None, manual_dir: Optional[str] = None) -> dict:
     """Trains and evaluates `config`, writing TensorBoard logs, backups and `results.json` in `model_dir`.
 
     An interrupted run started again with the same `model_dir` resumes from its last backup.
@@ -117,7 +118,7 @@ def run(config: Config, model_dir: str, data_dir: Optional[str] = None, verbose:
     validate(config)
     keras.utils.set_random_seed(config.seed)
     os.makedirs(model_dir, exist_ok=True)
-    train, evaluation = build_datasets(config, data_dir)
+    train, evaluation = build_datasets(config, data_dir, manual_dir)
     steps_per_epoch = _steps(train, config.steps_per_epoch, "steps_per_epoch")
     model = build_model(config)
     compile_model(model, config, steps_per_epoch)

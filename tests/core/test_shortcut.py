@@ -19,6 +19,14 @@ def test_integer_stride_max_pool():
     np.testing.assert_array_equal(tau(x), tf.nn.max_pool2d(x, (2, 3), (2, 3), "VALID"))
 
 
+def test_same_padded_pool_when_not_a_multiple():
+    tau = make_shortcut((14, 7, 4), (3, 3, 4), "concat")
+    assert (tau.pool_size, tau.padding) == ((5, 3), "same")
+    x = tf.random.normal((2, 14, 7, 4))
+    np.testing.assert_array_equal(tau(x), tf.nn.max_pool2d(x, (5, 3), (5, 3), "SAME"))
+    assert tau(x).shape == (2, 3, 3, 4) == tau.compute_output_shape((2, 14, 7, 4))
+
+
 def test_avgpool_and_global_pool():
     tau = make_shortcut((8, 8, 4), (4, 4, 4), "concat", shortcut="avgpool")
     assert tau.pool == "avg"
@@ -51,7 +59,7 @@ def test_fuse():
 
 @pytest.mark.parametrize(
     "shortcut_shape, direct_shape, fusion, shortcut",
-    [((6, 6, 4), (4, 4, 4), "concat", "auto"),      # not an integer multiple
+    [((6, 6, 4), (4, 4, 4), "concat", "auto"),      # no integer stride lands on 4
      ((2, 2, 4), (4, 4, 4), "concat", "auto"),      # smaller than the direct input
      ((4,), (4, 4, 4), "concat", "auto"),           # rank 2 into rank 4
      ((4, 4, 4), (4, 4, 6), "add", "tile")],        # 6 channels are no multiple of 4
@@ -64,4 +72,5 @@ def test_impossible_shapes_raise(shortcut_shape, direct_shape, fusion, shortcut)
 def test_config_round_trip():
     tau = make_shortcut((8, 8, 4), (4, 4, 6), "add")
     clone = ShortcutTransform.from_config(tau.get_config())
-    assert (clone.pool, clone.pool_size, clone.channels, clone.out_channels) == ("max", (2, 2), "project", 6)
+    assert (clone.pool, clone.pool_size, clone.channels, clone.out_channels, clone.padding) == (
+        "max", (2, 2), "project", 6, "valid")

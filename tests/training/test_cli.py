@@ -1,0 +1,92 @@
+"""`sideways-train` end to end in subprocesses: results, TensorBoard tags, resume, bad flags."""
+
+import glob
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+import tensorflow as tf
+
+TINY = ["--set", "epochs=2", "--set", "num_examples=32", "--set", "steps_per_epoch=3", "--set", "validation_steps=1",
+        "--set", "batch_size=4", "--set", "num_frames=11", "--set", "resolution=16", "--set", "fidelity_every=2"]
+ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
+
+
+def _cli(*args, timeout=600, **kwargs):
+    return subprocess.run([sys.executable, "-m", "sideways_tf.train", *args], capture_output=True, text=True,
+                          timeout=timeout, env=ENV, **kwargs)
+
+
+def _scalar_tags(folder):
+    tags = set()
+    for path in glob.glob(os.path.join(folder, "events.out.tfevents.*")):
+        for event in tf.compat.v1.train.summary_iterator(path):
+            tags.update(value.tag for value in event.summary.value)
+    return tags
+
+
+def test_tiny_experiment_end_to_end(tmp_path):
+    result = _cli("--experiment", "quickstart", "--model_dir", str(tmp_path), *TINY)
+    assert result.returncode == 0, result.stderr[-3000:]
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["optimizer_steps"] == 6 and results["config"]["mode"] == "skip_sideways"
+    assert 0.0 <= results["evaluation"]["accuracy"] <= 1.0 and results["chance_accuracy"] == 0.125
+    assert "accuracy" in result.stdout and "chance accuracy" in result.stdout
+    train_tags = _scalar_tags(tmp_path / "train")
+    for tag in ("epoch_loss", "epoch_accuracy", "epoch_learning_rate", "epoch_frames_per_second",
+                "epoch_unit1_grad_mean", "epoch_unit6_grad_norm", "fidelity/unit1", "fidelity/unit6"):
+        assert tag in train_tags, (tag, sorted(train_tags))
+    validation_tags = _scalar_tags(tmp_path / "validation")
+    assert {"epoch_loss", "epoch_accuracy"} <= validation_tags
+    assert not any(tag.startswith("epoch_unit") for tag in validation_tags)
+
+
+def test_interrupted_run_resumes(tmp_path):
+    args = ["--experiment", "quickstart", "--model_dir", str(tmp_path), *TINY, "--set", "epochs=6",
+            "--backup_every", "1"]
+    process = subprocess.Popen([sys.executable, "-m", "sideways_tf.train", *args], env=ENV,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    backup = tmp_path / "backup"
+    deadline = time.time() + 300
+    while time.time() < deadline and process.poll() is None:
+        if backup.exists() and len(list(backup.rglob("*"))) > 0:
+            time.sleep(8)  # let a few more steps be backed up
+            break
+        time.sleep(0.5)
+    assert process.poll() is None, "the run finished before it could be interrupted"
+    process.kill()
+    process.wait()
+    assert not (tmp_path / "results.json").exists()
+    result = _cli(*args)
+    assert result.returncode == 0, result.stderr[-3000:]
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["optimizer_steps"] == 18  # 6 epochs x 3 steps in all: the step count continued
+    assert results["first_epoch_this_run"] > 0  # it did not start over
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [(["--experiment", "nope", "--dry_run"], "unknown experiment 'nope'"),
+     (["--experiment", "quickstart", "--dry_run", "--set", "colour=red"], "unknown config key 'colour'"),
+     (["--experiment", "quickstart", "--dry_run", "--set", "epochs=many"], "--set epochs: expected int"),
+     (["--experiment", "quickstart", "--dry_run", "--set", "epochs"], "--set expects key=value"),
+     (["--experiment", "quickstart", "--dry_run", "--mode", "backprop"], "config mode='backprop'"),
+     (["--experiment", "skip_t6_vgg16_3d_kinetics600", "--dry_run", "--mode", "sideways"], "config mode='sideways'"),
+     (["--experiment", "quickstart", "--no_such_flag"], "no_such_flag"),
+     (["--experiment", "quickstart"], "--model_dir is required")],
+)
+def test_bad_flags_exit_nonzero_naming_them(args, message):
+    result = _cli(*args, timeout=120)
+    assert result.returncode != 0
+    assert message in result.stderr, result.stderr[-2000:]
+
+
+def test_list_and_dry_run():
+    listing = _cli("--list", timeout=120)
+    assert listing.returncode == 0 and "quickstart" in listing.stdout and "skip_t7_full_res_kinetics600" in listing.stdout
+    dry = _cli("--experiment", "skip_t1_vgg8_hmdb51", "--dry_run", timeout=300)
+    assert dry.returncode == 0, dry.stderr[-2000:]
+    assert "input=(8, 64, 112, 112, 3)" in dry.stdout
