@@ -86,7 +86,8 @@ def test_bad_flags_exit_nonzero_naming_them(args, message):
 
 def test_list_and_dry_run():
     listing = _cli("--list", timeout=120)
-    assert listing.returncode == 0 and "quickstart" in listing.stdout and "skip_t7_full_res_kinetics600" in listing.stdout
+    assert listing.returncode == 0
+    assert "quickstart" in listing.stdout and "skip_t7_full_res_kinetics600" in listing.stdout
     dry = _cli("--experiment", "skip_t1_vgg8_hmdb51", "--dry_run", timeout=300)
     assert dry.returncode == 0, dry.stderr[-2000:]
     assert "input=(8, 64, 112, 112, 3)" in dry.stdout
