@@ -97,19 +97,24 @@ class DepthToSpace(_Rearrange):
         return {**super().get_config(), "block_size": self.block_size}
 
 
+class _SpaceTimeBlocks(_Rearrange):
+    def __init__(self, time_block: int = 2, space_block: int = 2, **kwargs):
+        super().__init__(**kwargs)
+        self.time_block = _check_positive("time_block", time_block)
+        self.space_block = _check_positive("space_block", space_block)
+
+    def get_config(self):
+        return {**super().get_config(), "time_block": self.time_block, "space_block": self.space_block}
+
+
 @keras.saving.register_keras_serializable(package="sideways_tf")
-class SpaceTimeToDepth(_Rearrange):
+class SpaceTimeToDepth(_SpaceTimeBlocks):
     """`[B, T, H, W, C]` -> `[B, T/t, H/s, W/s, t*s*s*C]`.
 
     Args:
       time_block: t.
       space_block: s.
     """
-
-    def __init__(self, time_block: int = 2, space_block: int = 2, **kwargs):
-        super().__init__(**kwargs)
-        self.time_block = _check_positive("time_block", time_block)
-        self.space_block = _check_positive("space_block", space_block)
 
     def call(self, x):
         self._check_divisible(x.shape, [(1, self.time_block), (2, self.space_block), (3, self.space_block)])
@@ -120,23 +125,15 @@ class SpaceTimeToDepth(_Rearrange):
         tb, s = self.time_block, self.space_block
         return (b, None if t is None else t // tb, h // s, w // s, c * tb * s * s)
 
-    def get_config(self):
-        return {**super().get_config(), "time_block": self.time_block, "space_block": self.space_block}
-
 
 @keras.saving.register_keras_serializable(package="sideways_tf")
-class DepthToSpaceTime(_Rearrange):
+class DepthToSpaceTime(_SpaceTimeBlocks):
     """`[B, T, H, W, t*s*s*C]` -> `[B, T*t, H*s, W*s, C]`, the inverse of `SpaceTimeToDepth`.
 
     Args:
       time_block: t.
       space_block: s.
     """
-
-    def __init__(self, time_block: int = 2, space_block: int = 2, **kwargs):
-        super().__init__(**kwargs)
-        self.time_block = _check_positive("time_block", time_block)
-        self.space_block = _check_positive("space_block", space_block)
 
     def call(self, x):
         self._check_divisible(x.shape, [(4, self.time_block * self.space_block**2)])
@@ -146,6 +143,3 @@ class DepthToSpaceTime(_Rearrange):
         b, t, h, w, c = input_shape
         tb, s = self.time_block, self.space_block
         return (b, None if t is None else t * tb, h * s, w * s, c // (tb * s * s))
-
-    def get_config(self):
-        return {**super().get_config(), "time_block": self.time_block, "space_block": self.space_block}
