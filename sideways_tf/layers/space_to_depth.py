@@ -47,17 +47,22 @@ class _Rearrange(keras.layers.Layer):
                 )
 
 
+class _SpaceBlocks(_Rearrange):
+    def __init__(self, block_size: int = 2, **kwargs):
+        super().__init__(**kwargs)
+        self.block_size = _check_positive("block_size", block_size)
+
+    def get_config(self):
+        return {**super().get_config(), "block_size": self.block_size}
+
+
 @keras.saving.register_keras_serializable(package="sideways_tf")
-class SpaceToDepth(_Rearrange):
+class SpaceToDepth(_SpaceBlocks):
     """`[B, H, W, C]` -> `[B, H/b, W/b, b*b*C]` (as `tf.nn.space_to_depth`).
 
     Args:
       block_size: b.
     """
-
-    def __init__(self, block_size: int = 2, **kwargs):
-        super().__init__(**kwargs)
-        self.block_size = _check_positive("block_size", block_size)
 
     def call(self, x):
         self._check_divisible(x.shape, [(1, self.block_size), (2, self.block_size)])
@@ -68,21 +73,14 @@ class SpaceToDepth(_Rearrange):
         s = self.block_size
         return (b, h // s, w // s, c * s * s)
 
-    def get_config(self):
-        return {**super().get_config(), "block_size": self.block_size}
-
 
 @keras.saving.register_keras_serializable(package="sideways_tf")
-class DepthToSpace(_Rearrange):
+class DepthToSpace(_SpaceBlocks):
     """`[B, H, W, b*b*C]` -> `[B, H*b, W*b, C]`, the inverse of `SpaceToDepth`.
 
     Args:
       block_size: b.
     """
-
-    def __init__(self, block_size: int = 2, **kwargs):
-        super().__init__(**kwargs)
-        self.block_size = _check_positive("block_size", block_size)
 
     def call(self, x):
         self._check_divisible(x.shape, [(3, self.block_size**2)])
@@ -92,9 +90,6 @@ class DepthToSpace(_Rearrange):
         b, h, w, c = input_shape
         s = self.block_size
         return (b, h * s, w * s, c // (s * s))
-
-    def get_config(self):
-        return {**super().get_config(), "block_size": self.block_size}
 
 
 class _SpaceTimeBlocks(_Rearrange):
