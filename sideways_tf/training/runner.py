@@ -128,7 +128,9 @@ def run(config: Config, model_dir: str, data_dir: Optional[str] = None, verbose:
         first_epoch,
         FramesPerSecond(config.batch_size * config.num_frames),
         keras.callbacks.TensorBoard(log_dir=model_dir, update_freq="epoch"),
-        keras.callbacks.BackupAndRestore(os.path.join(model_dir, "backup"), save_freq=backup_every or "epoch"),
+        # Two states kept: a run killed while writing one resumes from the other.
+        keras.callbacks.BackupAndRestore(os.path.join(model_dir, "backup"), save_freq=backup_every or "epoch",
+                                         double_checkpoint=True),
     ]
     if config.fidelity_every and isinstance(model, SidewaysModel):
         callbacks.append(PseudoGradientFidelity(probe, config.fidelity_every, os.path.join(model_dir, "train")))
