@@ -1,7 +1,11 @@
 """`SidewaysModel`: a chain of Keras units trained with BP, Sideways or Skip-Sideways.
 
-See DESIGN.md (sections 2 to 5) for the contract this implements; the per-step mechanics live
-in `sideways_tf.core`.
+The Keras front end only: argument checks, building, and the train/test steps around the pure
+functions of `sideways_tf.core.engine`. The same code runs under `KERAS_BACKEND=tensorflow`
+(stateful steps) and `KERAS_BACKEND=jax` (Keras' stateless `train_step(state, data)` contract:
+the stateful step runs inside a `keras.StatelessScope` and the new state is read back from it).
+Only Keras' public API is used: `compute_loss`, `compute_metrics`, `stateless_call`,
+`optimizer.apply` and metrics of our own.
 """
 
 from __future__ import annotations
@@ -9,20 +13,25 @@ from __future__ import annotations
 from typing import Optional, Sequence
 
 import keras
-import tensorflow as tf
+from keras import ops
 
-from sideways_tf.core import episode, schedule, targets
-from sideways_tf.core.shortcut import FUSIONS, SHORTCUTS, make_shortcut
-from sideways_tf.core.stage import Stage
-
-
-def _num_replicas() -> int:
-    return tf.distribute.get_strategy().num_replicas_in_sync
+from sideways_tf.core import backends, schedule, targets
+from sideways_tf.core.engine import ClipResult, Engine, build_stages
+from sideways_tf.core.shortcut import FUSIONS, SHORTCUTS
 
 
 def _check_choice(name: str, value, allowed: Sequence[str]) -> None:
     if value not in allowed:
         raise ValueError(f"`{name}` must be one of {', '.join(repr(a) for a in allowed)}; got {value!r}.")
+
+
+def _values(variables) -> list:
+    """The variables' current values as tensors (inside a `keras.StatelessScope`: the scope's)."""
+    return [ops.convert_to_tensor(v.value) for v in variables]
+
+
+def _as_tensor(x):
+    return None if x is None else ops.convert_to_tensor(x)
 
 
 @keras.saving.register_keras_serializable(package="sideways_tf")
@@ -44,7 +53,7 @@ class SidewaysModel(keras.Model):
       mode: `"bp"`, `"sideways"`, `"skip_sideways"` or `"fa_skip_sideways"`.
       fusion: how a unit merges its direct and shortcut inputs: `"concat"` or `"add"`.
       shortcut: tau, `"auto"`, `"maxpool"`, `"avgpool"`, `"tile"` or `"project"`.
-      devices: None, or one device string per unit (e.g. `["/CPU:0", "/CPU:1"]`).
+      devices: None, or one device string per unit (e.g. `["/CPU:0", "/CPU:1"]`; TensorFlow only).
       gradient_stats: also report, per unit, the mean and the L2 norm of its pseudo-gradient
         (metrics `unit{i}_grad_mean` and `unit{i}_grad_norm`, averaged over the epoch).
       **kwargs: passed to `keras.Model` (`name`, ...).
@@ -80,9 +89,15 @@ class SidewaysModel(keras.Model):
                 raise ValueError(
                     f"`devices` must be None or a list of {len(units)} device strings (one per unit); got {devices!r}."
                 )
+            if keras.backend.backend() != "tensorflow":
+                raise ValueError(
+                    f"`devices` places units with tf.device and needs KERAS_BACKEND=tensorflow; the backend is "
+                    f"{keras.backend.backend()!r}. Use devices=None."
+                )
             devices = list(devices)
         self.frame_units = list(units)
         self.gradient_stats = gradient_stats
+        self.loss_tracker = keras.metrics.Mean(name="loss")
         self.gradient_trackers = []
         if gradient_stats:
             self.gradient_trackers = [
@@ -95,8 +110,7 @@ class SidewaysModel(keras.Model):
         self.devices = devices
         self.stages = []
         self.frame_shape = None
-        self._activation_shapes = None
-        self._output_shape = None
+        self.engine: Optional[Engine] = None
 
     # ------------------------------------------------------------------ building
 
@@ -110,6 +124,22 @@ class SidewaysModel(keras.Model):
         """The shortest training clip in which every unit counts: `2D - 1` (1 in `"bp"`)."""
         return schedule.min_clip_length(self.depth, self.mode)
 
+    @property
+    def activation_shapes(self) -> list:
+        """`S_k`, the output shapes of units 1..D-1 without the batch axis (after `build`)."""
+        self._require_built()
+        return list(self.engine.activation_shapes)
+
+    @property
+    def prediction_shape(self) -> tuple:
+        """`O`, the shape of one frame's prediction without the batch axis (after `build`)."""
+        self._require_built()
+        return self.engine.prediction_shape
+
+    def _require_built(self):
+        if self.engine is None:
+            raise ValueError("the model is not built yet: call `build((None, None, *frame_shape))` or use it first.")
+
     def build(self, input_shape):
         """Builds every unit on its (fused) input from a clip shape `[B, T, *F]`."""
         input_shape = tuple(input_shape)
@@ -118,39 +148,30 @@ class SidewaysModel(keras.Model):
         frame_shape = tuple(input_shape[2:])
         if any(d is None for d in frame_shape):
             raise ValueError(f"the frame shape must be fully defined; got video shape {input_shape}.")
-        if self.stages:
+        if self.engine is not None:
             if frame_shape != self.frame_shape:
                 raise ValueError(
                     f"video shape {input_shape} does not match the shape the model was built on "
                     f"{(None, None) + self.frame_shape} ([B, T, *frame_shape])."
                 )
             return
+        stages, activation_shapes, prediction_shape = build_stages(
+            self.frame_units, frame_shape, self.mode, self.fusion, self.shortcut
+        )
+        float16 = [s.name for s in stages if "float16" == s.compute_dtype or "float16" == s.unit.compute_dtype]
+        if float16:
+            raise ValueError(
+                f"dtype policy 'mixed_float16' is not supported (stages {float16} compute in float16): the "
+                "pipeline's gradient messages would need loss scaling. Use 'mixed_bfloat16', which needs none."
+            )
         self.frame_shape = frame_shape
-        skip = self.mode in schedule.SKIP_MODES
-        hidden = []
-        stages = []
-        for k, unit in enumerate(self.frame_units):
-            direct = keras.KerasTensor((None,) + frame_shape) if k == 0 else hidden[k - 1]
-            has_shortcut = skip and k >= 2
-            transform = None
-            if has_shortcut:
-                transform = make_shortcut(
-                    hidden[k - 2].shape[1:], direct.shape[1:], self.fusion, self.shortcut, name=f"tau_{k}"
-                )
-            stage = Stage(unit, self.fusion, has_shortcut, transform, name=f"stage_{k}")
-            out = stage(direct, hidden[k - 2] if has_shortcut else None)
-            if any(d is None for d in out.shape[1:]):
-                raise ValueError(f"units[{k}] must produce a fully defined shape; got {out.shape}.")
-            hidden.append(out)
-            stages.append(stage)
         self.stages = stages
-        self._activation_shapes = [tuple(h.shape[1:]) for h in hidden[:-1]]
-        self._output_shape = tuple(hidden[-1].shape)
+        self.engine = Engine(stages, self.mode, activation_shapes, prediction_shape, self.devices)
         self.built = True
 
     def _check_video(self, video, training: bool) -> None:
         shape = tuple(video.shape)
-        if not self.built:
+        if self.engine is None:
             self.build(shape)
         expected = (None, None) + tuple(self.frame_shape)
         if len(shape) != len(expected) or tuple(shape[2:]) != tuple(self.frame_shape):
@@ -167,78 +188,105 @@ class SidewaysModel(keras.Model):
                 f"{self.mode!r} needs at least {minimum} frames for {what}."
             )
 
+    def _check_compiled(self) -> None:
+        if getattr(self, "loss", None) is None:
+            raise ValueError("call `compile(loss=...)` before training or asking for gradients.")
+
     # ------------------------------------------------------------------ forward
 
     def call(self, video, training=False):
         self._check_video(video, training=False)
-        return episode.inference_episode(self.stages, self.mode, video, self._activation_shapes, self.devices)
+        return self.engine.predict_clip(video)
 
     def compute_output_shape(self, input_shape):
-        if not self.built:
+        if self.engine is None:
             self.build(input_shape)
         num_frames = input_shape[1]
         if num_frames is not None:
             num_frames -= schedule.output_latency(self.depth, self.mode)
-        return (input_shape[0], num_frames) + self._output_shape[1:]
+        return (input_shape[0], num_frames) + self.engine.prediction_shape
+
+    # ------------------------------------------------------------------ losses and metrics
+
+    def compute_frame_loss(self, y, y_pred, sample_weight=None, training=True):
+        """The loss of one frame's predictions `[B, *O]`: Keras' `compute_loss` (compiled loss + regularizers)."""
+        return super().compute_loss(x=None, y=y, y_pred=y_pred, sample_weight=sample_weight, training=training)
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        """The loss of clip predictions `[B, T', *O]` (what `call` returns) against the clip's labels.
+
+        Clip labels `[B, ...]` score the mean prediction over the valid frames; frame labels
+        `[B, T, ...]` score every valid frame.
+        """
+        y, y_pred, sample_weight = self._clip_scored(y, y_pred, sample_weight)
+        return self.compute_frame_loss(y, y_pred, sample_weight, training)
+
+    def compute_metrics(self, x, y, y_pred, sample_weight=None):
+        """Updates the compiled metrics on clip predictions `[B, T', *O]`, scored as in `compute_loss`."""
+        y, y_pred, sample_weight = self._clip_scored(y, y_pred, sample_weight)
+        return super().compute_metrics(x, y, y_pred, sample_weight)
+
+    def _clip_scored(self, y, y_pred, sample_weight):
+        valid_frames = y_pred.shape[1]
+        num_frames = None if valid_frames is None else valid_frames + schedule.output_latency(self.depth, self.mode)
+        per_frame, weights_per_frame = self.engine.label_layout(y, sample_weight, num_frames)
+        return targets.clip_predictions(y_pred, y, sample_weight, per_frame, weights_per_frame)
+
+    @property
+    def metrics(self):
+        # Our own loss tracker replaces Keras' (which the training rule cannot feed).
+        keras_metrics = [m for m in super().metrics if m is not self.loss_tracker and m.name != "loss"]
+        return [self.loss_tracker] + keras_metrics
 
     # ------------------------------------------------------------------ gradients
 
-    def _episode(self, video, labels, sample_weight, reference=None):
-        """Runs the training rule on one clip; returns the episode and the label layout."""
-        self._check_video(video, training=True)
-        if self._compile_loss is None:
-            raise ValueError("call `compile(loss=...)` before training or asking for gradients.")
-        num_frames = video.shape[1]
-        labels_per_frame = targets.is_per_frame(labels.shape, self._output_shape, num_frames, labels.dtype.is_integer)
-        weights_per_frame = sample_weight is not None and len(sample_weight.shape) == 2 and labels_per_frame
-        latency = schedule.output_latency(self.depth, "bp" if reference else self.mode)
+    def clip_gradients(self, params, states, video, labels, sample_weight=None, exact: bool = False) -> ClipResult:
+        """The pure function behind training: gradients and new state for one clip, from explicit values.
 
-        def head_for_step(step):
-            index = tf.maximum(step - latency, 0)
-            y = targets.at_frame(labels, index, labels_per_frame)
-            w = targets.at_frame(sample_weight, index, weights_per_frame)
-            return lambda out: self._compute_loss(x=None, y=y, y_pred=out, sample_weight=w, training=True)
+        Args:
+          params: values of `self.trainable_variables`.
+          states: values of `self.non_trainable_variables`.
+          video: `[B, T, *F]`.
+          labels: `[B, ...]` per clip or `[B, T, ...]` per frame.
+          sample_weight: None, `[B]` or `[B, T]`.
+          exact: exact per-frame backprop of the same network instead of the rule.
 
-        result = episode.train_episode(
-            self.stages, self.mode, video, head_for_step, self._activation_shapes, self.devices, reference
-        )
-        return result, labels_per_frame, weights_per_frame
-
-    def _ordered(self, per_stage_grads, synchronous: bool) -> list:
-        """Per-stage gradients -> a list aligned with `self.trainable_variables`.
-
-        Weight regularizers are part of `compute_loss`, so the top unit's per-step loss already
-        carries their gradient for every variable its tape watches: all of them in exact
-        backprop, only the top unit's in the sideways rules. The others get it here, once.
+        Returns:
+          An `engine.ClipResult` aligned with the model's variable lists; nothing is applied.
         """
-        by_id = {}
-        for stage, grads in zip(self.stages, per_stage_grads):
-            for variable, grad in zip(stage.trainable_variables, grads):
-                key = id(variable)
-                by_id[key] = grad if key not in by_id else by_id[key] + grad
-        ordered = [by_id.get(id(v), tf.zeros_like(v.value)) for v in self.trainable_variables]
-        if self.losses and not synchronous:
-            top = {id(v) for v in self.stages[-1].trainable_variables}
-            rest = [(i, v) for i, v in enumerate(self.trainable_variables) if id(v) not in top]
-            with tf.GradientTape() as tape:
-                penalty = tf.add_n([tf.cast(tf.reduce_sum(r), tf.float32) for r in self.losses]) / _num_replicas()
-            extra = tape.gradient(penalty, [v.value for _, v in rest], unconnected_gradients="zero")
-            for (i, _), e in zip(rest, extra):
-                ordered[i] = ordered[i] + tf.cast(e, ordered[i].dtype)
-        return ordered
+        params, states = list(params), list(states)
+        penalized = bool(self.losses)
 
-    def _synchronous(self, reference) -> bool:
-        return self.mode == "bp" or reference == "exact"
+        def frame_loss(y, y_pred, w):
+            if not penalized:
+                return self.compute_frame_loss(y, y_pred, w)
+            # Regularizers enter the reported loss at every step but their gradient once per
+            # clip (below), so the per-step loss sees the parameters as constants.
+            frozen = [(v, ops.stop_gradient(p)) for v, p in zip(self.trainable_variables, params, strict=True)]
+            with keras.StatelessScope(state_mapping=frozen):
+                return self.compute_frame_loss(y, y_pred, w)
 
-    def _without_state_changes(self, fn):
-        """Runs `fn()` and restores every non-trainable variable afterwards."""
-        variables = self.non_trainable_variables
-        saved = [tf.identity(v.value) for v in variables]
-        result = fn()
-        with tf.control_dependencies(tf.nest.flatten(result)):
-            for v, old in zip(variables, saved):
-                v.assign(old)
-        return tf.nest.map_structure(tf.identity, result)
+        result = self.engine.train_clip(
+            params, states, self.trainable_variables, self.non_trainable_variables,
+            video, labels, sample_weight, frame_loss, exact=exact,
+        )
+        if not penalized:
+            return result
+        penalty = self._penalty_gradients(params)
+        return result._replace(gradients=[g + ops.cast(p, g.dtype) for g, p in zip(result.gradients, penalty,
+                                                                                 strict=True)])
+
+    def _penalty_gradients(self, params) -> list:
+        """Gradient of the weight regularizers (`self.losses`), scaled as Keras scales its losses."""
+        backend = backends.current()
+
+        def penalty(p):
+            with keras.StatelessScope(state_mapping=list(zip(self.trainable_variables, p, strict=True))):
+                total = ops.sum(ops.stack([ops.cast(ops.sum(loss), "float32") for loss in self.losses]))
+            return total / backend.num_replicas(), None
+
+        _, _, _, (grads,) = backend.value_and_vjp(penalty, [list(params)], head=lambda total: total)
+        return grads
 
     def pseudo_gradients(self, video, labels, sample_weight=None) -> list:
         """The gradients `train_step` would hand to the optimizer for this batch (before clipping).
@@ -253,7 +301,7 @@ class SidewaysModel(keras.Model):
         Returns:
           A list aligned with `self.trainable_variables`.
         """
-        return self._gradients(video, labels, sample_weight, reference=None)
+        return self._gradients(video, labels, sample_weight, exact=False)
 
     def exact_gradients(self, video, labels, sample_weight=None) -> list:
         """Exact per-frame backprop of the same network, averaged over the T frames.
@@ -263,93 +311,94 @@ class SidewaysModel(keras.Model):
         `pseudo_gradients`; elsewhere it is the reference pseudo-gradients approximate.
         Arguments and result as in `pseudo_gradients`; nothing is applied.
         """
-        return self._gradients(video, labels, sample_weight, reference="exact")
+        return self._gradients(video, labels, sample_weight, exact=True)
 
-    def _gradients(self, video, labels, sample_weight, reference):
-        video = tf.convert_to_tensor(video)
-        labels = tf.convert_to_tensor(labels)
-        sample_weight = None if sample_weight is None else tf.convert_to_tensor(sample_weight)
+    def _gradients(self, video, labels, sample_weight, exact: bool) -> list:
+        video, labels, sample_weight = _as_tensor(video), _as_tensor(labels), _as_tensor(sample_weight)
         self._check_video(video, training=True)
-        fn = self._gradient_fn(reference)
-        return fn(video, labels) if sample_weight is None else fn(video, labels, sample_weight)
+        self._check_compiled()
+        cache = self.__dict__.setdefault("_gradient_functions", {})
+        key = (exact, bool(self.jit_compile))
+        if key not in cache:
 
-    def _gradient_fn(self, reference):
-        cache = self.__dict__.setdefault("_gradient_fns", {})
-        if reference not in cache:
+            def gradients(params, states, video, labels, sample_weight):
+                mapping = list(zip(self.trainable_variables, params)) + list(zip(self.non_trainable_variables, states))
+                with keras.StatelessScope(state_mapping=mapping):
+                    return self.clip_gradients(params, states, video, labels, sample_weight, exact=exact).gradients
 
-            @tf.function(reduce_retracing=True)
-            def compute(video, labels, sample_weight=None):
-                def run():
-                    result, _, _ = self._episode(video, labels, sample_weight, reference)
-                    return self._ordered(result.gradients, self._synchronous(reference))
-
-                return self._without_state_changes(run)
-
-            cache[reference] = compute
-        return cache[reference]
+            cache[key] = backends.current().compile_function(gradients, jit_compile=key[1])
+        grads = cache[key](_values(self.trainable_variables), _values(self.non_trainable_variables),
+                           video, labels, sample_weight)
+        return list(grads)
 
     # ------------------------------------------------------------------ Keras steps
 
-    def train_step(self, data):
-        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-        result, labels_per_frame, weights_per_frame = self._episode(x, y, sample_weight)
-        gradients = self._ordered(result.gradients, self._synchronous(None))
-        self.optimizer.apply(gradients, self.trainable_variables)
-        for (mean_tracker, norm_tracker), unit_grads in zip(self.gradient_trackers, result.gradients):
-            if unit_grads:
-                flat = tf.concat([tf.reshape(g, [-1]) for g in unit_grads], 0)
-                mean_tracker.update_state(tf.reduce_mean(flat))
-                norm_tracker.update_state(tf.norm(flat))
-        if self._loss_tracker is not None:
-            self._loss_tracker.update_state(result.loss * _num_replicas(), sample_weight=tf.shape(x)[0])
-        y_flat, pred_flat, w_flat = targets.flatten_steps(
-            result.top_outputs, y, sample_weight, labels_per_frame, weights_per_frame
-        )
-        return self.compute_metrics(x, y_flat, pred_flat, sample_weight=w_flat)
+    def train_step(self, *args):
+        """One clip per batch: the rule's pseudo-gradients, one optimizer update, the metrics.
 
-    def test_step(self, data):
+        TensorFlow calls `train_step(data)`; JAX calls `train_step(state, data)` and gets
+        `(logs, state)` back.
+        """
+        if keras.backend.backend() == "jax":
+            state, data = args
+            groups = (self.trainable_variables, self.non_trainable_variables, self.optimizer.variables,
+                      self.metrics_variables)
+            return self._stateless(self._train_on_batch, data, state, groups)
+        return self._train_on_batch(*args)
+
+    def test_step(self, *args):
+        """Depth-parallel inference on one batch (per-frame in `"bp"`), then the loss and metrics."""
+        if keras.backend.backend() == "jax":
+            state, data = args
+            groups = (self.trainable_variables, self.non_trainable_variables, self.metrics_variables)
+            return self._stateless(self._test_on_batch, data, state, groups)
+        return self._test_on_batch(*args)
+
+    @staticmethod
+    def _stateless(step, data, state, groups):
+        """Runs a stateful step inside a `keras.StatelessScope`; returns `(logs, new state)`."""
+        mapping = [(v, x) for vs, xs in zip(groups, state, strict=True) for v, x in zip(vs, xs, strict=True)]
+        with keras.StatelessScope(state_mapping=mapping) as scope:
+            logs = step(data)
+        return logs, tuple([scope.get_current_value(v) for v in vs] for vs in groups)
+
+    def _train_on_batch(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-        outputs = self(x, training=False)
-        labels_per_frame = targets.is_per_frame(y.shape, self._output_shape, x.shape[1], y.dtype.is_integer)
-        if labels_per_frame:
-            weights_per_frame = sample_weight is not None and len(sample_weight.shape) == 2
-            y, outputs, sample_weight = targets.flatten_steps(
-                outputs, y, sample_weight, True, weights_per_frame
-            )
-        else:
-            outputs = tf.reduce_mean(outputs, axis=1)
-        loss = self._compute_loss(x=None, y=y, y_pred=outputs, sample_weight=sample_weight, training=False)
-        if self._loss_tracker is not None:
-            self._loss_tracker.update_state(loss * _num_replicas(), sample_weight=tf.shape(x)[0])
-        logs = self.compute_metrics(x, y, outputs, sample_weight=sample_weight)
+        x, y, sample_weight = _as_tensor(x), _as_tensor(y), _as_tensor(sample_weight)
+        self._check_video(x, training=True)
+        self._check_compiled()
+        states = _values(self.non_trainable_variables)
+        result = self.clip_gradients(_values(self.trainable_variables), states, x, y, sample_weight)
+        self.optimizer.apply(result.gradients, self.trainable_variables)
+        for variable, value in zip(self.non_trainable_variables, result.non_trainable, strict=True):
+            variable.assign(value)
+        self._track_gradients(result.gradients)
+        self.loss_tracker.update_state(result.loss * backends.current().num_replicas(), sample_weight=ops.shape(x)[0])
+        y, y_pred, sample_weight = targets.flatten_steps(
+            result.predictions, y, sample_weight, result.labels_per_frame, result.weights_per_frame
+        )
+        return keras.Model.compute_metrics(self, x, y, y_pred, sample_weight)
+
+    def _track_gradients(self, gradients) -> None:
+        if not self.gradient_trackers:
+            return
+        by_id = {id(v): g for v, g in zip(self.trainable_variables, gradients, strict=True)}
+        for (mean_tracker, norm_tracker), stage in zip(self.gradient_trackers, self.stages, strict=True):
+            unit_grads = [by_id[id(v)] for v in stage.trainable_variables if id(v) in by_id]
+            if unit_grads:
+                flat = ops.concatenate([ops.reshape(ops.cast(g, "float32"), (-1,)) for g in unit_grads], 0)
+                mean_tracker.update_state(ops.mean(flat))
+                norm_tracker.update_state(ops.norm(flat))
+
+    def _test_on_batch(self, data):
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        x, y, sample_weight = _as_tensor(x), _as_tensor(y), _as_tensor(sample_weight)
+        y_pred = self(x, training=False)
+        loss = self.compute_loss(x, y, y_pred, sample_weight, training=False)
+        self.loss_tracker.update_state(loss * backends.current().num_replicas(), sample_weight=ops.shape(x)[0])
+        logs = self.compute_metrics(x, y, y_pred, sample_weight)
         training_only = {tracker.name for pair in self.gradient_trackers for tracker in pair}
         return {name: value for name, value in logs.items() if name not in training_only}
-
-    def predict_step(self, data):
-        x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
-        return self(x, training=False)
-
-    def _symbolic_build(self, iterator=None, data_batch=None):
-        """Builds model, compiled loss and metrics, and optimizer before a distributed `fit`.
-
-        Keras (under a tf.distribute strategy) builds the compiled loss and metrics on
-        `(y, model(x))`; here they see one prediction per valid step instead, so they are built
-        on those shapes.
-        """
-        if data_batch is None:
-            return super()._symbolic_build(iterator=iterator)
-        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data_batch)
-        self._check_video(x, training=False)
-        if y is not None and self.compiled:
-            per_frame = targets.is_per_frame(y.shape, self._output_shape, x.shape[1], y.dtype.is_integer)
-            y_step = keras.KerasTensor((None,) + tuple(y.shape[2 if per_frame else 1:]), dtype=y.dtype.name)
-            pred_step = keras.KerasTensor((None,) + self._output_shape[1:])
-            if self._compile_metrics is not None and not self._compile_metrics.built:
-                self._compile_metrics.build(y_step, pred_step)
-            if self._compile_loss is not None and not self._compile_loss.built:
-                self._compile_loss.build(y_step, pred_step)
-        if self.optimizer is not None and not self.optimizer.built:
-            self.optimizer.build(self.trainable_variables)
 
     # ------------------------------------------------------------------ serialization
 

@@ -1,4 +1,4 @@
-"""One computation step of the depth-parallel pipeline, as a function `(state, frame) -> (state, outputs)`.
+"""One computation step of the depth-parallel pipeline, as a pure function `(state, frame) -> (state, outputs)`.
 
 At step s every unit works at once on a different frame: unit k reads what unit k-1 (and, in
 the skip modes, unit k-2 through tau) produced at step s-1, and the gradient messages sent to it
@@ -6,21 +6,24 @@ at step s-1; it takes the VJP of its own function at its current input and sends
 on, to arrive at step s+1. Nothing in a step depends on another unit's work in the same step,
 so with `devices` every unit runs on its own device concurrently.
 
+Everything is explicit: each stage's parameters (`params[k]`, its trainable values) and
+non-trainable state (`states[k]`: batch-norm statistics, RNG seeds) come in as tensors and the
+new state goes out, so the same code runs inside `tf.while_loop` and `jax.lax.scan`.
+
 Units are numbered 0..D-1 here. Shapes: frames `[B, *F]`, activations `[B, *S_k]`.
 """
 
 from __future__ import annotations
 
-import contextlib
 from typing import Callable, NamedTuple, Optional, Sequence
 
-import tensorflow as tf
+from keras import ops
 
-from sideways_tf.core import schedule
-from sideways_tf.core.autodiff import value_and_vjp
+from sideways_tf.core import backends
+from sideways_tf.core.schedule import Rule, first_valid_input_step
 from sideways_tf.core.stage import Stage
 
-Head = Callable[[tf.Tensor], tf.Tensor]
+Head = Callable[..., object]
 
 
 class PipelineState(NamedTuple):
@@ -33,25 +36,27 @@ class PipelineState(NamedTuple):
         them at the previous step, `[B, *S_k]` (zero while invalid).
     """
 
-    step: tf.Tensor
+    step: object
     activations: tuple
     gradients: tuple
 
 
 class StepResult(NamedTuple):
-    """What one training step yields besides the new state.
+    """What one training step yields besides the new pipeline state.
 
     Attributes:
       top_output: the top unit's output at this step, `[B, *S_{D-1}]`.
       loss: the top unit's loss at this step, zero before its output is valid.
-      variable_gradients: per unit, the gradients of its trainable variables.
-      counted: per unit, a bool scalar: whether this step counts for its update.
+      variable_gradients: per stage, the gradients of its parameters.
+      counted: per stage, a bool scalar: whether this step counts for its update.
+      states: per stage, its non-trainable state after this step.
     """
 
-    top_output: tf.Tensor
-    loss: tf.Tensor
+    top_output: object
+    loss: object
     variable_gradients: list
     counted: list
+    states: list
 
 
 def zero_state(batch_size, activation_shapes: Sequence[Sequence[int]], dtype) -> PipelineState:
@@ -62,36 +67,45 @@ def zero_state(batch_size, activation_shapes: Sequence[Sequence[int]], dtype) ->
       activation_shapes: `S_k` (no batch axis) for units 0..D-2.
       dtype: the activations' dtype.
     """
-    zeros = tuple(tf.zeros(tf.concat([[batch_size], list(shape)], 0), dtype) for shape in activation_shapes)
-    return PipelineState(step=tf.constant(0, tf.int32), activations=zeros, gradients=zeros)
+    zeros = tuple(ops.zeros((batch_size,) + tuple(shape), dtype) for shape in activation_shapes)
+    return PipelineState(step=ops.convert_to_tensor(0, "int32"), activations=zeros, gradients=zeros)
 
 
-def on_device(devices: Optional[Sequence[str]], k: int):
-    """A `tf.device` scope for unit k's work, or a no-op without placement."""
-    return tf.device(devices[k]) if devices else contextlib.nullcontext()
+def apply_stage(stage: Stage, params: Sequence, state: Sequence, direct, shortcut=None, training: bool = False):
+    """Stage k's function with explicit parameters and state.
+
+    Args:
+      stage: the stage.
+      params: its trainable values, in `stage.trainable_variables` order.
+      state: its non-trainable values, in `stage.non_trainable_variables` order.
+      direct: `h_{k-1}` (or the frame), `[B, *S]`.
+      shortcut: `h_{k-2}` or None.
+      training: passed to the unit (dropout, batch norm).
+
+    Returns:
+      `(h_k, new_state)`.
+    """
+    return stage.stateless_call(list(params), list(state), direct, shortcut, training=training)
 
 
-def _commit_state_if(valid: tf.Tensor, layer, snapshot) -> None:
-    """Undoes the non-trainable updates (batch-norm statistics, ...) of an invalid step."""
-    for variable, old in zip(layer.non_trainable_variables, snapshot):
-        variable.assign(tf.where(valid, variable.value, old))
+def _keep_if(valid, new: Sequence, old: Sequence) -> list:
+    """The new non-trainable values where `valid`, else the old ones (an invalid step leaves no trace)."""
+    return [ops.where(valid, n, o) for n, o in zip(new, old)]
 
 
-def _snapshot(layer) -> list:
-    return [tf.identity(v.value) for v in layer.non_trainable_variables]
-
-
-def _unit_inputs(k: int, mode: str, state: PipelineState, frame: tf.Tensor):
+def _unit_inputs(k: int, rule: Rule, state: PipelineState, frame):
     direct = frame if k == 0 else state.activations[k - 1]
-    shortcut = state.activations[k - 2] if (mode in schedule.SKIP_MODES and k >= 2) else None
+    shortcut = state.activations[k - 2] if (rule.shortcuts and k >= 2) else None
     return direct, shortcut
 
 
 def sideways_step(
     stages: Sequence[Stage],
-    mode: str,
+    rule: Rule,
+    params: Sequence[Sequence],
+    states: Sequence[Sequence],
     state: PipelineState,
-    frame: tf.Tensor,
+    frame,
     head: Head,
     devices: Optional[Sequence[str]] = None,
     training: bool = True,
@@ -100,8 +114,10 @@ def sideways_step(
 
     Args:
       stages: the D stages.
-      mode: one of the three sideways modes.
-      state: the state after the previous step.
+      rule: a pipelined rule (`rule.synchronous` is False).
+      params: per stage, its trainable values.
+      states: per stage, its non-trainable values.
+      state: the pipeline state after the previous step.
       frame: `x_s`, `[B, *F]`, already cast to the compute dtype.
       head: the top unit's loss at this step as a function of its output (unmasked).
       devices: None, or one device string per unit.
@@ -110,41 +126,37 @@ def sideways_step(
     Returns:
       `(new_state, StepResult)`. The caller averages `variable_gradients` over `counted` steps.
     """
+    backend = backends.current()
     depth = len(stages)
     step = state.step
-    outputs, direct_msgs, shortcut_msgs, var_grads, counted = [], [], [], [], []
+    outputs, direct_msgs, shortcut_msgs, var_grads, counted, new_states = [], [], [], [], [], []
+    loss = None
     for k, stage in enumerate(stages):
-        direct, shortcut = _unit_inputs(k, mode, state, frame)
-        counts = step >= schedule.first_counted_step(k, depth, mode)
-        input_valid = step >= schedule.first_valid_input_step(k, mode)
-        with on_device(devices, k):
-            primals = [] if k == 0 else [direct]
-            shortcut_is_primal = shortcut is not None and mode == "skip_sideways"
-            if shortcut_is_primal:
-                primals.append(shortcut)
+        direct, shortcut = _unit_inputs(k, rule, state, frame)
+        counts = step >= rule.first_counted_step(k, depth)
+        input_valid = step >= first_valid_input_step(k, rule.mode)
+        shortcut_is_primal = shortcut is not None and rule.shortcut_gradients
+        with backend.device_scope(devices[k] if devices else None):
+            primals = [list(params[k])] + ([] if k == 0 else [direct]) + ([shortcut] if shortcut_is_primal else [])
 
-            def unit_fn(*args, _k=k, _direct=direct, _shortcut=shortcut, _stage=stage, _sp=shortcut_is_primal):
-                d = _direct if _k == 0 else args[0]
-                sc = args[-1] if _sp else _shortcut
-                return _stage(d, sc, training=training)
+            def unit_fn(p, *inputs, _k=k, _direct=direct, _shortcut=shortcut, _stage=stage, _sp=shortcut_is_primal):
+                d = _direct if _k == 0 else inputs[0]
+                sc = inputs[-1] if _sp else _shortcut
+                return apply_stage(_stage, p, states[_k], d, sc, training)
 
-            snapshot = _snapshot(stage)
             if k == depth - 1:
-                valid_top = tf.cast(counts, frame.dtype)
-                out, loss, input_grads, grads = value_and_vjp(
-                    unit_fn, primals, stage.trainable_variables, head=lambda o: head(o) * valid_top
+                valid_top = ops.cast(counts, "float32")
+                out, unit_state, loss, grads = backend.value_and_vjp(
+                    unit_fn, primals, head=lambda o: ops.cast(head(o), "float32") * valid_top
                 )
             else:
-                out, _, input_grads, grads = value_and_vjp(
-                    unit_fn, primals, stage.trainable_variables, cotangent=state.gradients[k]
-                )
-            if snapshot:
-                _commit_state_if(input_valid, stage, snapshot)
-            mask = tf.cast(counts, out.dtype)
-            direct_msgs.append(input_grads[0] * mask if k > 0 else None)
-            shortcut_msgs.append(input_grads[1] * mask if shortcut_is_primal else None)
+                out, unit_state, _, grads = backend.value_and_vjp(unit_fn, primals, cotangent=state.gradients[k])
+            new_states.append(_keep_if(input_valid, unit_state, states[k]))
+            mask = ops.cast(counts, out.dtype)
+            direct_msgs.append(grads[1] * mask if k > 0 else None)
+            shortcut_msgs.append(grads[-1] * mask if shortcut_is_primal else None)
         outputs.append(out)
-        var_grads.append(grads)
+        var_grads.append(list(grads[0]))
         counted.append(counts)
     new_gradients = []
     for k in range(depth - 1):
@@ -152,99 +164,104 @@ def sideways_step(
         if k + 2 < depth and shortcut_msgs[k + 2] is not None:
             # The shortcut message becomes valid one step before the direct one; a sum
             # with an invalid part is invalid, hence zero.
-            complete = step + 1 >= schedule.first_counted_step(k, depth, mode)
-            message = (message + shortcut_msgs[k + 2]) * tf.cast(complete, message.dtype)
+            complete = step + 1 >= rule.first_counted_step(k, depth)
+            message = (message + shortcut_msgs[k + 2]) * ops.cast(complete, message.dtype)
         new_gradients.append(message)
     new_state = PipelineState(step=step + 1, activations=tuple(outputs[:-1]), gradients=tuple(new_gradients))
-    return new_state, StepResult(outputs[-1], loss, var_grads, counted)
+    return new_state, StepResult(outputs[-1], loss, var_grads, counted, new_states)
 
 
 def inference_step(
     stages: Sequence[Stage],
-    mode: str,
+    rule: Rule,
+    params: Sequence[Sequence],
+    states: Sequence[Sequence],
     state: PipelineState,
-    frame: tf.Tensor,
+    frame,
     devices: Optional[Sequence[str]] = None,
-) -> tuple[PipelineState, tf.Tensor]:
-    """One step of depth-parallel inference in a sideways mode (no gradients, no state updates).
+) -> tuple[PipelineState, object]:
+    """One step of depth-parallel inference in a sideways mode (no gradients, state unchanged).
 
     Args:
-      stages, mode, state, devices: as in `sideways_step`.
+      stages, rule, params, states, state, devices: as in `sideways_step`.
       frame: `x_s`, `[B, *F]`.
 
     Returns:
       `(new_state, top_output)`; the output is valid from step `D - 1` on.
     """
+    backend = backends.current()
     outputs = []
     for k, stage in enumerate(stages):
-        direct, shortcut = _unit_inputs(k, mode, state, frame)
-        with on_device(devices, k):
-            outputs.append(stage(direct, shortcut, training=False))
+        direct, shortcut = _unit_inputs(k, rule, state, frame)
+        with backend.device_scope(devices[k] if devices else None):
+            outputs.append(apply_stage(stage, params[k], states[k], direct, shortcut, training=False)[0])
     new_state = PipelineState(step=state.step + 1, activations=tuple(outputs[:-1]), gradients=state.gradients)
     return new_state, outputs[-1]
 
 
 def synchronous_forward(
     stages: Sequence[Stage],
-    frame: tf.Tensor,
-    shortcuts: bool,
-    stop_shortcut_gradients: bool = False,
+    rule: Rule,
+    params: Sequence[Sequence],
+    states: Sequence[Sequence],
+    frame,
     devices: Optional[Sequence[str]] = None,
     training: bool = False,
-) -> tf.Tensor:
+):
     """The per-frame network: every unit on the same frame, in order, like ordinary backprop.
 
+    With `rule.shortcuts`, unit k >= 2 reads `tau(h_{k-2})` of the same frame, behind a
+    `stop_gradient` unless `rule.shortcut_gradients` (the FA ablation's limit).
+
     Args:
-      stages: the D stages.
+      stages, rule, params, states, devices: as in `sideways_step`.
       frame: `[N, *F]`.
-      shortcuts: whether units k >= 2 read `tau(h_{k-2})` of the same frame.
-      stop_shortcut_gradients: `stop_gradient` on the shortcuts (the FA ablation's limit).
-      devices: None, or one device string per unit.
       training: passed to the units.
 
     Returns:
-      The top unit's output, `[N, *S_{D-1}]`.
+      `(top_output [N, *S_{D-1}], new_states)`.
     """
-    hidden = []
+    backend = backends.current()
+    hidden, new_states = [], []
     for k, stage in enumerate(stages):
         direct = frame if k == 0 else hidden[k - 1]
-        shortcut = hidden[k - 2] if (shortcuts and k >= 2) else None
-        if shortcut is not None and stop_shortcut_gradients:
-            shortcut = tf.stop_gradient(shortcut)
-        with on_device(devices, k):
-            hidden.append(stage(direct, shortcut, training=training))
-    return hidden[-1]
+        shortcut = hidden[k - 2] if (rule.shortcuts and k >= 2) else None
+        if shortcut is not None and not rule.shortcut_gradients:
+            shortcut = ops.stop_gradient(shortcut)
+        with backend.device_scope(devices[k] if devices else None):
+            out, unit_state = apply_stage(stage, params[k], states[k], direct, shortcut, training)
+        hidden.append(out)
+        new_states.append(unit_state)
+    return hidden[-1], new_states
 
 
 def synchronous_step(
     stages: Sequence[Stage],
-    frame: tf.Tensor,
+    rule: Rule,
+    params: Sequence[Sequence],
+    states: Sequence[Sequence],
+    frame,
     head: Head,
-    shortcuts: bool,
-    stop_shortcut_gradients: bool = False,
     devices: Optional[Sequence[str]] = None,
     training: bool = True,
 ) -> StepResult:
-    """Exact backprop of the per-frame network on one frame (`"bp"`, and the reference).
+    """Exact backprop of the per-frame network on one frame (`"bp"`, and the exact reference).
 
     Args:
-      stages, shortcuts, stop_shortcut_gradients, devices, training: as in
-        `synchronous_forward`.
+      stages, rule, params, states, devices, training: as in `synchronous_forward`.
       frame: `x_s`, `[B, *F]`.
       head: the loss of this frame's prediction.
 
     Returns:
       A `StepResult` in which every unit counts.
     """
-    variables = [v for stage in stages for v in stage.trainable_variables]
+    backend = backends.current()
 
-    def network():
-        return synchronous_forward(stages, frame, shortcuts, stop_shortcut_gradients, devices, training)
+    def network(p):
+        return synchronous_forward(stages, rule, p, states, frame, devices, training)
 
-    out, loss, _, grads = value_and_vjp(network, [], variables, head=head)
-    per_stage, start = [], 0
-    for stage in stages:
-        n = len(stage.trainable_variables)
-        per_stage.append(grads[start:start + n])
-        start += n
-    return StepResult(out, loss, per_stage, [tf.constant(True)] * len(stages))
+    out, new_states, loss, (grads,) = backend.value_and_vjp(
+        network, [[list(p) for p in params]], head=lambda o: ops.cast(head(o), "float32")
+    )
+    always = ops.convert_to_tensor(True)
+    return StepResult(out, loss, [list(g) for g in grads], [always] * len(stages), new_states)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Optional, Sequence
 
-import tensorflow as tf
+from keras import ops
 
 
 def is_per_frame(label_shape: Sequence, output_shape: Sequence, num_frames, integer: bool = False) -> bool:
@@ -30,21 +30,20 @@ def is_per_frame(label_shape: Sequence, output_shape: Sequence, num_frames, inte
     return False
 
 
-def at_frame(values: Optional[tf.Tensor], index, per_frame: bool) -> Optional[tf.Tensor]:
+def is_integer(x) -> bool:
+    """Whether a tensor (or KerasTensor) has an integer dtype."""
+    return "int" in str(getattr(x, "dtype", ""))
+
+
+def at_frame(values, index, per_frame: bool):
     """The labels (or sample weights) of frame `index`: `[B, T, ...]` -> `[B, ...]`; per clip unchanged."""
     if values is None or not per_frame:
         return values
-    return tf.gather(values, index, axis=1)
+    return ops.take(values, index, axis=1)
 
 
-def flatten_steps(
-    outputs: tf.Tensor,
-    labels: tf.Tensor,
-    sample_weight: Optional[tf.Tensor],
-    labels_per_frame: bool,
-    weights_per_frame: bool,
-):
-    """Pairs every valid prediction with its target for the metrics.
+def flatten_steps(outputs, labels, sample_weight: Optional[object], labels_per_frame: bool, weights_per_frame: bool):
+    """Pairs every valid prediction with its target.
 
     Args:
       outputs: `[B, T', *O]`, the prediction for frame j at index j.
@@ -55,17 +54,25 @@ def flatten_steps(
     Returns:
       `(labels, predictions, sample_weight)` with a leading axis of `B * T'`.
     """
-    valid = tf.shape(outputs)[1]
+    valid = outputs.shape[1] if outputs.shape[1] is not None else ops.shape(outputs)[1]
 
     def flat(x, per_frame):
         if x is None:
             return None
-        if per_frame:
-            x = x[:, :valid]
-        else:
-            x = tf.repeat(tf.expand_dims(x, 1), valid, axis=1)
-        flat_x = tf.reshape(x, tf.concat([[-1], tf.shape(x)[2:]], 0))
-        flat_x.set_shape([None] + list(x.shape[2:]))
-        return flat_x
+        x = x[:, :valid] if per_frame else ops.repeat(ops.expand_dims(x, 1), valid, axis=1)
+        return ops.reshape(x, (-1,) + tuple(x.shape[2:]))
 
     return flat(labels, labels_per_frame), flat(outputs, True), flat(sample_weight, weights_per_frame)
+
+
+def clip_predictions(outputs, labels, sample_weight, labels_per_frame: bool, weights_per_frame: bool):
+    """What a clip is scored on (evaluation): the mean prediction for clip labels, every frame for frame labels.
+
+    Args and shapes as in `flatten_steps`.
+
+    Returns:
+      `(labels, predictions, sample_weight)`: `[B, ...]` for clip labels, `[B * T', ...]` for frame labels.
+    """
+    if labels_per_frame:
+        return flatten_steps(outputs, labels, sample_weight, True, weights_per_frame)
+    return labels, ops.mean(outputs, axis=1), sample_weight

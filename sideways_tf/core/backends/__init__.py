@@ -1,0 +1,38 @@
+"""What differs between Keras backends, and nothing else.
+
+Each backend module provides the same five functions:
+
+* `value_and_vjp(fn, primals, cotangent=None, head=None)`: a unit's output and its
+  vector-Jacobian product at given inputs (TF: `GradientTape`; JAX: `jax.vjp`);
+* `scan(body, init, length, output_dtype)`: the frame loop, never differentiated
+  (TF: `tf.while_loop` + `TensorArray`; JAX: `jax.lax.scan`);
+* `compile_function(fn, jit_compile)`: a compiled pure function (`tf.function` / `jax.jit`);
+* `device_scope(device)`: where a unit's work runs (TF: `tf.device`);
+* `num_replicas()`: replicas of the current data-parallel strategy (what Keras' losses divide by).
+
+The module of the running backend is imported on first use, so `import sideways_tf` under
+`KERAS_BACKEND=jax` never imports TensorFlow.
+"""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+import keras
+
+SUPPORTED_BACKENDS = ("tensorflow", "jax")
+
+
+def current() -> ModuleType:
+    """The backend module of the Keras backend in use (`keras.backend.backend()`).
+
+    Raises:
+      ValueError: under a Keras backend other than TensorFlow or JAX.
+    """
+    name = keras.backend.backend()
+    if name not in SUPPORTED_BACKENDS:
+        raise ValueError(
+            f"sideways_tf runs under KERAS_BACKEND={' or '.join(SUPPORTED_BACKENDS)}; the Keras backend is {name!r}."
+        )
+    return importlib.import_module(f"sideways_tf.core.backends.{name}_backend")

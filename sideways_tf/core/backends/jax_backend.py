@@ -1,0 +1,76 @@
+"""The JAX backend of the engine: `jax.vjp` and a `jax.lax.scan` over frames.
+
+Everything here is traced: no Keras variable is read or assigned inside the loop; parameters and
+non-trainable state arrive as arrays and leave in the loop carry.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Callable, Optional, Sequence
+
+import jax
+import jax.numpy as jnp
+
+
+def value_and_vjp(
+    fn: Callable,
+    primals: Sequence,
+    cotangent=None,
+    head: Optional[Callable] = None,
+):
+    """Runs `fn(*primals) -> (output, aux)` once and pulls a cotangent back to the primals.
+
+    Arguments and result as in the TensorFlow backend's `value_and_vjp`.
+    """
+    if (cotangent is None) == (head is None):
+        raise ValueError("value_and_vjp needs exactly one of `cotangent` and `head`.")
+    primals = list(primals)
+    if head is not None:
+
+        def scalar(*args):
+            output, aux = fn(*args)
+            return head(output), (output, aux)
+
+        argnums = tuple(range(len(primals)))
+        (head_value, (output, aux)), grads = jax.value_and_grad(scalar, argnums=argnums, has_aux=True)(*primals)
+        return output, aux, head_value, list(grads)
+    output, pullback, aux = jax.vjp(fn, *primals, has_aux=True)
+    return output, aux, None, list(pullback(cotangent.astype(output.dtype)))
+
+
+def scan(body: Callable, init, length: int, output_dtype=None):
+    """`carry, y_s = body(s, carry)` for `s = 0 .. length-1`, in one `jax.lax.scan`.
+
+    Args:
+      body: `body(s, carry) -> (carry, y)`; `s` is an int32 scalar.
+      init: the initial carry (a pytree).
+      length: the number of steps, a Python int (shapes are static under JAX).
+      output_dtype: unused (JAX infers it).
+
+    Returns:
+      `(carry, ys)` with `ys` `[length, *y.shape]`.
+    """
+    del output_dtype
+
+    def step(carry, s):
+        return body(s, carry)
+
+    return jax.lax.scan(step, init, jnp.arange(int(length), dtype=jnp.int32))
+
+
+def compile_function(fn: Callable, jit_compile: bool = True) -> Callable:
+    """`jax.jit(fn)`: JAX always compiles."""
+    del jit_compile
+    return jax.jit(fn)
+
+
+def device_scope(device: Optional[str]):
+    """Placement per unit is not implemented under JAX (the model refuses `devices=`)."""
+    del device
+    return contextlib.nullcontext()
+
+
+def num_replicas() -> int:
+    """Keras' JAX losses are not divided by replicas: 1."""
+    return 1

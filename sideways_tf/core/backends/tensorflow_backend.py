@@ -1,0 +1,92 @@
+"""The TensorFlow backend of the engine: `GradientTape` VJPs and a `tf.while_loop` over frames."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Callable, Optional, Sequence
+
+import tensorflow as tf
+
+# Steps of the frame loop TensorFlow may run at once. More than one lets independent work of
+# later steps start early, at the cost of holding several steps' activations: memory would then
+# depend on the schedule, not on D.
+PARALLEL_ITERATIONS = 1
+
+
+def value_and_vjp(
+    fn: Callable,
+    primals: Sequence,
+    cotangent=None,
+    head: Optional[Callable] = None,
+):
+    """Runs `fn(*primals) -> (output, aux)` once and pulls a cotangent back to the primals.
+
+    Exactly one of `cotangent` (shaped like `output`) and `head` (a scalar function of
+    `output`, a loss) is given. `aux` is returned as computed and not differentiated.
+
+    Args:
+      fn: `fn(*primals) -> (output, aux)`.
+      primals: tensors or nested lists of tensors to differentiate with respect to.
+      cotangent: the incoming gradient about `output`.
+      head: a scalar function of `output`.
+
+    Returns:
+      `(output, aux, head_value, primal_grads)`; `head_value` is None with a cotangent;
+      `primal_grads` has the structure of `primals`, zeros where unconnected.
+    """
+    if (cotangent is None) == (head is None):
+        raise ValueError("value_and_vjp needs exactly one of `cotangent` and `head`.")
+    primals = list(primals)
+    with tf.GradientTape(watch_accessed_variables=False) as tape:
+        tape.watch(primals)
+        output, aux = fn(*primals)
+        head_value = head(output) if head is not None else None
+    grads = tape.gradient(
+        head_value if head is not None else output,
+        primals,
+        output_gradients=None if head is not None else cotangent,
+        unconnected_gradients=tf.UnconnectedGradients.ZERO,
+    )
+    return output, aux, head_value, grads
+
+
+def scan(body: Callable, init, length, output_dtype):
+    """`carry, y_s = body(s, carry)` for `s = 0 .. length-1`, in one `tf.while_loop`.
+
+    Args:
+      body: `body(s, carry) -> (carry, y)`; `s` is an int32 scalar tensor.
+      init: the initial carry (a nest of tensors).
+      length: the number of steps (int or scalar tensor).
+      output_dtype: the dtype of `y`.
+
+    Returns:
+      `(carry, ys)` with `ys` `[length, *y.shape]`.
+    """
+    outputs = tf.TensorArray(output_dtype, size=length)
+
+    def loop(s, carry, outputs):
+        carry, y = body(s, carry)
+        return s + 1, carry, outputs.write(s, y)
+
+    _, carry, outputs = tf.while_loop(
+        lambda s, *_: s < length,
+        loop,
+        (tf.constant(0), init, outputs),
+        parallel_iterations=PARALLEL_ITERATIONS,
+    )
+    return carry, outputs.stack()
+
+
+def compile_function(fn: Callable, jit_compile: bool = False) -> Callable:
+    """A `tf.function` of a pure function of tensors (XLA-compiled with `jit_compile`)."""
+    return tf.function(fn, reduce_retracing=True, jit_compile=jit_compile)
+
+
+def device_scope(device: Optional[str]):
+    """A `tf.device` scope, or a no-op for None."""
+    return tf.device(device) if device else contextlib.nullcontext()
+
+
+def num_replicas() -> int:
+    """Replicas in sync of the current `tf.distribute` strategy (1 without one)."""
+    return tf.distribute.get_strategy().num_replicas_in_sync

@@ -1,0 +1,214 @@
+"""The engine: a built pipeline of stages and the pure functions that train and run it on a clip.
+
+What is algorithm, not Keras glue, lives here: assembling the stages and their tau from the
+units, choosing the target of every computation step, and aligning each stage's parameters
+and gradients with a model's variable lists. Everything is a function of explicit values
+(parameters and non-trainable state as tensors), so it runs unchanged under TensorFlow and JAX.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, NamedTuple, Optional, Sequence
+
+import keras
+from keras import ops
+
+from sideways_tf.core import episode, schedule, targets
+from sideways_tf.core.shortcut import make_shortcut
+from sideways_tf.core.stage import Stage
+
+FrameLoss = Callable[[object, object, Optional[object]], object]
+
+
+class ClipResult(NamedTuple):
+    """What training on one clip gives, aligned with the variable lists it was given.
+
+    Attributes:
+      gradients: one per trainable variable: the pseudo-gradients (or exact gradients).
+      non_trainable: one per non-trainable variable: its value after the clip.
+      loss: the mean per-step loss over the valid steps.
+      predictions: `[B, T', *O]`, the top unit's valid outputs (prediction for frame j at j).
+      labels_per_frame: whether the labels were read per frame.
+      weights_per_frame: whether the sample weights were read per frame.
+    """
+
+    gradients: list
+    non_trainable: list
+    loss: object
+    predictions: object
+    labels_per_frame: bool
+    weights_per_frame: bool
+
+
+def build_stages(
+    units: Sequence[keras.layers.Layer],
+    frame_shape: Sequence[int],
+    mode: str,
+    fusion: str,
+    shortcut: str,
+) -> tuple[list[Stage], list[tuple], tuple]:
+    """Wraps every unit in its stage (with tau in the skip modes) and builds it on its input.
+
+    Unit k >= 2 in the skip modes is built on its fused input.
+
+    Args:
+      units: the D units.
+      frame_shape: `F`, one frame's shape without the batch axis.
+      mode, fusion, shortcut: as in `SidewaysModel`.
+
+    Returns:
+      `(stages, activation_shapes, prediction_shape)`: the shapes `S_k` of units 0..D-2 and
+      `O` of the top unit, without the batch axis.
+
+    Raises:
+      ValueError: when a unit's output shape is not fully defined, or tau cannot match shapes.
+    """
+    skip = mode in schedule.SKIP_MODES
+    hidden, stages = [], []
+    for k, unit in enumerate(units):
+        direct = keras.KerasTensor((None,) + tuple(frame_shape)) if k == 0 else hidden[k - 1]
+        has_shortcut = skip and k >= 2
+        transform = None
+        if has_shortcut:
+            transform = make_shortcut(hidden[k - 2].shape[1:], direct.shape[1:], fusion, shortcut, name=f"tau_{k}")
+        stage = Stage(unit, fusion, has_shortcut, transform, name=f"stage_{k}")
+        out = stage(direct, hidden[k - 2] if has_shortcut else None)
+        if any(d is None for d in out.shape[1:]):
+            raise ValueError(f"units[{k}] must produce a fully defined shape; got {out.shape}.")
+        hidden.append(out)
+        stages.append(stage)
+    return stages, [tuple(h.shape[1:]) for h in hidden[:-1]], tuple(hidden[-1].shape[1:])
+
+
+class Engine:
+    """The built pipeline of a `SidewaysModel`.
+
+    Args:
+      stages: the D built stages.
+      mode: one of `schedule.MODES`.
+      activation_shapes: `S_k` of units 0..D-2 (no batch axis).
+      prediction_shape: `O`, the top unit's output shape (no batch axis).
+      devices: None, or one device string per unit.
+    """
+
+    def __init__(self, stages, mode: str, activation_shapes, prediction_shape, devices=None):
+        self.stages = list(stages)
+        self.mode = mode
+        self.activation_shapes = [tuple(s) for s in activation_shapes]
+        self.prediction_shape = tuple(prediction_shape)
+        self.devices = devices
+
+    @property
+    def depth(self) -> int:
+        return len(self.stages)
+
+    def rule(self, exact: bool = False, training: bool = True) -> schedule.Rule:
+        """The rule of one call (see `schedule.rule`)."""
+        return schedule.rule(self.mode, self.depth, exact=exact, training=training)
+
+    # ------------------------------------------------------------ variables
+
+    def split(self, values: Sequence, variables: Sequence, trainable: bool) -> list[list]:
+        """Values aligned with `variables` -> per stage, in its own variable order."""
+        by_id = {id(v): x for v, x in zip(variables, values, strict=True)}
+        own = (lambda s: s.trainable_variables) if trainable else (lambda s: s.non_trainable_variables)
+        return [[by_id[id(v)] if id(v) in by_id else v.value for v in own(stage)] for stage in self.stages]
+
+    def merge_gradients(self, per_stage: Sequence[Sequence], variables: Sequence) -> list:
+        """Per-stage gradients -> one per variable of `variables` (summed if shared, zeros if unused)."""
+        by_id = {}
+        for stage, grads in zip(self.stages, per_stage, strict=True):
+            for v, g in zip(stage.trainable_variables, grads, strict=True):
+                by_id[id(v)] = g if id(v) not in by_id else by_id[id(v)] + g
+        return [by_id[id(v)] if id(v) in by_id else ops.zeros(v.shape, v.dtype) for v in variables]
+
+    def merge_states(self, per_stage: Sequence[Sequence], variables: Sequence, old: Sequence) -> list:
+        """Per-stage non-trainable values -> one per variable of `variables` (the old value if no stage owns it)."""
+        by_id = {}
+        for stage, values in zip(self.stages, per_stage, strict=True):
+            for v, x in zip(stage.non_trainable_variables, values, strict=True):
+                by_id[id(v)] = x
+        return [by_id.get(id(v), o) for v, o in zip(variables, old, strict=True)]
+
+    # ------------------------------------------------------------ clips
+
+    def label_layout(self, labels, sample_weight, num_frames) -> tuple[bool, bool]:
+        """`(labels_per_frame, weights_per_frame)` for labels `[B, ...]` or `[B, T, ...]`."""
+        per_frame = targets.is_per_frame(
+            tuple(labels.shape), (None,) + self.prediction_shape, num_frames, targets.is_integer(labels)
+        )
+        weights_per_frame = sample_weight is not None and len(sample_weight.shape) == 2 and per_frame
+        return per_frame, weights_per_frame
+
+    def train_clip(
+        self,
+        params: Sequence,
+        states: Sequence,
+        trainable_variables: Sequence,
+        non_trainable_variables: Sequence,
+        video,
+        labels,
+        sample_weight,
+        frame_loss: FrameLoss,
+        exact: bool = False,
+    ) -> ClipResult:
+        """Trains on one clip with the model's rule (or its exact reference); applies nothing.
+
+        Args:
+          params: values of `trainable_variables`.
+          states: values of `non_trainable_variables`.
+          trainable_variables, non_trainable_variables: the model's variable lists.
+          video: `[B, T, *F]`.
+          labels: `[B, ...]` per clip or `[B, T, ...]` per frame.
+          sample_weight: None, `[B]` or `[B, T]`.
+          frame_loss: `frame_loss(y, y_pred, sample_weight)`, the loss of one frame's prediction.
+          exact: exact per-frame backprop of the same network instead of the rule.
+
+        Returns:
+          A `ClipResult` aligned with the variable lists.
+        """
+        rule = self.rule(exact=exact)
+        num_frames = video.shape[1]
+        labels_per_frame, weights_per_frame = self.label_layout(labels, sample_weight, num_frames)
+
+        def head_for_step(step):
+            index = ops.maximum(step - rule.latency, 0)
+            y = targets.at_frame(labels, index, labels_per_frame)
+            w = targets.at_frame(sample_weight, index, weights_per_frame)
+            return lambda out: frame_loss(y, out, w)
+
+        result = episode.train_episode(
+            self.stages,
+            rule,
+            self.split(params, trainable_variables, trainable=True),
+            self.split(states, non_trainable_variables, trainable=False),
+            video,
+            head_for_step,
+            self.activation_shapes,
+            self.devices,
+        )
+        return ClipResult(
+            gradients=self.merge_gradients(result.gradients, trainable_variables),
+            non_trainable=self.merge_states(result.states, non_trainable_variables, states),
+            loss=result.loss,
+            predictions=result.top_outputs,
+            labels_per_frame=labels_per_frame,
+            weights_per_frame=weights_per_frame,
+        )
+
+    def current_values(self) -> tuple[list[list], list[list]]:
+        """Per stage, the current values of its trainable and non-trainable variables.
+
+        Read through `variable.value`, so inside a `keras.StatelessScope` (as in
+        `Layer.stateless_call`) these are the scope's values.
+        """
+        params = [[v.value for v in stage.trainable_variables] for stage in self.stages]
+        states = [[v.value for v in stage.non_trainable_variables] for stage in self.stages]
+        return params, states
+
+    def predict_clip(self, video):
+        """Per-frame predictions `[B, T', *O]` of a clip `[B, T, *F]` (no gradients, no state change)."""
+        params, states = self.current_values()
+        return episode.inference_episode(
+            self.stages, self.rule(training=False), params, states, video, self.activation_shapes, self.devices
+        )
