@@ -26,12 +26,12 @@ BUILDERS = {"vgg8": lambda: sw.models.vgg8(51), "vgg16": lambda: sw.models.vgg16
 def unit_times(name: str, mode: str, batch: int, resolution: int, reps: int) -> list[float]:
     model = sw.SidewaysModel(BUILDERS[name](), mode=mode)
     model.build((batch, None, resolution, resolution, 3))
-    inputs = [(None, resolution, resolution, 3)] + [(None, *s) for s in model._activation_shapes]
+    inputs = [(None, resolution, resolution, 3)] + [(None, *s) for s in model.activation_shapes]
     times = []
     for k, stage in enumerate(model.stages):
         direct = tf.random.normal((batch, *inputs[k][1:]))
         shortcut = tf.random.normal((batch, *inputs[k - 1][1:])) if stage.has_shortcut else None
-        out_shape = (batch, *(model._activation_shapes + [model._output_shape[1:]])[k])
+        out_shape = (batch, *(model.activation_shapes + [model.prediction_shape])[k])
         cotangent = tf.random.normal(out_shape)
         # Unit 1 needs no gradient for its input frame, as in the pipeline.
         primals = [] if k == 0 else [direct] if shortcut is None else [direct, shortcut]

@@ -1,10 +1,26 @@
-"""sideways_tf: depth-parallel training of video models with Sideways and Skip-Sideways."""
+"""sideways_tf: depth-parallel training of video models with Sideways and Skip-Sideways.
 
-from sideways_tf import data, layers, models
+`import sideways_tf` needs only Keras and its backend: under `KERAS_BACKEND=jax` it does not
+import TensorFlow. The TensorFlow-only parts (`sideways_tf.data`, built on tf.data and tfds, and
+`sideways_tf.training`) are imported on first use of `sw.data` / `sw.training`.
+"""
+
+import importlib
+
+from sideways_tf import layers, models
 from sideways_tf.core.schedule import MODES
 from sideways_tf.core.shortcut import FUSIONS, SHORTCUTS
 from sideways_tf.model import SidewaysModel
 
 __version__ = "0.1.0"
 
-__all__ = ["FUSIONS", "MODES", "SHORTCUTS", "SidewaysModel", "__version__", "data", "layers", "models"]
+_LAZY_SUBMODULES = ("data", "training")
+
+
+def __getattr__(name):
+    if name in _LAZY_SUBMODULES:
+        return importlib.import_module(f"sideways_tf.{name}")
+    raise AttributeError(f"module 'sideways_tf' has no attribute {name!r}")
+
+
+__all__ = ["FUSIONS", "MODES", "SHORTCUTS", "SidewaysModel", "__version__", "data", "layers", "models", "training"]

@@ -317,19 +317,29 @@ class SidewaysModel(keras.Model):
         video, labels, sample_weight = _as_tensor(video), _as_tensor(labels), _as_tensor(sample_weight)
         self._check_video(video, training=True)
         self._check_compiled()
+        function = self.gradient_function(exact)
+        return list(function(_values(self.trainable_variables), _values(self.non_trainable_variables),
+                             video, labels, sample_weight))
+
+    def gradient_function(self, exact: bool = False):
+        """The compiled pure function behind `pseudo_gradients` (`exact_gradients` with `exact=True`).
+
+        `function(params, states, video, labels, sample_weight) -> gradients`, with `params` and
+        `states` the values of `trainable_variables` and `non_trainable_variables`: a
+        `tf.function` (XLA-compiled when the model was compiled with `jit_compile=True`) or a
+        `jax.jit` function. Useful to inspect or export the compiled program.
+        """
         cache = self.__dict__.setdefault("_gradient_functions", {})
         key = (exact, bool(self.jit_compile))
         if key not in cache:
 
-            def gradients(params, states, video, labels, sample_weight):
+            def gradients(params, states, video, labels, sample_weight=None):
                 mapping = list(zip(self.trainable_variables, params)) + list(zip(self.non_trainable_variables, states))
                 with keras.StatelessScope(state_mapping=mapping):
                     return self.clip_gradients(params, states, video, labels, sample_weight, exact=exact).gradients
 
             cache[key] = backends.current().compile_function(gradients, jit_compile=key[1])
-        grads = cache[key](_values(self.trainable_variables), _values(self.non_trainable_variables),
-                           video, labels, sample_weight)
-        return list(grads)
+        return cache[key]
 
     # ------------------------------------------------------------------ Keras steps
 

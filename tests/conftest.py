@@ -1,21 +1,54 @@
-"""Test session setup: two logical CPU devices and one shared MirroredStrategy.
+"""Test session setup for both Keras backends.
 
-Both must happen before TensorFlow initialises its devices, hence at import time here.
+Under TensorFlow: two logical CPU devices and one shared MirroredStrategy, both set up before
+TensorFlow initialises its devices, hence at import time here. Under JAX (`KERAS_BACKEND=jax`)
+TensorFlow-only tests are skipped with their reason; nothing else changes.
 """
 
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+import keras  # noqa: E402
 import pytest  # noqa: E402
-import tensorflow as tf  # noqa: E402
 
-_cpus = tf.config.list_physical_devices("CPU")
-tf.config.set_logical_device_configuration(
-    _cpus[0], [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()]
-)
+BACKEND = keras.backend.backend()
+
+# Test folders whose subject is TensorFlow-only: tf.data/tfds input pipelines and the training
+# front end built on them (tf.summary, tf.distribute, tfds builders).
+TENSORFLOW_ONLY_DIRS = {
+    "data": "sw.data is built on tf.data and tfds",
+    "training": "the training front end (CLI, runner, callbacks) runs on TensorFlow",
+}
+
+if BACKEND == "tensorflow":
+    import tensorflow as tf
+
+    _cpus = tf.config.list_physical_devices("CPU")
+    tf.config.set_logical_device_configuration(
+        _cpus[0], [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()]
+    )
 
 _STRATEGY = None
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "tensorflow_only(reason): the test needs the TensorFlow backend")
+
+
+def pytest_collection_modifyitems(config, items):
+    if BACKEND == "tensorflow":
+        return
+    for item in items:
+        folder = item.path.parent.name
+        marker = item.get_closest_marker("tensorflow_only")
+        if marker is not None:
+            reason = marker.args[0] if marker.args else "TensorFlow only"
+        elif folder in TENSORFLOW_ONLY_DIRS:
+            reason = TENSORFLOW_ONLY_DIRS[folder]
+        else:
+            continue
+        item.add_marker(pytest.mark.skip(reason=f"TensorFlow only: {reason}"))
 
 
 @pytest.fixture(scope="session")
@@ -23,5 +56,7 @@ def mirrored_strategy():
     """One MirroredStrategy over the two logical CPUs for the whole session (two break collectives)."""
     global _STRATEGY
     if _STRATEGY is None:
+        import tensorflow as tf
+
         _STRATEGY = tf.distribute.MirroredStrategy(["/CPU:0", "/CPU:1"])
     return _STRATEGY

@@ -51,3 +51,43 @@ def assert_grads_close(actual, expected, atol=1e-5, rtol=1e-4):
     assert len(actual) == len(expected)
     for i, (a, e) in enumerate(zip(actual, expected)):
         np.testing.assert_allclose(np.asarray(a), np.asarray(e), atol=atol, rtol=rtol, err_msg=f"gradient {i}")
+
+
+def gradient_of(loss_fn, variables) -> list:
+    """d loss_fn() / d variables on the running backend, written independently of the engine.
+
+    `loss_fn` reads the variables as usual; it runs inside a `keras.StatelessScope` that maps them
+    to differentiable values, so no state (batch-norm statistics) changes.
+    """
+    from keras import ops
+
+    from sideways_tf.core import backends
+
+    def fn(values):
+        with keras.StatelessScope(state_mapping=list(zip(variables, values))):
+            return loss_fn(), None
+
+    values = [ops.convert_to_tensor(v.value) for v in variables]
+    _, _, _, (grads,) = backends.current().value_and_vjp(fn, [values], head=lambda loss: loss)
+    return grads
+
+
+def np_pool(x: np.ndarray, size, kind: str = "max", padding: str = "valid") -> np.ndarray:
+    """Non-overlapping 2D pooling of `[B, H, W, C]` in numpy (TensorFlow's "SAME" windows when padded)."""
+    sh, sw = size
+    b, h, w, c = x.shape
+    oh, ow = (-(-h // sh), -(-w // sw)) if padding == "same" else (h // sh, w // sw)
+    pad_h, pad_w = max((oh - 1) * sh + sh - h, 0), max((ow - 1) * sw + sw - w, 0)
+    top, left = pad_h // 2, pad_w // 2
+    fill = -np.inf if kind == "max" else np.nan
+    padded = np.full((b, h + pad_h, w + pad_w, c), fill, x.dtype)
+    padded[:, top:top + h, left:left + w] = x
+    windows = padded[:, :oh * sh, :ow * sw].reshape(b, oh, sh, ow, sw, c)
+    return windows.max(axis=(2, 4)) if kind == "max" else np.nanmean(windows, axis=(2, 4))
+
+
+def np_space_to_depth(x: np.ndarray, block: int) -> np.ndarray:
+    """`[B, H, W, C]` -> `[B, H/b, W/b, b*b*C]` with channels ordered `(dy, dx, c)` (as tf.nn.space_to_depth)."""
+    b, h, w, c = x.shape
+    y = x.reshape(b, h // block, block, w // block, block, c).transpose(0, 1, 3, 2, 4, 5)
+    return y.reshape(b, h // block, w // block, block * block * c)

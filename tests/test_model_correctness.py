@@ -3,12 +3,13 @@
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
+from keras import ops
 
 import sideways_tf as sw
 from tests.helpers import (
     SPARSE_CE,
     assert_grads_close,
+    gradient_of,
     compiled,
     constant_clip,
     conv_units,
@@ -72,19 +73,20 @@ def _tau(stage, shortcut):
 def _manual_backprop_with_shortcuts(model, frame, labels, stop_gradient):
     """Exact backprop of the per-frame network with shortcuts, written out independently."""
     units = [stage.unit for stage in model.stages]
-    variables = model.trainable_variables
-    with tf.GradientTape() as tape:
+
+    def loss():
         hidden = []
         for k, stage in enumerate(model.stages):
             x = frame if k == 0 else hidden[k - 1]
             if k >= 2:
                 # FA: no gradient reaches unit k-2; a projecting tau belongs to unit k and learns.
-                source = tf.stop_gradient(hidden[k - 2]) if stop_gradient else hidden[k - 2]
+                source = ops.stop_gradient(hidden[k - 2]) if stop_gradient else hidden[k - 2]
                 shortcut = _tau(stage, source)
-                x = tf.concat([x, shortcut], -1) if model.fusion == "concat" else x + shortcut
+                x = ops.concatenate([x, shortcut], -1) if model.fusion == "concat" else x + shortcut
             hidden.append(units[k](x, training=True))
-        loss = SPARSE_CE(labels, hidden[-1])
-    return tape.gradient(loss, variables)
+        return SPARSE_CE(labels, hidden[-1])
+
+    return gradient_of(loss, model.trainable_variables)
 
 
 @pytest.mark.parametrize("fusion", ["concat", "add"])
@@ -132,11 +134,11 @@ def test_pseudo_gradients_change_no_state():
     video = random_clip((3, 11, 8, 8, 3))
     model = _model(conv_units, "skip_sideways")
     model.build(video.shape)
-    before = [v.numpy().copy() for v in model.variables]
+    before = [np.array(v) for v in model.variables]
     first = model.pseudo_gradients(video, LABELS)
     again = model.pseudo_gradients(video, LABELS)
     for b, v in zip(before, model.variables):
-        np.testing.assert_array_equal(b, v.numpy())
+        np.testing.assert_array_equal(b, np.array(v))
     assert_grads_close(first, again, atol=0, rtol=0)
 
 
@@ -170,7 +172,7 @@ def test_batch_norm_absorbs_only_valid_steps():
 
     def batch_mean(unit_index, layer_index):
         h = video[:, 0]
-        saved = [v.numpy() for v in model.non_trainable_variables]
+        saved = [np.array(v) for v in model.non_trainable_variables]
         for k in range(unit_index):
             h = model.stages[k].unit(h, training=True)
         for v, old in zip(model.non_trainable_variables, saved):
@@ -178,11 +180,11 @@ def test_batch_norm_absorbs_only_valid_steps():
         sub = model.stages[unit_index].unit
         for layer in sub.layers[:layer_index]:
             h = layer(h)
-        return tf.reduce_mean(h, axis=[0, 1, 2]).numpy()
+        return np.asarray(ops.mean(h, axis=(0, 1, 2)))
 
     mu0, mu2 = batch_mean(0, 1), batch_mean(2, 1)
     model.train_on_batch(video, LABELS)
     # Unit k sees a valid input at steps k..T-1: T - k updates towards the same batch mean.
-    np.testing.assert_allclose(bn0.moving_mean.numpy(), mu0 * (1 - momentum ** frames), rtol=1e-4, atol=1e-6)
-    np.testing.assert_allclose(bn2.moving_mean.numpy(), mu2 * (1 - momentum ** (frames - 2)), rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(np.array(bn0.moving_mean), mu0 * (1 - momentum ** frames), rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(np.array(bn2.moving_mean), mu2 * (1 - momentum ** (frames - 2)), rtol=1e-4, atol=1e-6)
     assert depth == len(model.stages)

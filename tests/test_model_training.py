@@ -3,7 +3,7 @@
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
+from keras import ops
 
 import sideways_tf as sw
 from tests.helpers import SPARSE_CE, compiled, conv_units, dense_units, random_clip
@@ -68,6 +68,7 @@ def test_regularizer_gradient_is_added_once(mode):
         np.testing.assert_allclose(np.asarray(with_reg) - without, np.ones(with_reg.shape), rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.tensorflow_only("tf.distribute")
 @pytest.mark.parametrize("mode", ["bp", "skip_sideways"])
 def test_mirrored_strategy_step_matches_one_device(mode, mirrored_strategy):
     video, labels = random_clip((4, 9, 8, 8, 3)), np.array([0, 1, 2, 3])
@@ -79,6 +80,8 @@ def test_mirrored_strategy_step_matches_one_device(mode, mirrored_strategy):
         mirrored = compiled(sw.SidewaysModel(conv_units(batch_norm=False), mode=mode), keras.optimizers.SGD(0.5))
         mirrored.build(video.shape)
         mirrored.set_weights(initial)
+    import tensorflow as tf
+
     dataset = tf.data.Dataset.from_tensor_slices((video, labels)).batch(4)
     single_logs = single.fit(dataset, epochs=1, verbose=0).history
     mirrored_logs = mirrored.fit(dataset, epochs=1, verbose=0).history
@@ -95,13 +98,15 @@ def _while_body_nodes(concrete_function):
     return [node for f in bodies for node in f.node_def]
 
 
+@pytest.mark.tensorflow_only("devices= places units with tf.device")
 @pytest.mark.parametrize("mode", ["sideways", "skip_sideways"])
 def test_devices_place_each_units_forward_and_vjp(mode):
     devices = ["/CPU:0", "/CPU:1", "/CPU:0", "/CPU:1"]
     model = compiled(sw.SidewaysModel(dense_units(4), mode=mode, devices=devices))
-    video, labels = tf.constant(random_clip((2, 9, 6))), tf.constant([0, 1])
+    video, labels = ops.convert_to_tensor(random_clip((2, 9, 6))), ops.convert_to_tensor(np.array([0, 1]))
     model.build(video.shape)
-    nodes = _while_body_nodes(model._gradient_fn(None).get_concrete_function(video, labels))
+    params = [ops.convert_to_tensor(v.value) for v in model.trainable_variables]
+    nodes = _while_body_nodes(model.gradient_function().get_concrete_function(params, [], video, labels, None))
     seen = {k: {"forward": 0, "vjp": 0} for k in range(4)}
     for node in nodes:
         for k in range(4):
@@ -117,6 +122,7 @@ def test_devices_place_each_units_forward_and_vjp(mode):
         np.testing.assert_allclose(a, b, atol=1e-6)
 
 
+@pytest.mark.tensorflow_only("devices= places units with tf.device")
 def test_fit_with_devices_runs():
     video, labels = _learnable_task(num_clips=8)
     model = compiled(sw.SidewaysModel(dense_units(2), mode="sideways", devices=["/CPU:0", "/CPU:1"]))

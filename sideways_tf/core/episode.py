@@ -104,7 +104,7 @@ def train_episode(
         for k, (unit_acc, unit_grads, counts) in enumerate(
             zip(accumulators, result.variable_gradients, result.counted, strict=True)
         ):
-            with backend.device_scope(devices[k] if devices else None):
+            with backend.unit_scope(k, devices):
                 accumulated.append(
                     [acc + ops.cast(counts, acc.dtype) * ops.cast(g, acc.dtype)
                      for acc, g in zip(unit_acc, unit_grads, strict=True)]

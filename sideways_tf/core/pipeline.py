@@ -136,7 +136,7 @@ def sideways_step(
         counts = step >= rule.first_counted_step(k, depth)
         input_valid = step >= first_valid_input_step(k, rule.mode)
         shortcut_is_primal = shortcut is not None and rule.shortcut_gradients
-        with backend.device_scope(devices[k] if devices else None):
+        with backend.unit_scope(k, devices):
             primals = [list(params[k])] + ([] if k == 0 else [direct]) + ([shortcut] if shortcut_is_primal else [])
 
             def unit_fn(p, *inputs, _k=k, _direct=direct, _shortcut=shortcut, _stage=stage, _sp=shortcut_is_primal):
@@ -193,7 +193,7 @@ def inference_step(
     outputs = []
     for k, stage in enumerate(stages):
         direct, shortcut = _unit_inputs(k, rule, state, frame)
-        with backend.device_scope(devices[k] if devices else None):
+        with backend.unit_scope(k, devices):
             outputs.append(apply_stage(stage, params[k], states[k], direct, shortcut, training=False)[0])
     new_state = PipelineState(step=state.step + 1, activations=tuple(outputs[:-1]), gradients=state.gradients)
     return new_state, outputs[-1]
@@ -228,7 +228,7 @@ def synchronous_forward(
         shortcut = hidden[k - 2] if (rule.shortcuts and k >= 2) else None
         if shortcut is not None and not rule.shortcut_gradients:
             shortcut = ops.stop_gradient(shortcut)
-        with backend.device_scope(devices[k] if devices else None):
+        with backend.unit_scope(k, devices):
             out, unit_state = apply_stage(stage, params[k], states[k], direct, shortcut, training)
         hidden.append(out)
         new_states.append(unit_state)

@@ -3,37 +3,26 @@
 from __future__ import annotations
 
 import keras
-import tensorflow as tf
-
-
-def _contains_batch_norm(layer: keras.layers.Layer) -> bool:
-    return any(isinstance(sub, keras.layers.BatchNormalization) for sub in layer._flatten_layers(include_self=True))
 
 
 @keras.saving.register_keras_serializable(package="sideways_tf")
 class Remat(keras.layers.Layer):
-    """Wraps a block so that its activations are recomputed during backprop (`tf.recompute_grad`).
+    """Wraps a block so that its activations are recomputed during backprop (`keras.remat`).
 
-    Saves the block's intermediate activations at the price of a second forward pass. A block
-    holding batch norm is refused: the recomputation would update its moving statistics twice.
+    Saves the block's intermediate activations at the price of a second forward pass, on every
+    Keras backend (`tf.recompute_grad` under TensorFlow, `jax.checkpoint` under JAX). Blocks
+    with state (batch norm, dropout seeds) are supported: the block runs statelessly inside the
+    rematerialized function and its new state is assigned once, outside it, so the recomputation
+    never updates batch-norm statistics a second time.
 
     Args:
       layer: the block to rematerialize; its input and output are single tensors.
-
-    Raises:
-      ValueError: when `layer` contains a `BatchNormalization` layer.
     """
 
     def __init__(self, layer: keras.layers.Layer, **kwargs):
         super().__init__(**kwargs)
         if not isinstance(layer, keras.layers.Layer):
             raise ValueError(f"`layer` must be a keras.layers.Layer; got {type(layer).__name__}.")
-        if _contains_batch_norm(layer):
-            raise ValueError(
-                f"`layer` ({layer.name}) contains BatchNormalization: rematerializing it would update the moving "
-                "statistics twice per step. Remat the blocks without batch norm, or use a normalization without "
-                "state."
-            )
         self.layer = layer
 
     def build(self, input_shape):
@@ -42,11 +31,16 @@ class Remat(keras.layers.Layer):
         self.built = True
 
     def call(self, x, training=None):
-        @tf.recompute_grad
-        def block(inputs):
-            return self.layer(inputs, training=training)
+        params = [v.value for v in self.layer.trainable_variables]
+        state = [v.value for v in self.layer.non_trainable_variables]
 
-        return block(x)
+        def block(inputs, params):
+            return self.layer.stateless_call(params, state, inputs, training=training)
+
+        outputs, new_state = keras.remat(block)(x, params)
+        for variable, value in zip(self.layer.non_trainable_variables, new_state, strict=True):
+            variable.assign(value)
+        return outputs
 
     def compute_output_shape(self, input_shape):
         return self.layer.compute_output_shape(input_shape)

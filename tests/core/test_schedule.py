@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-import tensorflow as tf
+from keras import ops
 
 import sideways_tf as sw
 from sideways_tf.core import pipeline, schedule
@@ -24,18 +24,20 @@ def test_closed_forms(depth):
 def test_unit_first_counts_at_2d_minus_1_minus_i(mode):
     depth, frames = 5, 12
     model = compiled(sw.SidewaysModel(dense_units(depth), mode=mode))
-    video = tf.constant(random_clip((2, frames, 6)))
-    labels = tf.constant([0, 2])
+    video = ops.convert_to_tensor(random_clip((2, frames, 6)))
+    labels = ops.convert_to_tensor(np.array([0, 2]))
     model.build(video.shape)
-    state = pipeline.zero_state(2, model._activation_shapes, tf.float32)
+    rule = schedule.rule(mode, depth)
+    params, states = model.engine.current_values()
+    state = pipeline.zero_state(2, model.activation_shapes, "float32")
     first_nonzero = [None] * depth
     for s in range(frames):
         def head(out):
             return SPARSE_CE(labels, out)
 
-        state, result = pipeline.sideways_step(model.stages, mode, state, video[:, s], head)
+        state, result = pipeline.sideways_step(model.stages, rule, params, states, state, video[:, s], head)
         for k in range(depth):
-            nonzero = any(float(tf.reduce_max(tf.abs(g))) > 0 for g in result.variable_gradients[k])
+            nonzero = any(float(np.abs(np.asarray(g)).max()) > 0 for g in result.variable_gradients[k])
             assert bool(result.counted[k]) == (s >= 2 * depth - 1 - (k + 1))
             if nonzero and first_nonzero[k] is None:
                 first_nonzero[k] = s
@@ -45,13 +47,30 @@ def test_unit_first_counts_at_2d_minus_1_minus_i(mode):
 def test_messages_are_zero_until_valid():
     depth = 4
     model = compiled(sw.SidewaysModel(dense_units(depth), mode="skip_sideways"))
-    video = tf.constant(random_clip((2, 8, 6)))
+    video = ops.convert_to_tensor(random_clip((2, 8, 6)))
     model.build(video.shape)
-    state = pipeline.zero_state(2, model._activation_shapes, tf.float32)
+    rule = schedule.rule("skip_sideways", depth)
+    params, states = model.engine.current_values()
+    state = pipeline.zero_state(2, model.activation_shapes, "float32")
     for s in range(8):
-        state, _ = pipeline.sideways_step(model.stages, "skip_sideways", state, video[:, s],
-                                          lambda out: SPARSE_CE(tf.constant([0, 1]), out))
+        state, _ = pipeline.sideways_step(model.stages, rule, params, states, state, video[:, s],
+                                          lambda out: SPARSE_CE(np.array([0, 1]), out))
         for k, grad in enumerate(state.gradients):
             # The message about h_k sent at step s is used at step s + 1.
             valid = s + 1 >= schedule.first_counted_step(k, depth, "skip_sideways")
-            assert (np.abs(grad.numpy()).max() > 0) == valid, (s, k)
+            assert (np.abs(np.asarray(grad)).max() > 0) == valid, (s, k)
+
+
+def test_one_function_decides_the_rule():
+    assert schedule.rule("bp", 5) == ("bp", True, 0, False, False)
+    assert schedule.rule("sideways", 5).latency == 4 and not schedule.rule("sideways", 5).synchronous
+    exact = schedule.rule("skip_sideways", 5, exact=True)
+    assert exact.synchronous and exact.latency == 0 and exact.shortcuts and exact.shortcut_gradients
+    fa = schedule.rule("fa_skip_sideways", 5, exact=True)
+    assert fa.shortcuts and not fa.shortcut_gradients
+    inference = schedule.rule("skip_sideways", 5, exact=True, training=False)
+    assert not inference.synchronous and inference.latency == 4
+    assert schedule.rule("sideways", 5).first_counted_step(0, 5) == 8
+    assert exact.first_counted_step(0, 5) == 0
+    with pytest.raises(ValueError, match="`mode` must be one of"):
+        schedule.rule("backprop", 3)

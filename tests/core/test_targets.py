@@ -1,7 +1,7 @@
 """Reading labels as per clip or per frame, and pairing them with the valid predictions."""
 
 import numpy as np
-import tensorflow as tf
+from keras import ops
 
 from sideways_tf.core import targets
 
@@ -18,18 +18,18 @@ def test_is_per_frame():
 
 
 def test_flatten_steps_repeats_clip_labels_and_trims_frame_labels():
-    outputs = tf.reshape(tf.range(2 * 3 * 1, dtype=tf.float32), (2, 3, 1))  # B=2, T'=3
-    y, pred, w = targets.flatten_steps(outputs, tf.constant([7, 8]), tf.constant([1.0, 0.5]), False, False)
+    outputs = ops.reshape(ops.arange(2 * 3 * 1, dtype="float32"), (2, 3, 1))  # B=2, T'=3
+    y, pred, w = targets.flatten_steps(outputs, ops.convert_to_tensor([7, 8]), ops.convert_to_tensor([1.0, 0.5]), False, False)
     np.testing.assert_array_equal(y, [7, 7, 7, 8, 8, 8])
     np.testing.assert_array_equal(w, [1, 1, 1, 0.5, 0.5, 0.5])
     np.testing.assert_array_equal(pred[:, 0], [0, 1, 2, 3, 4, 5])
-    frame_labels = tf.constant([[1, 2, 3, 4, 5], [6, 7, 8, 9, 10]])  # T=5: the first T' frames count
+    frame_labels = ops.convert_to_tensor([[1, 2, 3, 4, 5], [6, 7, 8, 9, 10]])  # T=5: the first T' frames count
     y, _, _ = targets.flatten_steps(outputs, frame_labels, None, True, False)
     np.testing.assert_array_equal(y, [1, 2, 3, 6, 7, 8])
 
 
 def test_at_frame():
-    labels = tf.constant([[1, 2, 3], [4, 5, 6]])
+    labels = ops.convert_to_tensor([[1, 2, 3], [4, 5, 6]])
     np.testing.assert_array_equal(targets.at_frame(labels, 2, True), [3, 6])
     np.testing.assert_array_equal(targets.at_frame(labels, 2, False), labels)
     assert targets.at_frame(None, 0, True) is None

@@ -66,7 +66,7 @@ def test_units_shapes_and_parameter_counts(name, resolution):
     units = build()
     assert len(units) == num_units
     model = _built(units, resolution)
-    assert model._output_shape == output_shape(resolution)
+    assert (None,) + model.prediction_shape == output_shape(resolution)
     assert model.count_params() == params(resolution)
 
 
@@ -101,7 +101,7 @@ def test_space_to_depth_starts_the_first_unit():
     model = _built(units, 224)
     assert model.count_params() == sw.models.vgg8_num_params(K, resolution=224, space_to_depth=True)
     frames = _built(sw.models.full_res(space_to_depth=True), 64)
-    assert frames._output_shape == (None, 64, 64, 3)
+    assert frames.prediction_shape == (64, 64, 3)
 
 
 def test_vgg16_groups_layers_into_units():

@@ -7,7 +7,7 @@ Each backend module provides the same five functions:
 * `scan(body, init, length, output_dtype)`: the frame loop, never differentiated
   (TF: `tf.while_loop` + `TensorArray`; JAX: `jax.lax.scan`);
 * `compile_function(fn, jit_compile)`: a compiled pure function (`tf.function` / `jax.jit`);
-* `device_scope(device)`: where a unit's work runs (TF: `tf.device`);
+* `unit_scope(k, devices)`: the name scope of unit k's work, on `devices[k]` (TF: `tf.device`);
 * `num_replicas()`: replicas of the current data-parallel strategy (what Keras' losses divide by).
 
 The module of the running backend is imported on first use, so `import sideways_tf` under
@@ -22,6 +22,7 @@ from types import ModuleType
 import keras
 
 SUPPORTED_BACKENDS = ("tensorflow", "jax")
+_LOADED: dict = {}
 
 
 def current() -> ModuleType:
@@ -35,4 +36,6 @@ def current() -> ModuleType:
         raise ValueError(
             f"sideways_tf runs under KERAS_BACKEND={' or '.join(SUPPORTED_BACKENDS)}; the Keras backend is {name!r}."
         )
-    return importlib.import_module(f"sideways_tf.core.backends.{name}_backend")
+    if name not in _LOADED:
+        _LOADED[name] = importlib.import_module(f"sideways_tf.core.backends.{name}_backend")
+    return _LOADED[name]

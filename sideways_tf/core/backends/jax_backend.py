@@ -6,7 +6,6 @@ non-trainable state arrive as arrays and leave in the loop carry.
 
 from __future__ import annotations
 
-import contextlib
 from typing import Callable, Optional, Sequence
 
 import jax
@@ -65,10 +64,11 @@ def compile_function(fn: Callable, jit_compile: bool = True) -> Callable:
     return jax.jit(fn)
 
 
-def device_scope(device: Optional[str]):
-    """Placement per unit is not implemented under JAX (the model refuses `devices=`)."""
-    del device
-    return contextlib.nullcontext()
+def unit_scope(k: int, devices: Optional[Sequence[str]] = None):
+    """Unit k's work: the name scope `stage_k` in profiles (placement per unit is not implemented
+    under JAX yet; the model refuses `devices=`)."""
+    del devices
+    return jax.named_scope(f"stage_{k}")
 
 
 def num_replicas() -> int:

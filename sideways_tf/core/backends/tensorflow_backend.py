@@ -82,9 +82,11 @@ def compile_function(fn: Callable, jit_compile: bool = False) -> Callable:
     return tf.function(fn, reduce_retracing=True, jit_compile=jit_compile)
 
 
-def device_scope(device: Optional[str]):
-    """A `tf.device` scope, or a no-op for None."""
-    return tf.device(device) if device else contextlib.nullcontext()
+@contextlib.contextmanager
+def unit_scope(k: int, devices: Optional[Sequence[str]] = None):
+    """Unit k's work: the name scope `stage_k` (seen in graphs and profiles), on `devices[k]` if given."""
+    with tf.name_scope(f"stage_{k}"), (tf.device(devices[k]) if devices else contextlib.nullcontext()):
+        yield
 
 
 def num_replicas() -> int:
