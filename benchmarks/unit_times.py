@@ -15,10 +15,10 @@ import statistics
 import time
 
 import tensorflow as tf  # noqa: E402
+from sideways_tf.core.autodiff import value_and_vjp  # noqa: E402
 
 import sideways_tf as sw  # noqa: E402
 from benchmarks.common import report
-from sideways_tf.core.autodiff import value_and_vjp  # noqa: E402
 
 BUILDERS = {"vgg8": lambda: sw.models.vgg8(51), "vgg16": lambda: sw.models.vgg16(51)}
 

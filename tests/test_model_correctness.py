@@ -9,11 +9,11 @@ import sideways_tf as sw
 from tests.helpers import (
     SPARSE_CE,
     assert_grads_close,
-    gradient_of,
     compiled,
     constant_clip,
     conv_units,
     dense_units,
+    gradient_of,
     random_clip,
 )
 

@@ -19,7 +19,8 @@ def test_is_per_frame():
 
 def test_flatten_steps_repeats_clip_labels_and_trims_frame_labels():
     outputs = ops.reshape(ops.arange(2 * 3 * 1, dtype="float32"), (2, 3, 1))  # B=2, T'=3
-    y, pred, w = targets.flatten_steps(outputs, ops.convert_to_tensor([7, 8]), ops.convert_to_tensor([1.0, 0.5]), False, False)
+    labels, weights = ops.convert_to_tensor([7, 8]), ops.convert_to_tensor([1.0, 0.5])
+    y, pred, w = targets.flatten_steps(outputs, labels, weights, False, False)
     np.testing.assert_array_equal(y, [7, 7, 7, 8, 8, 8])
     np.testing.assert_array_equal(w, [1, 1, 1, 0.5, 0.5, 0.5])
     np.testing.assert_array_equal(pred[:, 0], [0, 1, 2, 3, 4, 5])
