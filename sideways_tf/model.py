@@ -343,6 +343,20 @@ class SidewaysModel(keras.Model):
 
     # ------------------------------------------------------------------ Keras steps
 
+    def fit(self, x=None, y=None, *args, **kwargs):
+        """Keras' `fit`, after checking the clips' shape where it is known before the first step.
+
+        (Under JAX, an error raised inside the first compiled step leaves Keras' variables
+        without values; checking arrays and `tf.data` element specs first avoids that.)
+        """
+        spec = getattr(x, "element_spec", None)
+        if isinstance(spec, (tuple, list)):
+            spec = spec[0]
+        shape = getattr(spec if spec is not None else x, "shape", None)
+        if shape is not None and getattr(shape, "rank", len(shape)) is not None and len(shape) >= 1:
+            self._check_video(keras.KerasTensor(tuple(None if d is None else int(d) for d in shape)), training=True)
+        return super().fit(x, y, *args, **kwargs)
+
     def train_step(self, *args):
         """One clip per batch: the rule's pseudo-gradients, one optimizer update, the metrics.
 

@@ -31,11 +31,15 @@ class Remat(keras.layers.Layer):
         self.built = True
 
     def call(self, x, training=None):
-        params = [v.value for v in self.layer.trainable_variables]
-        state = [v.value for v in self.layer.non_trainable_variables]
+        trainable, non_trainable = self.layer.trainable_variables, self.layer.non_trainable_variables
+        params = [v.value for v in trainable]
+        state = [v.value for v in non_trainable]
 
         def block(inputs, params):
-            return self.layer.stateless_call(params, state, inputs, training=training)
+            mapping = list(zip(trainable, params)) + list(zip(non_trainable, state))
+            with keras.StatelessScope(state_mapping=mapping) as scope:
+                outputs = self.layer(inputs, training=training)
+            return outputs, [scope.get_current_value(v) for v in non_trainable]
 
         outputs, new_state = keras.remat(block)(x, params)
         for variable, value in zip(self.layer.non_trainable_variables, new_state, strict=True):
