@@ -12,7 +12,7 @@ setup(
     python_requires=">=3.10",
     install_requires=[
         "tensorflow>=2.16",
-        "keras>=3.3",
+        "keras>=3.10",  # the oldest release tested (.ci/run); keras.remat and StatelessScope
         "tensorflow-datasets>=4.9",
         "importlib_resources",  # tfds needs it to prepare builders of its own (undeclared upstream)
         "numpy",
@@ -21,7 +21,8 @@ setup(
     ],
     extras_require={
         "video": ["av>=12"],
-        "test": ["pytest>=7", "ruff", "av>=12", "scikit-video"],
+        "jax": ["jax>=0.4.34"],
+        "test": ["pytest>=7", "ruff", "av>=12", "scikit-video", "jax>=0.4.34"],
     },
     entry_points={
         "console_scripts": [

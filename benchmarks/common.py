@@ -1,22 +1,51 @@
-"""Shared pieces of the benchmarks: the 8-unit VGG-style network, clips, reporting."""
+"""Shared pieces of the benchmarks: the backend flag, the 8-unit VGG-style network, clips, reporting.
+
+Importing this module reads `--backend tensorflow|jax` from the command line and sets
+`KERAS_BACKEND` before Keras is imported, so every benchmark takes the flag.
+"""
 
 from __future__ import annotations
 
 import json
 import os
+import sys
 from typing import Sequence
 
+BACKENDS = ("tensorflow", "jax")
+
+
+def backend_from_argv(argv: Sequence[str]) -> str:
+    """The value of `--backend` in `argv` (default: `KERAS_BACKEND`, else tensorflow)."""
+    for i, arg in enumerate(argv):
+        if arg == "--backend" and i + 1 < len(argv):
+            return argv[i + 1]
+        if arg.startswith("--backend="):
+            return arg.split("=", 1)[1]
+    return os.environ.get("KERAS_BACKEND", "tensorflow")
+
+
+if backend_from_argv(sys.argv) in BACKENDS:
+    os.environ["KERAS_BACKEND"] = backend_from_argv(sys.argv)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
 
 import sideways_tf as sw  # noqa: E402
 
 
+def add_backend_flag(parser, choices: Sequence[str] = BACKENDS) -> None:
+    """`--backend` (read before Keras is imported; listed here for `--help`)."""
+    parser.add_argument("--backend", default=os.environ["KERAS_BACKEND"] if "KERAS_BACKEND" in os.environ
+                        else "tensorflow", choices=list(choices), help="the Keras backend to measure")
+
+
 def split_cpu(num_devices: int = 2) -> None:
-    """Splits the CPU into logical devices; call before TensorFlow touches a device."""
+    """Splits the CPU into logical devices under TensorFlow; call before TensorFlow touches a device."""
+    if keras.backend.backend() != "tensorflow":
+        return
+    import tensorflow as tf
+
     cpus = tf.config.list_physical_devices("CPU")
     tf.config.set_logical_device_configuration(cpus[0], [tf.config.LogicalDeviceConfiguration()] * num_devices)
 
@@ -55,9 +84,10 @@ def compiled_model(mode: str, devices=None, width: int = 16) -> sw.SidewaysModel
     return model
 
 
-def uint8_clips(batch: int, frames: int, size: int = 112, seed: int = 0) -> tf.Tensor:
+def uint8_clips(batch: int, frames: int, size: int = 112, seed: int = 0) -> np.ndarray:
+    """Random uint8 clips `[B, T, size, size, 3]`."""
     rng = np.random.default_rng(seed)
-    return tf.constant(rng.integers(0, 256, size=(batch, frames, size, size, 3), dtype=np.uint8))
+    return rng.integers(0, 256, size=(batch, frames, size, size, 3), dtype=np.uint8)
 
 
 def report(name: str, rows: Sequence[dict], columns: Sequence[str], summary: dict) -> None:

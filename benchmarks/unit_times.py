@@ -1,6 +1,7 @@
 """Per-unit forward + VJP time of the zoo's networks and the depth-parallel speed-up they allow.
 
-    python -m benchmarks.unit_times [--models vgg8 vgg16] [--batch 8] [--resolution 112] [--reps 3]
+    python -m benchmarks.unit_times [--backend tensorflow|jax] [--models vgg8 vgg16] [--batch 8]
+        [--resolution 112] [--reps 3]
 
 For each unit of the network (as built by `SidewaysModel` in the given mode) this times one
 forward pass and VJP at a random input and cotangent of the unit's shapes, the work a unit does
@@ -14,41 +15,54 @@ import argparse
 import statistics
 import time
 
-import tensorflow as tf  # noqa: E402
-from sideways_tf.core.autodiff import value_and_vjp  # noqa: E402
+from benchmarks.common import add_backend_flag, report  # sets KERAS_BACKEND from --backend
+
+# isort: split
+import numpy as np  # noqa: E402
+from keras import ops  # noqa: E402
 
 import sideways_tf as sw  # noqa: E402
-from benchmarks.common import report
+from sideways_tf.core import backends, pipeline  # noqa: E402
 
 BUILDERS = {"vgg8": lambda: sw.models.vgg8(51), "vgg16": lambda: sw.models.vgg16(51)}
 
 
+def _random(shape, rng):
+    return ops.convert_to_tensor(rng.normal(size=shape).astype("float32"))
+
+
 def unit_times(name: str, mode: str, batch: int, resolution: int, reps: int) -> list[float]:
+    """Median seconds of one forward + VJP of every unit, on the running backend."""
+    backend = backends.current()
+    rng = np.random.default_rng(0)
     model = sw.SidewaysModel(BUILDERS[name](), mode=mode)
     model.build((batch, None, resolution, resolution, 3))
+    params, states = model.engine.current_values()
     inputs = [(None, resolution, resolution, 3)] + [(None, *s) for s in model.activation_shapes]
     times = []
     for k, stage in enumerate(model.stages):
-        direct = tf.random.normal((batch, *inputs[k][1:]))
-        shortcut = tf.random.normal((batch, *inputs[k - 1][1:])) if stage.has_shortcut else None
-        out_shape = (batch, *(model.activation_shapes + [model.prediction_shape])[k])
-        cotangent = tf.random.normal(out_shape)
-        # Unit 1 needs no gradient for its input frame, as in the pipeline.
-        primals = [] if k == 0 else [direct] if shortcut is None else [direct, shortcut]
+        direct = _random((batch, *inputs[k][1:]), rng)
+        shortcut = _random((batch, *inputs[k - 1][1:]), rng) if stage.has_shortcut else None
+        cotangent = _random((batch, *(model.activation_shapes + [model.prediction_shape])[k]), rng)
 
-        @tf.function
-        def work(primals, cotangent, stage=stage, frame=direct):
-            out, _, input_grads, var_grads = value_and_vjp(
-                lambda *p: stage(*(p or [frame]), training=True), primals, stage.trainable_variables,
-                cotangent=cotangent,
-            )
-            return [out, *input_grads, *var_grads]
+        def work(p, s, direct, shortcut, cotangent, stage=stage, first=k == 0):
+            # Unit 1 needs no gradient for its input frame, as in the pipeline.
+            def fn(p, *inputs):
+                d = direct if first else inputs[0]
+                return pipeline.apply_stage(stage, p, s, d, shortcut if len(inputs) < 2 else inputs[1], True)
 
-        work(primals, cotangent)
+            primals = [p] + ([] if first else [direct]) + ([] if shortcut is None else [shortcut])
+            out, new_state, _, grads = backend.value_and_vjp(fn, primals, cotangent=cotangent)
+            return out, new_state, grads
+
+        compiled = backend.compile_function(work)
+        args = (params[k], states[k], direct, shortcut, cotangent)
+        np.asarray(compiled(*args)[0])
         samples = []
         for _ in range(reps):
             start = time.perf_counter()
-            [t.numpy() for t in work(primals, cotangent)]
+            out = compiled(*args)
+            [np.asarray(x) for x in [out[0], *out[2][0]]]
             samples.append(time.perf_counter() - start)
         times.append(statistics.median(samples))
     return times
@@ -56,6 +70,7 @@ def unit_times(name: str, mode: str, batch: int, resolution: int, reps: int) -> 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_backend_flag(parser)
     parser.add_argument("--models", nargs="+", default=list(BUILDERS), choices=list(BUILDERS))
     parser.add_argument("--modes", nargs="+", default=["sideways", "skip_sideways"])
     parser.add_argument("--batch", type=int, default=8)

@@ -5,6 +5,7 @@ TensorFlow initialises its devices, hence at import time here. Under JAX (`KERAS
 TensorFlow-only tests are skipped with their reason; nothing else changes.
 """
 
+import importlib.util
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -20,6 +21,11 @@ TENSORFLOW_ONLY_DIRS = {
     "data": "sw.data is built on tf.data and tfds",
     "training": "the training front end (CLI, runner, callbacks) runs on TensorFlow",
 }
+
+# Where TensorFlow is not installed at all (the GPU machines carry only JAX and Keras), the
+# TensorFlow-only folders cannot even be imported: leave them out of collection.
+HAS_TENSORFLOW = importlib.util.find_spec("tensorflow") is not None
+collect_ignore_glob = [] if HAS_TENSORFLOW else [f"{folder}/*" for folder in TENSORFLOW_ONLY_DIRS]
 
 if BACKEND == "tensorflow":
     import tensorflow as tf
