@@ -2,7 +2,9 @@
 
 Under TensorFlow: two logical CPU devices and one shared MirroredStrategy, both set up before
 TensorFlow initialises its devices, hence at import time here. Under JAX (`KERAS_BACKEND=jax`)
-TensorFlow-only tests are skipped with their reason; nothing else changes.
+tests marked `tensorflow_only` are skipped with their reason; everything else runs, the tf.data
+pipelines and the training front end included (TensorFlow feeds data to a JAX model). Where
+TensorFlow is not installed at all, the folders that need it are not collected.
 """
 
 import importlib.util
@@ -15,17 +17,13 @@ import pytest  # noqa: E402
 
 BACKEND = keras.backend.backend()
 
-# Test folders whose subject is TensorFlow-only: tf.data/tfds input pipelines and the training
-# front end built on them (tf.summary, tf.distribute, tfds builders).
-TENSORFLOW_ONLY_DIRS = {
-    "data": "sw.data is built on tf.data and tfds",
-    "training": "the training front end (CLI, runner, callbacks) runs on TensorFlow",
-}
+# Test folders that import TensorFlow (tf.data/tfds pipelines, the training front end).
+NEEDS_TENSORFLOW = ("data", "training")
 
 # Where TensorFlow is not installed at all (the GPU machines carry only JAX and Keras), the
 # TensorFlow-only folders cannot even be imported: leave them out of collection.
 HAS_TENSORFLOW = importlib.util.find_spec("tensorflow") is not None
-collect_ignore_glob = [] if HAS_TENSORFLOW else [f"{folder}/*" for folder in TENSORFLOW_ONLY_DIRS]
+collect_ignore_glob = [] if HAS_TENSORFLOW else [f"{folder}/*" for folder in NEEDS_TENSORFLOW]
 
 if BACKEND == "tensorflow":
     import tensorflow as tf
@@ -46,15 +44,10 @@ def pytest_collection_modifyitems(config, items):
     if BACKEND == "tensorflow":
         return
     for item in items:
-        folder = item.path.parent.name
         marker = item.get_closest_marker("tensorflow_only")
         if marker is not None:
             reason = marker.args[0] if marker.args else "TensorFlow only"
-        elif folder in TENSORFLOW_ONLY_DIRS:
-            reason = TENSORFLOW_ONLY_DIRS[folder]
-        else:
-            continue
-        item.add_marker(pytest.mark.skip(reason=f"TensorFlow only: {reason}"))
+            item.add_marker(pytest.mark.skip(reason=f"TensorFlow only: {reason}"))
 
 
 @pytest.fixture(scope="session")
