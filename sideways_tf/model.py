@@ -136,6 +136,11 @@ class SidewaysModel(keras.Model):
         self._require_built()
         return self.engine.prediction_shape
 
+    @property
+    def _inference_latency(self) -> int:
+        """Frames between a clip's start and its first prediction in `call` (`schedule.rule` decides)."""
+        return schedule.rule(self.mode, self.depth, training=False).latency
+
     def _require_built(self):
         if self.engine is None:
             raise ValueError("the model is not built yet: call `build((None, None, *frame_shape))` or use it first.")
@@ -179,7 +184,7 @@ class SidewaysModel(keras.Model):
                 f"video shape {shape} does not match the shape the model was built on {expected} "
                 "([B, T, *frame_shape])."
             )
-        minimum = self.min_clip_length if training else schedule.output_latency(self.depth, self.mode) + 1
+        minimum = self.min_clip_length if training else self._inference_latency + 1
         num_frames = shape[1]
         if num_frames is not None and num_frames < minimum:
             what = "every unit to count once (2D - 1)" if training else "one prediction (D)"
@@ -203,7 +208,7 @@ class SidewaysModel(keras.Model):
             self.build(input_shape)
         num_frames = input_shape[1]
         if num_frames is not None:
-            num_frames -= schedule.output_latency(self.depth, self.mode)
+            num_frames -= self._inference_latency
         return (input_shape[0], num_frames) + self.engine.prediction_shape
 
     # ------------------------------------------------------------------ losses and metrics
@@ -228,7 +233,7 @@ class SidewaysModel(keras.Model):
 
     def _clip_scored(self, y, y_pred, sample_weight):
         valid_frames = y_pred.shape[1]
-        num_frames = None if valid_frames is None else valid_frames + schedule.output_latency(self.depth, self.mode)
+        num_frames = None if valid_frames is None else valid_frames + self._inference_latency
         per_frame, weights_per_frame = self.engine.label_layout(y, sample_weight, num_frames)
         return targets.clip_predictions(y_pred, y, sample_weight, per_frame, weights_per_frame)
 
@@ -334,7 +339,8 @@ class SidewaysModel(keras.Model):
         if key not in cache:
 
             def gradients(params, states, video, labels, sample_weight=None):
-                mapping = list(zip(self.trainable_variables, params)) + list(zip(self.non_trainable_variables, states))
+                mapping = list(zip(self.trainable_variables, params, strict=True))
+                mapping += list(zip(self.non_trainable_variables, states, strict=True))
                 with keras.StatelessScope(state_mapping=mapping):
                     return self.clip_gradients(params, states, video, labels, sample_weight, exact=exact).gradients
 

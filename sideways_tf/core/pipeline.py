@@ -90,7 +90,7 @@ def apply_stage(stage: Stage, params: Sequence, state: Sequence, direct, shortcu
 
 def _keep_if(valid, new: Sequence, old: Sequence) -> list:
     """The new non-trainable values where `valid`, else the old ones (an invalid step leaves no trace)."""
-    return [ops.where(valid, n, o) for n, o in zip(new, old)]
+    return [ops.where(valid, n, o) for n, o in zip(new, old, strict=True)]
 
 
 def _unit_inputs(k: int, rule: Rule, state: PipelineState, frame):

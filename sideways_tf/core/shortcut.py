@@ -90,7 +90,8 @@ class ShortcutTransform(keras.layers.Layer):
         if self.pool_size == "global":
             shape = [shape[0], shape[-1]]
         elif self.pool is not None:
-            sizes = [-(-d // p) if self.padding == "same" else d // p for d, p in zip(shape[1:-1], self.pool_size)]
+            sizes = [-(-d // p) if self.padding == "same" else d // p
+                     for d, p in zip(shape[1:-1], self.pool_size, strict=True)]
             shape = [shape[0]] + sizes + [shape[-1]]
         if self.channels is not None and not before_channels:
             shape[-1] = self.out_channels
@@ -139,7 +140,7 @@ def make_shortcut(
     padding = "valid"
     if len(s_shape) == len(d_shape):
         factors = []
-        for s, d in zip(s_shape[:-1], d_shape[:-1]):
+        for s, d in zip(s_shape[:-1], d_shape[:-1], strict=True):
             factor = -(-s // d) if d > 0 else 0
             if d <= 0 or s < d or -(-s // factor) != d:
                 raise ValueError(f"{where}: each spatial size must be at least the direct input's and reach it "

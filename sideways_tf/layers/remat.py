@@ -36,7 +36,7 @@ class Remat(keras.layers.Layer):
         state = [v.value for v in non_trainable]
 
         def block(inputs, params):
-            mapping = list(zip(trainable, params)) + list(zip(non_trainable, state))
+            mapping = list(zip(trainable, params, strict=True)) + list(zip(non_trainable, state, strict=True))
             with keras.StatelessScope(state_mapping=mapping) as scope:
                 outputs = self.layer(inputs, training=training)
             return outputs, [scope.get_current_value(v) for v in non_trainable]

@@ -12,7 +12,7 @@ SIMPLE_CNN_STRIDES = (2, 1, 2, 1, 2)
 
 def _encoder(space_to_depth: bool, width: float, hidden_bias: bool) -> list:
     units = []
-    for i, (channels, stride) in enumerate(zip(SIMPLE_CNN_CHANNELS, SIMPLE_CNN_STRIDES)):
+    for i, (channels, stride) in enumerate(zip(SIMPLE_CNN_CHANNELS, SIMPLE_CNN_STRIDES, strict=True)):
         layers = stem(space_to_depth) if i == 0 else []
         layers += [keras.layers.Conv2D(scaled(channels, width), 3, strides=stride, padding="same",
                                        use_bias=hidden_bias, name=f"conv{i + 1}"),

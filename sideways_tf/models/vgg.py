@@ -100,7 +100,7 @@ def vgg8_num_params(num_classes: int, width: float = 1.0, resolution: int = 112,
     elif fusion is not None:
         raise ValueError(f"`fusion` must be None, 'concat' or 'add'; got {fusion!r}.")
     total = sum(k * k * (ci + extra_in[i]) * co + 4 * co
-                for i, (k, ci, co) in enumerate(zip(kernels, direct_in, outs)))
+                for i, (k, ci, co) in enumerate(zip(kernels, direct_in, outs, strict=True)))
     total += p * p * (c5 + extra_in[5]) * f6
     total += (f6 + extra_in[6]) * f7
     total += (f7 + extra_in[7]) * num_classes + num_classes

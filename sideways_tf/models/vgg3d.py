@@ -71,7 +71,7 @@ def vgg16_3d(num_classes: int, causal: bool = False, dropout: float = 0.0, width
             x = _pool(x, POOL_TIME_STRIDES[pool_index], causal, name=f"pool{pool_index + 1}")
             pool_index += 1
     x = keras.layers.TimeDistributed(keras.layers.GlobalAveragePooling2D(), name="spatial_pool")(x)  # [B, T', C]
-    for name, units in zip(("fc6", "fc7"), VGG16_FC):
+    for name, units in zip(("fc6", "fc7"), VGG16_FC, strict=True):
         x = keras.layers.Dense(scaled(units, width), use_bias=False, name=name)(x)
         x = keras.layers.ReLU(name=f"{name}_relu")(x)
         if dropout:
