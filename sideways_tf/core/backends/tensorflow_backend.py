@@ -78,8 +78,12 @@ def scan(body: Callable, init, length, output_dtype):
 
 
 def compile_function(fn: Callable, jit_compile: bool = False) -> Callable:
-    """A `tf.function` of a pure function of tensors (XLA-compiled with `jit_compile`)."""
-    return tf.function(fn, reduce_retracing=True, jit_compile=jit_compile)
+    """A `tf.function` of a pure function of tensors (XLA-compiled with `jit_compile`).
+
+    The engine has no Python control flow on tensors, so AutoGraph is off: tracing does not
+    depend on reading source files.
+    """
+    return tf.function(fn, reduce_retracing=True, jit_compile=jit_compile, autograph=False)
 
 
 @contextlib.contextmanager
