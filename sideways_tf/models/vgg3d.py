@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import keras
 
-from sideways_tf.layers import SpaceTimeToDepth
+from sideways_tf.layers import Remat, SpaceTimeToDepth
 from sideways_tf.models.blocks import check_classes, check_dropout, check_width, scaled
 from sideways_tf.models.vgg import VGG16_CONVS, VGG16_FC
 
@@ -15,14 +15,18 @@ from sideways_tf.models.vgg import VGG16_CONVS, VGG16_FC
 POOL_TIME_STRIDES = (1, 2, 2, 2, 2)
 
 
-def _conv(x, filters: int, causal: bool, name: str):
+def _conv(x, filters: int, causal: bool, name: str, remat: bool = False):
     if causal:  # time padding on the past only; space padded as usual
-        x = keras.layers.ZeroPadding3D(((2, 0), (1, 1), (1, 1)), name=f"{name}_pad")(x)
-        x = keras.layers.Conv3D(filters, 3, padding="valid", use_bias=False, name=f"{name}_conv")(x)
+        layers = [keras.layers.ZeroPadding3D(((2, 0), (1, 1), (1, 1)), name=f"{name}_pad"),
+                  keras.layers.Conv3D(filters, 3, padding="valid", use_bias=False, name=f"{name}_conv")]
     else:
-        x = keras.layers.Conv3D(filters, 3, padding="same", use_bias=False, name=f"{name}_conv")(x)
-    x = keras.layers.BatchNormalization(name=f"{name}_bn")(x)
-    return keras.layers.ReLU(name=f"{name}_relu")(x)
+        layers = [keras.layers.Conv3D(filters, 3, padding="same", use_bias=False, name=f"{name}_conv")]
+    layers += [keras.layers.BatchNormalization(name=f"{name}_bn"), keras.layers.ReLU(name=f"{name}_relu")]
+    if remat:  # the block's activations are recomputed in the backward pass; batch norm updates once
+        return Remat(keras.Sequential(layers, name=name), name=f"{name}_remat")(x)
+    for layer in layers:
+        x = layer(x)
+    return x
 
 
 def _pool(x, time_stride: int, causal: bool, name: str):
@@ -35,7 +39,7 @@ def _pool(x, time_stride: int, causal: bool, name: str):
 
 def vgg16_3d(num_classes: int, causal: bool = False, dropout: float = 0.0, width: float = 1.0,
              space_to_depth: bool = False, space_time_to_depth: bool = False, per_frame_outputs: bool = False,
-             frame_shape=(None, None, 3)) -> keras.Model:
+             frame_shape=(None, None, 3), remat: bool = False) -> keras.Model:
     """3D VGG-16 (I3D-style inflation): 13 convolutions 3x3x3 with batch norm, 3x3x3 max-pools
     (temporal strides 1, 2, 2, 2, 2; spatial 2), spatial global average pooling, fc6/fc7 4096
     and fc8 applied per remaining time step, logits averaged over time.
@@ -53,6 +57,9 @@ def vgg16_3d(num_classes: int, causal: bool = False, dropout: float = 0.0, width
       per_frame_outputs: return `[B, T', num_classes]` (one prediction per remaining time step)
         instead of the clip's `[B, num_classes]`.
       frame_shape: `(H, W, C)` of the input frames; None sizes are left open.
+      remat: rematerialize every conv block (conv, batch norm, ReLU) with `sw.layers.Remat`:
+        the papers' remat 3D VGG16 baseline (Skip-Sideways Table 4), which trades a second
+        forward pass for not storing the blocks' activations.
 
     Returns:
       A Keras model `[B, T, H, W, C]` -> `[B, num_classes]` (or `[B, T', num_classes]`).
@@ -66,7 +73,7 @@ def vgg16_3d(num_classes: int, causal: bool = False, dropout: float = 0.0, width
         x = SpaceTimeToDepth(2 if space_time_to_depth else 1, 2, name="space_to_depth")(x)
     pool_index = 0
     for i, (filters, pool) in enumerate(VGG16_CONVS):
-        x = _conv(x, scaled(filters, width), causal, name=f"conv{i + 1}")
+        x = _conv(x, scaled(filters, width), causal, name=f"conv{i + 1}", remat=remat)
         if pool or i == len(VGG16_CONVS) - 1:
             x = _pool(x, POOL_TIME_STRIDES[pool_index], causal, name=f"pool{pool_index + 1}")
             pool_index += 1
@@ -79,4 +86,5 @@ def vgg16_3d(num_classes: int, causal: bool = False, dropout: float = 0.0, width
     x = keras.layers.Dense(num_classes, name="fc8")(x)
     if not per_frame_outputs:
         x = keras.layers.GlobalAveragePooling1D(name="time_pool")(x)
-    return keras.Model(inputs, x, name="causal_vgg16_3d" if causal else "vgg16_3d")
+    name = ("causal_" if causal else "") + ("remat_" if remat else "") + "vgg16_3d"
+    return keras.Model(inputs, x, name=name)

@@ -53,3 +53,27 @@ def test_trains_and_saves(tmp_path):
     model.save(path)
     loaded = keras.models.load_model(path)
     np.testing.assert_allclose(loaded.predict(video, verbose=0), model.predict(video, verbose=0), atol=1e-5)
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_remat_variant_computes_the_same_values_gradients_and_statistics(causal):
+    from tests.helpers import gradient_of, random_clip
+
+    video = random_clip((2, 16, 16, 16, 3))
+    labels = np.array([1, 3])
+    models = []
+    for remat in (False, True):
+        keras.utils.set_random_seed(0)
+        models.append(sw.models.vgg16_3d(5, causal=causal, width=1 / 32, frame_shape=(16, 16, 3), remat=remat))
+    plain, remat = models
+    assert remat.name.endswith("remat_vgg16_3d") and any(isinstance(la, sw.layers.Remat) for la in remat.layers)
+    remat.set_weights(plain.get_weights())
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    grads = [gradient_of(lambda m=m: loss(labels, m(video, training=True)), m.trainable_variables) for m in models]
+    for a, b in zip(*grads, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+    for m in models:
+        m(video, training=True)  # one stateful forward: batch norm moves once
+    for a, b in zip(plain.get_weights(), remat.get_weights(), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(plain.predict(video, verbose=0), remat.predict(video, verbose=0), atol=1e-5)
