@@ -6,7 +6,6 @@ Importing this module reads `--backend tensorflow|jax` from the command line and
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from typing import Sequence
@@ -32,6 +31,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 import sideways_tf as sw  # noqa: E402
+from benchmarks.report import report  # noqa: E402, F401  (re-exported for the benchmarks)
 
 
 def add_backend_flag(parser, choices: Sequence[str] = BACKENDS) -> None:
@@ -76,11 +76,11 @@ def vgg_style_units(num_classes: int = 51, width: int = 16) -> list:
     ]
 
 
-def compiled_model(mode: str, devices=None, width: int = 16) -> sw.SidewaysModel:
+def compiled_model(mode: str, devices=None, width: int = 16, jit_compile="auto") -> sw.SidewaysModel:
     keras.utils.set_random_seed(0)
     model = sw.SidewaysModel(vgg_style_units(width=width), mode=mode, devices=devices)
     model.compile(optimizer=keras.optimizers.Adam(1e-4, clipvalue=1.0),
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), jit_compile=jit_compile)
     return model
 
 
@@ -88,21 +88,3 @@ def uint8_clips(batch: int, frames: int, size: int = 112, seed: int = 0) -> np.n
     """Random uint8 clips `[B, T, size, size, 3]`."""
     rng = np.random.default_rng(seed)
     return rng.integers(0, 256, size=(batch, frames, size, size, 3), dtype=np.uint8)
-
-
-def report(name: str, rows: Sequence[dict], columns: Sequence[str], summary: dict) -> None:
-    """Prints the rows as JSON, then a short table, then the summary."""
-    print(json.dumps({"benchmark": name, "rows": list(rows), "summary": summary}, indent=1))
-    widths = [max(len(c), *(len(_fmt(r.get(c))) for r in rows)) for c in columns]
-    print()
-    print("  ".join(c.ljust(w) for c, w in zip(columns, widths)))
-    for r in rows:
-        print("  ".join(_fmt(r.get(c)).ljust(w) for c, w in zip(columns, widths)))
-    for key, value in summary.items():
-        print(f"{key}: {_fmt(value)}")
-
-
-def _fmt(value) -> str:
-    if isinstance(value, float):
-        return f"{value:.3f}"
-    return "" if value is None else str(value)

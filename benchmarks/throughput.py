@@ -1,6 +1,7 @@
 """Training throughput (frames per second of `fit`) of every mode, per backend, on one device and on two.
 
-    python -m benchmarks.throughput [--backend tensorflow|jax|both] [--frames 32] [--batch 4] [--steps 4]
+    python -m benchmarks.throughput [--backend tensorflow|jax|both] [--jit_compile] [--frames 32] [--batch 4]
+        [--steps 4]
 
 The 8-unit VGG-style net at 112x112 on uint8 clips, fed to `fit` as numpy arrays (the same
 input path on both backends). "one device" runs everything on one device; "two devices"
@@ -42,7 +43,7 @@ def measure(args) -> list[dict]:
     models = {}
     for placement, devices in placements.items():
         for mode in args.modes:
-            model = compiled_model(mode, devices=devices)
+            model = compiled_model(mode, devices=devices, jit_compile=args.jit_compile or "auto")
             model.fit(video[:args.batch], labels[:args.batch], batch_size=args.batch, verbose=0)  # compile, warm up
             models[(mode, placement)] = model
     times = {key: [] for key in models}
@@ -85,6 +86,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=4, help="batches per timed fit")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--modes", nargs="+", default=list(sw.MODES), choices=sw.MODES)
+    parser.add_argument("--jit_compile", action="store_true", help="compile with XLA (TensorFlow; JAX always does)")
     parser.add_argument("--rows_only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.backend == "both":
