@@ -12,7 +12,7 @@ setup(
     python_requires=">=3.10",
     install_requires=[
         "tensorflow>=2.16",
-        "keras>=3.10",  # the oldest release tested (.ci/run); keras.remat and StatelessScope
+        "keras>=3.10.0",  # the oldest release tested (.ci/run); keras.remat and StatelessScope
         "tensorflow-datasets>=4.9",
         "importlib_resources",  # tfds needs it to prepare builders of its own (undeclared upstream)
         "numpy",
