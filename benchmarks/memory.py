@@ -40,15 +40,14 @@ def _clip_batched_gradients(model):
     from sideways_tf.core import backends, pipeline
 
     backend = backends.current()
-    rule = model.engine.rule(training=False)
+    rule = model.engine.rule()  # the "bp" model's rule: the per-frame network, synchronous
 
     def gradients(params, states, video, labels):
         frames = ops.cast(ops.reshape(video, (-1,) + tuple(video.shape[2:])), "float32")
         targets = ops.repeat(labels, video.shape[1] if video.shape[1] is not None else ops.shape(video)[1])
 
         def network(p):
-            return pipeline.synchronous_forward(model.stages, rule._replace(synchronous=True), p, states, frames,
-                                                training=True)
+            return pipeline.synchronous_forward(model.stages, rule, p, states, frames, training=True)
 
         _, _, _, (grads,) = backend.value_and_vjp(network, [params], head=lambda out: model.loss(targets, out))
         return grads

@@ -92,8 +92,7 @@ def main() -> None:
     if args.backend == "both":
         rows = []
         for backend in ("tensorflow", "jax"):
-            argv = [a for a in sys.argv[1:] if a not in ("both", "--backend=both")]
-            argv = [a for i, a in enumerate(argv) if not (a == "--backend")]
+            argv = [a for a in sys.argv[1:] if a not in ("--backend", "both", "--backend=both")]
             out = subprocess.run([sys.executable, "-m", "benchmarks.throughput", *argv, "--backend", backend,
                                   "--rows_only"], capture_output=True, text=True, check=True).stdout
             rows += json.loads(next(line for line in out.splitlines() if line.startswith("ROWS "))[5:])

@@ -403,18 +403,21 @@ class SidewaysModel(keras.Model):
         for variable, value in zip(self.non_trainable_variables, result.non_trainable, strict=True):
             variable.assign(value)
         self._track_gradients(result.gradients)
-        self.loss_tracker.update_state(result.loss * backends.current().num_replicas(), sample_weight=ops.shape(x)[0])
+        self._track_loss(result.loss, x)
         y, y_pred, sample_weight = targets.flatten_steps(
             result.predictions, y, sample_weight, result.labels_per_frame, result.weights_per_frame
         )
         return keras.Model.compute_metrics(self, x, y, y_pred, sample_weight)
 
+    def _track_loss(self, loss, x) -> None:
+        """The batch's loss, unscaled from Keras' per-replica scaling, weighted by its B clips."""
+        self.loss_tracker.update_state(loss * backends.current().num_replicas(), sample_weight=ops.shape(x)[0])
+
     def _track_gradients(self, gradients) -> None:
         if not self.gradient_trackers:
             return
-        by_id = {id(v): g for v, g in zip(self.trainable_variables, gradients, strict=True)}
-        for (mean_tracker, norm_tracker), stage in zip(self.gradient_trackers, self.stages, strict=True):
-            unit_grads = [by_id[id(v)] for v in stage.trainable_variables if id(v) in by_id]
+        per_stage = self.engine.split(gradients, self.trainable_variables, trainable=True)
+        for (mean_tracker, norm_tracker), unit_grads in zip(self.gradient_trackers, per_stage, strict=True):
             if unit_grads:
                 flat = ops.concatenate([ops.reshape(ops.cast(g, "float32"), (-1,)) for g in unit_grads], 0)
                 mean_tracker.update_state(ops.mean(flat))
@@ -424,8 +427,7 @@ class SidewaysModel(keras.Model):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         x, y, sample_weight = _as_tensor(x), _as_tensor(y), _as_tensor(sample_weight)
         y_pred = self(x, training=False)
-        loss = self.compute_loss(x, y, y_pred, sample_weight, training=False)
-        self.loss_tracker.update_state(loss * backends.current().num_replicas(), sample_weight=ops.shape(x)[0])
+        self._track_loss(self.compute_loss(x, y, y_pred, sample_weight, training=False), x)
         logs = self.compute_metrics(x, y, y_pred, sample_weight)
         training_only = {tracker.name for pair in self.gradient_trackers for tracker in pair}
         return {name: value for name, value in logs.items() if name not in training_only}

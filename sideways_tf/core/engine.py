@@ -112,7 +112,7 @@ class Engine:
         """Values aligned with `variables` -> per stage, in its own variable order."""
         by_id = {id(v): x for v, x in zip(variables, values, strict=True)}
         own = (lambda s: s.trainable_variables) if trainable else (lambda s: s.non_trainable_variables)
-        return [[by_id[id(v)] if id(v) in by_id else v.value for v in own(stage)] for stage in self.stages]
+        return [[by_id[id(v)] for v in own(stage)] for stage in self.stages]
 
     def merge_gradients(self, per_stage: Sequence[Sequence], variables: Sequence) -> list:
         """Per-stage gradients -> one per variable of `variables` (summed if shared, zeros if unused)."""

@@ -41,9 +41,9 @@ def frame_at(video, step, dtype):
     return ops.cast(ops.take(video, step, axis=1), dtype)
 
 
-def num_frames_of(video):
-    """T: a Python int when static (always under JAX), else a scalar tensor."""
-    return video.shape[1] if video.shape[1] is not None else ops.shape(video)[1]
+def dim(x, axis: int):
+    """`x.shape[axis]`: a Python int when static (always under JAX), else a scalar tensor."""
+    return x.shape[axis] if x.shape[axis] is not None else ops.shape(x)[axis]
 
 
 def _valid_outputs(outputs, latency: int):
@@ -81,11 +81,10 @@ def train_episode(
     backend = backends.current()
     depth = len(stages)
     dtype = stages[0].compute_dtype
-    num_frames = num_frames_of(video)
-    batch_size = video.shape[0] if video.shape[0] is not None else ops.shape(video)[0]
+    num_frames = dim(video, 1)
     accumulators = [[ops.zeros_like(p) for p in unit_params] for unit_params in params]
     carry = (
-        pipeline.zero_state(batch_size, activation_shapes, dtype),
+        pipeline.zero_state(dim(video, 0), activation_shapes, dtype),
         [list(s) for s in states],
         accumulators,
         ops.zeros((), "float32"),
@@ -149,11 +148,8 @@ def inference_episode(
         frames = ops.cast(ops.reshape(video, (-1,) + tuple(video.shape[2:])), dtype)
         out, _ = pipeline.synchronous_forward(stages, rule, params, states, frames, devices)
         return ops.reshape(out, (shape[0], shape[1]) + tuple(out.shape[1:]))
-    batch_size = video.shape[0] if video.shape[0] is not None else ops.shape(video)[0]
-
     def body(s, pipe):
         return pipeline.inference_step(stages, rule, params, states, pipe, frame_at(video, s, dtype), devices)
 
-    _, outputs = backend.scan(body, pipeline.zero_state(batch_size, activation_shapes, dtype), num_frames_of(video),
-                              dtype)
+    _, outputs = backend.scan(body, pipeline.zero_state(dim(video, 0), activation_shapes, dtype), dim(video, 1), dtype)
     return _valid_outputs(outputs, rule.latency)
