@@ -27,9 +27,15 @@ class ClipResult(NamedTuple):
       gradients: one per trainable variable: the pseudo-gradients (or exact gradients).
       non_trainable: one per non-trainable variable: its value after the clip.
       loss: the mean per-step loss over the valid steps.
-      predictions: `[B, T', *O]`, the top unit's valid outputs (prediction for frame j at j).
+      predictions: `[B, T', *O]`, the top unit's valid outputs (prediction for frame j at j)
+        when the clip started from a fresh pipeline, as one episode.
       labels_per_frame: whether the labels were read per frame.
       weights_per_frame: whether the sample weights were read per frame.
+      episode: the `episode.EpisodeResult` (every step's output with its target and
+        validity, the stream after the clip, the parameters and optimizer state after updates
+        inside the loop), per stage.
+      params: one per trainable variable: its value after the clip (changed only by updates
+        inside the loop).
     """
 
     gradients: list
@@ -38,6 +44,8 @@ class ClipResult(NamedTuple):
     predictions: object
     labels_per_frame: bool
     weights_per_frame: bool
+    episode: object = None
+    params: Optional[list] = None
 
 
 def build_stages(
@@ -122,13 +130,36 @@ class Engine:
                 by_id[id(v)] = g if id(v) not in by_id else by_id[id(v)] + g
         return [by_id[id(v)] if id(v) in by_id else ops.zeros(v.shape, v.dtype) for v in variables]
 
-    def merge_states(self, per_stage: Sequence[Sequence], variables: Sequence, old: Sequence) -> list:
-        """Per-stage non-trainable values -> one per variable of `variables` (the old value if no stage owns it)."""
+    def merge_states(self, per_stage: Sequence[Sequence], variables: Sequence, old: Sequence,
+                     trainable: bool = False) -> list:
+        """Per-stage values -> one per variable of `variables` (the old value if no stage owns it)."""
         by_id = {}
         for stage, values in zip(self.stages, per_stage, strict=True):
-            for v, x in zip(stage.non_trainable_variables, values, strict=True):
+            own = stage.trainable_variables if trainable else stage.non_trainable_variables
+            for v, x in zip(own, values, strict=True):
                 by_id[id(v)] = x
         return [by_id.get(id(v), o) for v, o in zip(variables, old, strict=True)]
+
+    def updater(self, every: int, apply: Callable, trainable_variables: Sequence) -> episode.Updater:
+        """An `episode.Updater` around an optimizer step on the model's variable list.
+
+        Args:
+          every: L, the steps between updates.
+          apply: `apply(values, optimizer_state, gradients) -> (values, optimizer_state)`, one
+            optimizer step with values and gradients aligned with `trainable_variables`
+            (e.g. `optimizer.stateless_apply`).
+          trainable_variables: the model's trainable variables.
+        """
+
+        def apply_per_stage(params, optimizer_state, gradients, counted):
+            old = self.merge_states(params, trainable_variables, [None] * len(trainable_variables), trainable=True)
+            values, optimizer_state = apply(old, optimizer_state, self.merge_gradients(gradients, trainable_variables))
+            new = self.split(values, trainable_variables, trainable=True)
+            # A unit that did not count in the window gets no update from it.
+            return [[ops.where(c, n, o) for n, o in zip(unit_new, unit_old, strict=True)]
+                    for unit_new, unit_old, c in zip(new, params, counted, strict=True)], optimizer_state
+
+        return episode.Updater(every=every, apply=apply_per_stage)
 
     # ------------------------------------------------------------ clips
 
@@ -151,8 +182,15 @@ class Engine:
         sample_weight,
         frame_loss: FrameLoss,
         exact: bool = False,
+        stream: Optional[episode.Stream] = None,
+        starts=None,
+        updater: Optional[episode.Updater] = None,
+        optimizer_state=(),
+        flush: bool = True,
     ) -> ClipResult:
-        """Trains on one clip with the model's rule (or its exact reference); applies nothing.
+        """Trains on one clip (or one chunk of streams) with the model's rule or its exact reference.
+
+        Without an `updater` nothing is applied: the gradients are the clip's.
 
         Args:
           params: values of `trainable_variables`.
@@ -163,6 +201,7 @@ class Engine:
           sample_weight: None, `[B]` or `[B, T]`.
           frame_loss: `frame_loss(y, y_pred, sample_weight)`, the loss of one frame's prediction.
           exact: exact per-frame backprop of the same network instead of the rule.
+          stream, starts, updater, optimizer_state, flush: streaming (`episode.train_episode`).
 
         Returns:
           A `ClipResult` aligned with the variable lists.
@@ -171,11 +210,11 @@ class Engine:
         num_frames = video.shape[1]
         labels_per_frame, weights_per_frame = self.label_layout(labels, sample_weight, num_frames)
 
-        def head_for_step(step):
-            index = ops.maximum(step - rule.latency, 0)
-            y = targets.at_frame(labels, index, labels_per_frame)
-            w = targets.at_frame(sample_weight, index, weights_per_frame)
-            return lambda out: frame_loss(y, out, w)
+        def frame_target(s):
+            return targets.frame_target(labels, sample_weight, s, labels_per_frame, weights_per_frame)
+
+        def top_loss(target, out):
+            return frame_loss(target["y"], out, target.get("w"))
 
         result = episode.train_episode(
             self.stages,
@@ -183,17 +222,25 @@ class Engine:
             self.split(params, trainable_variables, trainable=True),
             self.split(states, non_trainable_variables, trainable=False),
             video,
-            head_for_step,
+            frame_target,
+            top_loss,
             self.activation_shapes,
             self.devices,
+            stream=stream,
+            starts=starts,
+            updater=updater,
+            optimizer_state=optimizer_state,
+            flush=flush,
         )
         return ClipResult(
             gradients=self.merge_gradients(result.gradients, trainable_variables),
             non_trainable=self.merge_states(result.states, non_trainable_variables, states),
             loss=result.loss,
-            predictions=result.top_outputs,
+            predictions=result.outputs[:, rule.latency:],
             labels_per_frame=labels_per_frame,
             weights_per_frame=weights_per_frame,
+            episode=result,
+            params=self.merge_states(result.params, trainable_variables, params, trainable=True),
         )
 
     def current_values(self) -> tuple[list[list], list[list]]:

@@ -1,39 +1,96 @@
-"""One clip (an episode): the computation step run over T frames inside one compiled loop.
+"""The frame loop: the computation step run over the T frames of a clip inside one compiled loop.
 
-The frame loop is the backend's `scan` (`tf.while_loop` / `jax.lax.scan`), so program size and
+The loop is the backend's `scan` (`tf.while_loop` / `jax.lax.scan`), so program size and
 memory do not grow with T: nothing but the pipeline state, the stages' non-trainable state, one
-gradient accumulator per parameter and the top unit's outputs (label-sized, for the metrics) is
-carried from step to step. The loop itself is never differentiated.
+gradient accumulator per parameter, the targets still in flight and the top unit's outputs
+(label-sized, for the metrics) is carried from step to step. The loop itself is never
+differentiated.
+
+A clip is one episode (DESIGN section 3) when it starts from `fresh_stream` and nothing is
+applied inside the loop. Streaming (section 6) is the same loop with two options: an `Updater`
+applies the optimizer every L steps inside the loop, and the `Stream` it returns carries the
+pipeline on into the next chunk of the same streams (with per-slot restarts where a new video
+begins).
 """
 
 from __future__ import annotations
 
 from typing import Callable, NamedTuple, Optional, Sequence
 
+import keras
 from keras import ops
 
 from sideways_tf.core import backends, pipeline
 from sideways_tf.core.schedule import Rule
 from sideways_tf.core.stage import Stage
 
-HeadForStep = Callable[[object], pipeline.Head]
+FrameTarget = Callable[[object], object]
+"""`frame_target(s)`: the target (any structure of `[B, ...]` tensors) of the chunk's frame s."""
+
+TopLoss = Callable[[object, object], object]
+"""`top_loss(target, output)`: the scalar loss of one step's top output `[B, *O]`."""
+
+
+class Stream(NamedTuple):
+    """What carries over from one chunk of a stream to the next.
+
+    Attributes:
+      pipe: the pipeline state (`pipeline.PipelineState`).
+      accumulators: per stage, per parameter, the sum of its counted gradients since its
+        last update.
+      counts: per stage, a float32 scalar: its counted (step, slot) pairs since its last
+        update, divided by B (the number of counted steps when every slot counts).
+      step: int32 scalar, steps since the stream began (where the update window stands).
+      targets: the targets of the last `latency` frames, oldest first (each leaf
+        `[latency, B, ...]`), or `()` when the rule has no latency.
+    """
+
+    pipe: pipeline.PipelineState
+    accumulators: list
+    counts: list
+    step: object
+    targets: object
+
+
+class Updater(NamedTuple):
+    """The optimizer applied inside the frame loop every `every` steps.
+
+    Attributes:
+      every: L, the steps between updates (after steps L-1, 2L-1, ... of the stream).
+      apply: `apply(params, optimizer_state, gradients, counted) -> (params, optimizer_state)`,
+        with `params` and `gradients` per stage and `counted` per stage a bool scalar (a unit
+        that did not count in the window keeps its parameters).
+    """
+
+    every: int
+    apply: Callable
 
 
 class EpisodeResult(NamedTuple):
-    """What training on one clip gives.
+    """What the frame loop gives.
 
     Attributes:
-      gradients: per stage, its parameters' gradients averaged over its counted steps.
-      states: per stage, its non-trainable state after the clip.
-      loss: the mean of the top unit's loss over its valid steps (float32).
-      top_outputs: `[B, T', *S_{D-1}]`, the valid top outputs, `T' = T - latency`; the
-        j-th is the prediction for frame j.
+      gradients: per stage, its parameters' gradients averaged over the counted steps of
+        the window still open at the end (all of a clip when nothing is applied inside).
+      states: per stage, its non-trainable state after the loop.
+      loss: the mean of the top unit's loss over the steps where it counted (float32).
+      outputs: `[B, T, *O]`, the top output of every step.
+      output_targets: the target of every step's top output, each leaf `[B, T, ...]`.
+      output_valid: `[B, T]` bool, where the top output is valid.
+      stream: the `Stream` after the last step.
+      params: per stage, the parameters after the loop (updated inside it by an `Updater`).
+      optimizer_state: the optimizer's variables after the loop (`()` without an `Updater`).
     """
 
     gradients: list
     states: list
     loss: object
-    top_outputs: object
+    outputs: object
+    output_targets: object
+    output_valid: object
+    stream: Stream
+    params: list
+    optimizer_state: object
 
 
 def frame_at(video, step, dtype):
@@ -46,10 +103,72 @@ def dim(x, axis: int):
     return x.shape[axis] if x.shape[axis] is not None else ops.shape(x)[axis]
 
 
-def _valid_outputs(outputs, latency: int):
-    """`[T, B, *O]` -> `[B, T - latency, *O]`."""
-    outputs = outputs[latency:]
-    return ops.transpose(outputs, [1, 0] + list(range(2, len(outputs.shape))))
+def fresh_stream(
+    params: Sequence[Sequence], batch_size, activation_shapes, dtype, first_target, latency: int
+) -> Stream:
+    """The stream before any frame: zero pipeline, empty accumulators, no targets in flight.
+
+    Args:
+      params: per stage, its parameters (for the accumulators' shapes).
+      batch_size: B.
+      activation_shapes: `S_k` of units 0..D-2.
+      dtype: the activations' dtype.
+      first_target: a target structure of one frame (for the delay line's shapes).
+      latency: the rule's latency.
+    """
+    line = ()
+    if latency:
+        line = keras.tree.map_structure(lambda t: ops.zeros((latency,) + tuple(ops.shape(t)), t.dtype), first_target)
+    return Stream(
+        pipe=pipeline.zero_state(batch_size, activation_shapes, dtype),
+        accumulators=[[ops.zeros_like(p) for p in unit] for unit in params],
+        counts=[ops.zeros((), "float32") for _ in params],
+        step=ops.convert_to_tensor(0, "int32"),
+        targets=line,
+    )
+
+
+def window_gradients(stream: Stream) -> list:
+    """Per stage, the mean of its counted gradients in the open window (zeros if none counted)."""
+    return [
+        [acc / ops.cast(ops.maximum(count, 1e-12), acc.dtype) for acc in unit_acc]
+        for unit_acc, count in zip(stream.accumulators, stream.counts, strict=True)
+    ]
+
+
+def _delay(line, target):
+    """Pushes this frame's target into the delay line; returns `(oldest target, new line)`."""
+    if isinstance(line, tuple) and not line:
+        return target, line
+    oldest = keras.tree.map_structure(lambda buf: buf[0], line)
+    line = keras.tree.map_structure(
+        lambda buf, t: ops.concatenate([buf[1:], ops.expand_dims(t, 0)], axis=0), line, target
+    )
+    return oldest, line
+
+
+def _accumulate(stream: Stream, result: pipeline.StepResult, devices) -> tuple[list, list]:
+    backend = backends.current()
+    accumulators, counts = [], []
+    for k, (unit_acc, unit_grads, counted, count) in enumerate(
+        zip(stream.accumulators, result.variable_gradients, result.counted, stream.counts, strict=True)
+    ):
+        with backend.unit_scope(k, devices):
+            # Slots that do not count sent zero messages, so their gradients are zero already.
+            accumulators.append([acc + ops.cast(g, acc.dtype) for acc, g in zip(unit_acc, unit_grads, strict=True)])
+            counts.append(count + ops.mean(ops.cast(counted, "float32")))
+    return accumulators, counts
+
+
+def _update(updater: Updater, params, optimizer_state, stream: Stream):
+    """Applies the window's mean gradients; empties the window."""
+    counted = [count > 0 for count in stream.counts]
+    params, optimizer_state = updater.apply(params, optimizer_state, window_gradients(stream), counted)
+    stream = stream._replace(
+        accumulators=[[ops.zeros_like(a) for a in unit] for unit in stream.accumulators],
+        counts=[ops.zeros_like(c) for c in stream.counts],
+    )
+    return params, optimizer_state, stream
 
 
 def train_episode(
@@ -58,11 +177,17 @@ def train_episode(
     params: Sequence[Sequence],
     states: Sequence[Sequence],
     video,
-    head_for_step: HeadForStep,
+    frame_target: FrameTarget,
+    top_loss: TopLoss,
     activation_shapes: Sequence[Sequence[int]],
     devices: Optional[Sequence[str]] = None,
+    stream: Optional[Stream] = None,
+    starts=None,
+    updater: Optional[Updater] = None,
+    optimizer_state=(),
+    flush: bool = True,
 ) -> EpisodeResult:
-    """Runs one clip through `rule` and averages the gradients.
+    """Runs the frames of `video` through `rule`, from `stream` on.
 
     Args:
       stages: the D stages.
@@ -70,54 +195,88 @@ def train_episode(
       params: per stage, its trainable values.
       states: per stage, its non-trainable values.
       video: `[B, T, *F]`, float or uint8 (cast frame by frame).
-      head_for_step: `head_for_step(s)` is the top unit's loss at step s as a function of its
-        output; the caller picks the target of frame `s - rule.latency`.
+      frame_target: the target of the chunk's frame s (`FrameTarget`); the top output at step
+        s is scored against the target of frame `s - rule.latency`, kept in a delay line.
+      top_loss: `top_loss(target, output)`, the loss of one step's top output.
       activation_shapes: `S_k` (no batch axis) of units 0..D-2.
       devices: None, or one device string per unit.
+      stream: where the streams stand (None: a fresh start, as for one clip).
+      starts: None, or `[B, T]` bool: slot b begins a new video at frame s (its pipeline
+        restarts there; `pipeline.restart`).
+      updater: None (nothing is applied; the gradients of the whole loop are returned), or
+        the optimizer applied every `updater.every` steps inside the loop.
+      optimizer_state: the optimizer's variables (with an `updater`).
+      flush: with an `updater`, also apply the window left open at the last step (an
+        episode); False leaves it in the returned stream for the next chunk.
 
     Returns:
       An `EpisodeResult`.
     """
     backend = backends.current()
-    depth = len(stages)
     dtype = stages[0].compute_dtype
-    num_frames = dim(video, 1)
-    accumulators = [[ops.zeros_like(p) for p in unit_params] for unit_params in params]
-    carry = (
-        pipeline.zero_state(dim(video, 0), activation_shapes, dtype),
-        [list(s) for s in states],
-        accumulators,
-        ops.zeros((), "float32"),
-    )
+    batch_size = dim(video, 0)
+    first_target = frame_target(0)
+    if stream is None:
+        stream = fresh_stream(params, batch_size, activation_shapes, dtype, first_target, rule.latency)
+    output_dtypes = (dtype, keras.tree.map_structure(lambda t: t.dtype, first_target), "bool")
+    carry = (stream, [list(p) for p in params], [list(s) for s in states], optimizer_state, ops.zeros((), "float32"),
+             ops.zeros((), "float32"))
 
     def body(s, carry):
-        pipe, states, accumulators, loss_sum = carry
+        stream, params, states, optimizer_state, loss_sum, loss_count = carry
+        pipe = stream.pipe
+        if starts is not None:
+            pipe = pipeline.restart(pipe, ops.take(starts, s, axis=1))
+        target, line = _delay(stream.targets, frame_target(s))
+
+        def head(out):
+            return top_loss(target, out)
+
         frame = frame_at(video, s, dtype)
-        head = head_for_step(s)
         if rule.synchronous:
             result = pipeline.synchronous_step(stages, rule, params, states, frame, head, devices)
-            pipe = pipe._replace(step=pipe.step + 1)
+            pipe = pipe._replace(steps=pipe.steps + 1)
         else:
             pipe, result = pipeline.sideways_step(stages, rule, params, states, pipe, frame, head, devices)
-        accumulated = []
-        for k, (unit_acc, unit_grads, counts) in enumerate(
-            zip(accumulators, result.variable_gradients, result.counted, strict=True)
-        ):
-            with backend.unit_scope(k, devices):
-                accumulated.append(
-                    [acc + ops.cast(counts, acc.dtype) * ops.cast(g, acc.dtype)
-                     for acc, g in zip(unit_acc, unit_grads, strict=True)]
-                )
-        new_states = [list(s) for s in result.states]
-        return (pipe, new_states, accumulated, loss_sum + result.loss), result.top_output
+        accumulators, counts = _accumulate(stream, result, devices)
+        stream = Stream(pipe, accumulators, counts, stream.step + 1, line)
+        if updater is not None:
+            def apply(args):
+                return _update(updater, *args)
 
-    (_, states, accumulators, loss_sum), outputs = backend.scan(body, carry, num_frames, dtype)
-    gradients = []
-    for k, unit_acc in enumerate(accumulators):
-        count = ops.maximum(ops.cast(num_frames - rule.first_counted_step(k, depth), "float32"), 1.0)
-        gradients.append([acc / ops.cast(count, acc.dtype) for acc in unit_acc])
-    num_valid = ops.cast(num_frames - rule.latency, "float32")
-    return EpisodeResult(gradients, states, loss_sum / num_valid, _valid_outputs(outputs, rule.latency))
+            params, optimizer_state, stream = ops.cond(
+                stream.step % updater.every == 0, apply, lambda args: args, (params, optimizer_state, stream)
+            ) if updater.every > 1 else _update(updater, params, optimizer_state, stream)
+        top_valid = result.counted[-1]
+        loss_count = loss_count + ops.cast(ops.any(top_valid), "float32")
+        outputs = (result.top_output, target, top_valid)
+        return (stream, params, [list(x) for x in result.states], optimizer_state, loss_sum + result.loss,
+                loss_count), outputs
+
+    final, (outputs, output_targets, output_valid) = backend.scan(body, carry, dim(video, 1), output_dtypes)
+    stream, params, states, optimizer_state, loss_sum, loss_count = final
+    gradients = window_gradients(stream)
+    if updater is not None and flush:
+        params, optimizer_state, stream = ops.cond(
+            ops.any(ops.stack([c > 0 for c in stream.counts])),
+            lambda args: _update(updater, *args), lambda args: args, (params, optimizer_state, stream),
+        )
+    return EpisodeResult(
+        gradients=gradients,
+        states=states,
+        loss=loss_sum / ops.maximum(loss_count, 1.0),
+        outputs=_batch_major(outputs),
+        output_targets=keras.tree.map_structure(_batch_major, output_targets),
+        output_valid=_batch_major(output_valid),
+        stream=stream,
+        params=params,
+        optimizer_state=optimizer_state,
+    )
+
+
+def _batch_major(x):
+    """`[T, B, ...]` -> `[B, T, ...]`."""
+    return ops.transpose(x, [1, 0] + list(range(2, len(x.shape))))
 
 
 def inference_episode(
@@ -148,8 +307,9 @@ def inference_episode(
         frames = ops.cast(ops.reshape(video, (-1,) + tuple(video.shape[2:])), dtype)
         out, _ = pipeline.synchronous_forward(stages, rule, params, states, frames, devices)
         return ops.reshape(out, (shape[0], shape[1]) + tuple(out.shape[1:]))
+
     def body(s, pipe):
         return pipeline.inference_step(stages, rule, params, states, pipe, frame_at(video, s, dtype), devices)
 
     _, outputs = backend.scan(body, pipeline.zero_state(dim(video, 0), activation_shapes, dtype), dim(video, 1), dtype)
-    return _valid_outputs(outputs, rule.latency)
+    return _batch_major(outputs)[:, rule.latency:]

@@ -23,20 +23,23 @@ from sideways_tf.core import backends
 from sideways_tf.core.schedule import Rule, first_valid_input_step
 from sideways_tf.core.stage import Stage
 
-Head = Callable[..., object]
+Head = Callable[[object], object]
+"""`head(output)`: the top unit's scalar loss for its output `[B, *O]`."""
 
 
 class PipelineState(NamedTuple):
     """What travels between computation steps.
 
     Attributes:
-      step: int32 scalar, the index of the next step (frames consumed so far).
+      steps: `[B]` int32, per slot the frames its current video has fed in so far (the
+        index of its next step). Validity is per slot: a slot restarted by a new video
+        fills its pipeline again while the others go on.
       activations: `h_k` produced at the previous step by units 0..D-2, `[B, *S_k]`.
       gradients: for units 0..D-2, the sum of the gradient messages about `h_k` sent to
         them at the previous step, `[B, *S_k]` (zero while invalid).
     """
 
-    step: object
+    steps: object
     activations: tuple
     gradients: tuple
 
@@ -46,9 +49,10 @@ class StepResult(NamedTuple):
 
     Attributes:
       top_output: the top unit's output at this step, `[B, *S_{D-1}]`.
-      loss: the top unit's loss at this step, zero before its output is valid.
-      variable_gradients: per stage, the gradients of its parameters.
-      counted: per stage, a bool scalar: whether this step counts for its update.
+      loss: the top unit's loss at this step over its valid slots (zero where none is).
+      variable_gradients: per stage, the gradients of its parameters; slots that do not
+        count contribute nothing (their messages and top loss are masked out).
+      counted: per stage, `[B]` bool: which slots count for its update at this step.
       states: per stage, its non-trainable state after this step.
     """
 
@@ -68,7 +72,25 @@ def zero_state(batch_size, activation_shapes: Sequence[Sequence[int]], dtype) ->
       dtype: the activations' dtype.
     """
     zeros = tuple(ops.zeros((batch_size,) + tuple(shape), dtype) for shape in activation_shapes)
-    return PipelineState(step=ops.convert_to_tensor(0, "int32"), activations=zeros, gradients=zeros)
+    return PipelineState(steps=ops.zeros((batch_size,), "int32"), activations=zeros, gradients=zeros)
+
+
+def per_slot(mask, x):
+    """`[B]` mask -> `x.dtype`, shaped `[B, 1, ..., 1]` to broadcast against `x` `[B, ...]`."""
+    return ops.reshape(ops.cast(mask, x.dtype), (-1,) + (1,) * (len(x.shape) - 1))
+
+
+def restart(state: PipelineState, starts) -> PipelineState:
+    """Slots where `starts` (`[B]` bool) begin a new video: zero activations and messages, step 0.
+
+    The other slots are left as they are (DESIGN: per-example reset).
+    """
+    keep = ops.logical_not(starts)
+    return PipelineState(
+        steps=ops.where(starts, ops.zeros_like(state.steps), state.steps),
+        activations=tuple(a * per_slot(keep, a) for a in state.activations),
+        gradients=tuple(g * per_slot(keep, g) for g in state.gradients),
+    )
 
 
 def apply_stage(stage: Stage, params: Sequence, state: Sequence, direct, shortcut=None, training: bool = False):
@@ -91,6 +113,22 @@ def apply_stage(stage: Stage, params: Sequence, state: Sequence, direct, shortcu
 def _keep_if(valid, new: Sequence, old: Sequence) -> list:
     """The new non-trainable values where `valid`, else the old ones (an invalid step leaves no trace)."""
     return [ops.where(valid, n, o) for n, o in zip(new, old, strict=True)]
+
+
+def _masked(head: Head, valid) -> Head:
+    """The top loss, seen only through the slots where `valid` (`[B]` bool).
+
+    The other slots' outputs are constants (no gradient), and the loss is zero when no slot
+    is valid. (Keras losses cannot take a `[B]` weight against every target shape, hence the
+    masking of the output rather than of the loss.)
+    """
+
+    def loss(out):
+        kept = per_slot(valid, out)
+        masked = out * kept + ops.stop_gradient(out) * (1 - kept)
+        return ops.cast(head(masked), "float32") * ops.cast(ops.any(valid), "float32")
+
+    return loss
 
 
 def _unit_inputs(k: int, rule: Rule, state: PipelineState, frame):
@@ -128,13 +166,13 @@ def sideways_step(
     """
     backend = backends.current()
     depth = len(stages)
-    step = state.step
+    steps = state.steps
     outputs, direct_msgs, shortcut_msgs, var_grads, counted, new_states = [], [], [], [], [], []
     loss = None
     for k, stage in enumerate(stages):
         direct, shortcut = _unit_inputs(k, rule, state, frame)
-        counts = step >= rule.first_counted_step(k, depth)
-        input_valid = step >= first_valid_input_step(k, rule.mode)
+        counts = steps >= rule.first_counted_step(k, depth)
+        input_valid = ops.all(steps >= first_valid_input_step(k, rule.mode))
         shortcut_is_primal = shortcut is not None and rule.shortcut_gradients
         with backend.unit_scope(k, devices):
             primals = [list(params[k])] + ([] if k == 0 else [direct]) + ([shortcut] if shortcut_is_primal else [])
@@ -145,16 +183,12 @@ def sideways_step(
                 return apply_stage(_stage, p, states[_k], d, sc, training)
 
             if k == depth - 1:
-                valid_top = ops.cast(counts, "float32")
-                out, unit_state, loss, grads = backend.value_and_vjp(
-                    unit_fn, primals, head=lambda o: ops.cast(head(o), "float32") * valid_top
-                )
+                out, unit_state, loss, grads = backend.value_and_vjp(unit_fn, primals, head=_masked(head, counts))
             else:
                 out, unit_state, _, grads = backend.value_and_vjp(unit_fn, primals, cotangent=state.gradients[k])
             new_states.append(_keep_if(input_valid, unit_state, states[k]))
-            mask = ops.cast(counts, out.dtype)
-            direct_msgs.append(grads[1] * mask if k > 0 else None)
-            shortcut_msgs.append(grads[-1] * mask if shortcut_is_primal else None)
+            direct_msgs.append(grads[1] * per_slot(counts, grads[1]) if k > 0 else None)
+            shortcut_msgs.append(grads[-1] * per_slot(counts, grads[-1]) if shortcut_is_primal else None)
         outputs.append(out)
         var_grads.append(list(grads[0]))
         counted.append(counts)
@@ -164,10 +198,10 @@ def sideways_step(
         if k + 2 < depth and shortcut_msgs[k + 2] is not None:
             # The shortcut message becomes valid one step before the direct one; a sum
             # with an invalid part is invalid, hence zero.
-            complete = step + 1 >= rule.first_counted_step(k, depth)
-            message = (message + shortcut_msgs[k + 2]) * ops.cast(complete, message.dtype)
+            complete = steps + 1 >= rule.first_counted_step(k, depth)
+            message = (message + shortcut_msgs[k + 2]) * per_slot(complete, message)
         new_gradients.append(message)
-    new_state = PipelineState(step=step + 1, activations=tuple(outputs[:-1]), gradients=tuple(new_gradients))
+    new_state = PipelineState(steps=steps + 1, activations=tuple(outputs[:-1]), gradients=tuple(new_gradients))
     return new_state, StepResult(outputs[-1], loss, var_grads, counted, new_states)
 
 
@@ -195,7 +229,7 @@ def inference_step(
         direct, shortcut = _unit_inputs(k, rule, state, frame)
         with backend.unit_scope(k, devices):
             outputs.append(apply_stage(stage, params[k], states[k], direct, shortcut, training=False)[0])
-    new_state = PipelineState(step=state.step + 1, activations=tuple(outputs[:-1]), gradients=state.gradients)
+    new_state = PipelineState(steps=state.steps + 1, activations=tuple(outputs[:-1]), gradients=state.gradients)
     return new_state, outputs[-1]
 
 
@@ -256,6 +290,7 @@ def synchronous_step(
       A `StepResult` in which every unit counts.
     """
     backend = backends.current()
+    every_slot = ops.ones((ops.shape(frame)[:1]), "bool")
 
     def network(p):
         return synchronous_forward(stages, rule, p, states, frame, devices, training)
@@ -263,5 +298,4 @@ def synchronous_step(
     out, new_states, loss, (grads,) = backend.value_and_vjp(
         network, [[list(p) for p in params]], head=lambda o: ops.cast(head(o), "float32")
     )
-    always = ops.convert_to_tensor(True)
-    return StepResult(out, loss, [list(g) for g in grads], [always] * len(stages), new_states)
+    return StepResult(out, loss, [list(g) for g in grads], [every_slot] * len(stages), new_states)

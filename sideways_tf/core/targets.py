@@ -76,3 +76,36 @@ def clip_predictions(outputs, labels, sample_weight, labels_per_frame: bool, wei
     if labels_per_frame:
         return flatten_steps(outputs, labels, sample_weight, True, weights_per_frame)
     return labels, ops.mean(outputs, axis=1), sample_weight
+
+
+def frame_target(labels, sample_weight, index, labels_per_frame: bool, weights_per_frame: bool) -> dict:
+    """The target of frame `index`: `{"y": [B, ...]}`, plus `"w": [B]` when there are sample weights."""
+    target = {"y": at_frame(labels, index, labels_per_frame)}
+    if sample_weight is not None:
+        target["w"] = at_frame(sample_weight, index, weights_per_frame)
+    return target
+
+
+def flatten_stream(outputs, output_targets: dict, output_valid):
+    """Pairs every step's top output with the target it was scored against, weighting invalid steps 0.
+
+    Args:
+      outputs: `[B, T, *O]`, the top output of every step.
+      output_targets: `{"y": [B, T, ...], "w": [B, T]}` (`"w"` optional), each step's target.
+      output_valid: `[B, T]` bool.
+
+    Returns:
+      `(labels, predictions, sample_weight)` with a leading axis of `B * T`; the weights are
+      shaped to broadcast against Keras' per-element losses and metrics (which reduce the last
+      axis of float labels only).
+    """
+    def flat(x):
+        return ops.reshape(x, (-1,) + tuple(x.shape[2:]))
+
+    labels = flat(output_targets["y"])
+    weight = ops.cast(flat(output_valid), "float32")
+    if "w" in output_targets:
+        weight = weight * ops.cast(flat(output_targets["w"]), "float32")
+    rank = len(labels.shape) if is_integer(labels) else max(len(labels.shape) - 1, 1)
+    weight = ops.reshape(weight, (-1,) + (1,) * (rank - 1))
+    return labels, flat(outputs), weight

@@ -38,7 +38,7 @@ def test_unit_first_counts_at_2d_minus_1_minus_i(mode):
         state, result = pipeline.sideways_step(model.stages, rule, params, states, state, video[:, s], head)
         for k in range(depth):
             nonzero = any(float(np.abs(np.asarray(g)).max()) > 0 for g in result.variable_gradients[k])
-            assert bool(result.counted[k]) == (s >= 2 * depth - 1 - (k + 1))
+            assert list(np.asarray(result.counted[k])) == [s >= 2 * depth - 1 - (k + 1)] * 2
             if nonzero and first_nonzero[k] is None:
                 first_nonzero[k] = s
     assert first_nonzero == [2 * depth - 1 - i for i in range(1, depth + 1)]

@@ -48,7 +48,7 @@ def scan(body: Callable, init, length: int, output_dtype=None):
       output_dtype: unused (JAX infers it).
 
     Returns:
-      `(carry, ys)` with `ys` `[length, *y.shape]`.
+      `(carry, ys)` with `ys` `[length, *y.shape]` (a pytree like `y`).
     """
     del output_dtype
 

@@ -57,16 +57,16 @@ def scan(body: Callable, init, length, output_dtype):
       body: `body(s, carry) -> (carry, y)`; `s` is an int32 scalar tensor.
       init: the initial carry (a nest of tensors).
       length: the number of steps (int or scalar tensor).
-      output_dtype: the dtype of `y`.
+      output_dtype: the dtype of `y`, or a nest of dtypes when `y` is a nest of tensors.
 
     Returns:
-      `(carry, ys)` with `ys` `[length, *y.shape]`.
+      `(carry, ys)` with `ys` `[length, *y.shape]` (a nest like `y`).
     """
-    outputs = tf.TensorArray(output_dtype, size=length)
+    outputs = tf.nest.map_structure(lambda dtype: tf.TensorArray(dtype, size=length), output_dtype)
 
     def loop(s, carry, outputs):
         carry, y = body(s, carry)
-        return s + 1, carry, outputs.write(s, y)
+        return s + 1, carry, tf.nest.map_structure(lambda array, value: array.write(s, value), outputs, y)
 
     _, carry, outputs = tf.while_loop(
         lambda s, *_: s < length,
@@ -74,7 +74,7 @@ def scan(body: Callable, init, length, output_dtype):
         (tf.constant(0), init, outputs),
         parallel_iterations=PARALLEL_ITERATIONS,
     )
-    return carry, outputs.stack()
+    return carry, tf.nest.map_structure(lambda array: array.stack(), outputs)
 
 
 def compile_function(fn: Callable, jit_compile: bool = False) -> Callable:
