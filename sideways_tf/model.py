@@ -15,9 +15,13 @@ from typing import Optional, Sequence
 import keras
 from keras import ops
 
-from sideways_tf.core import backends, schedule, targets
+from sideways_tf import stream_state
+from sideways_tf.core import backends, episode, schedule, targets
 from sideways_tf.core.engine import ClipResult, Engine, build_stages
 from sideways_tf.core.shortcut import FUSIONS, SHORTCUTS
+
+RESTART_KEY = "restart"
+VIDEO_KEY = "video"
 
 
 def _check_choice(name: str, value, allowed: Sequence[str]) -> None:
@@ -32,6 +36,37 @@ def _values(variables) -> list:
 
 def _as_tensor(x):
     return None if x is None else ops.convert_to_tensor(x)
+
+
+def _plus(gradients, extra) -> list:
+    return [g + ops.cast(e, g.dtype) for g, e in zip(gradients, extra, strict=True)]
+
+
+def _video_and_restarts(x):
+    """`x` is a clip `[B, T, *F]` or `{"video": clip, "restart": [B] or [B, T] bool}`.
+
+    Returns:
+      `(video, starts)`: starts `[B, T]` bool (None without restarts); a `[B]` flag means the
+      slot's chunk begins a new video at its first frame.
+    """
+    if not isinstance(x, dict):
+        return _as_tensor(x), None
+    unknown = sorted(set(x) - {VIDEO_KEY, RESTART_KEY})
+    if VIDEO_KEY not in x or unknown:
+        raise ValueError(
+            f"a dict input must have the key {VIDEO_KEY!r} (the clip [B, T, *F]) and optionally {RESTART_KEY!r} "
+            f"([B] or [B, T] bool: a new video starts in that slot); got keys {sorted(x)}."
+        )
+    video = _as_tensor(x[VIDEO_KEY])
+    if x.get(RESTART_KEY) is None:
+        return video, None
+    starts = ops.cast(_as_tensor(x[RESTART_KEY]), "bool")
+    if len(starts.shape) == 1:
+        first = ops.expand_dims(ops.arange(ops.shape(video)[1]) == 0, 0)
+        starts = ops.logical_and(ops.expand_dims(starts, 1), first)
+    if len(starts.shape) != 2:
+        raise ValueError(f"`{RESTART_KEY}` must be [B] or [B, T] bool; got shape {tuple(starts.shape)}.")
+    return video, starts
 
 
 @keras.saving.register_keras_serializable(package="sideways_tf")
@@ -56,6 +91,15 @@ class SidewaysModel(keras.Model):
       devices: None, or one device string per unit (e.g. `["/CPU:0", "/CPU:1"]`; TensorFlow only).
       gradient_stats: also report, per unit, the mean and the L2 norm of its pseudo-gradient
         (metrics `unit{i}_grad_mean` and `unit{i}_grad_norm`, averaged over the epoch).
+      update_every: None (one update per clip), or L: the optimizer is applied inside the
+        frame loop every L steps, each unit with the mean of its counted steps since its
+        last update; later frames see the new weights. `update_every=1` is the papers'
+        per-frame update.
+      stateful: consecutive batches are consecutive chunks of the same B streams: the
+        pipeline (activations, messages, validity, the open update window and the targets in
+        flight) carries over instead of restarting. Needs a fixed batch size; `reset_state()`
+        restarts every stream, and an input `{"video": clip, "restart": [B] bool}` restarts
+        single slots.
       **kwargs: passed to `keras.Model` (`name`, ...).
 
     Calling the model on a clip `[B, T, *F]` returns the per-frame predictions
@@ -71,10 +115,18 @@ class SidewaysModel(keras.Model):
         shortcut: str = "auto",
         devices: Optional[Sequence[str]] = None,
         gradient_stats: bool = False,
+        update_every: Optional[int] = None,
+        stateful: bool = False,
         **kwargs,
     ):
         super().__init__(**kwargs)
         _check_choice("mode", mode, schedule.MODES)
+        if update_every is not None and (isinstance(update_every, bool) or not isinstance(update_every, int)
+                                         or update_every < 1):
+            raise ValueError(f"`update_every` must be None or a positive int (steps between updates); got "
+                             f"{update_every!r}.")
+        if not isinstance(stateful, bool):
+            raise ValueError(f"`stateful` must be True or False; got {stateful!r}.")
         _check_choice("fusion", fusion, FUSIONS)
         _check_choice("shortcut", shortcut, SHORTCUTS)
         if isinstance(units, keras.layers.Layer) or not isinstance(units, (list, tuple)):
@@ -108,6 +160,9 @@ class SidewaysModel(keras.Model):
         self.fusion = fusion
         self.shortcut = shortcut
         self.devices = devices
+        self.update_every = update_every
+        self.stateful = stateful
+        self.stream_state = stream_state.StreamState(name="stream_state") if stateful else None
         self.stages = []
         self.frame_shape = None
         self.engine: Optional[Engine] = None
@@ -185,6 +240,8 @@ class SidewaysModel(keras.Model):
                 "([B, T, *frame_shape])."
             )
         minimum = self.min_clip_length if training else self._inference_latency + 1
+        if training and self.stateful:
+            minimum = 1
         num_frames = shape[1]
         if num_frames is not None and num_frames < minimum:
             what = "every unit to count once (2D - 1)" if training else "one prediction (D)"
@@ -200,10 +257,13 @@ class SidewaysModel(keras.Model):
     # ------------------------------------------------------------------ forward
 
     def call(self, video, training=False):
+        video, _ = _video_and_restarts(video)
         self._check_video(video, training=False)
         return self.engine.predict_clip(video)
 
     def compute_output_shape(self, input_shape):
+        if isinstance(input_shape, dict):
+            input_shape = input_shape[VIDEO_KEY]
         if self.engine is None:
             self.build(input_shape)
         num_frames = input_shape[1]
@@ -245,7 +305,8 @@ class SidewaysModel(keras.Model):
 
     # ------------------------------------------------------------------ gradients
 
-    def clip_gradients(self, params, states, video, labels, sample_weight=None, exact: bool = False) -> ClipResult:
+    def clip_gradients(self, params, states, video, labels, sample_weight=None, exact: bool = False,
+                       **streaming) -> ClipResult:
         """The pure function behind training: gradients and new state for one clip, from explicit values.
 
         Args:
@@ -255,9 +316,12 @@ class SidewaysModel(keras.Model):
           labels: `[B, ...]` per clip or `[B, T, ...]` per frame.
           sample_weight: None, `[B]` or `[B, T]`.
           exact: exact per-frame backprop of the same network instead of the rule.
+          **streaming: `stream`, `starts`, `updater`, `optimizer_state`, `flush` of
+            `Engine.train_clip` (with an updater, the regularizers' gradient enters each update).
 
         Returns:
-          An `engine.ClipResult` aligned with the model's variable lists; nothing is applied.
+          An `engine.ClipResult` aligned with the model's variable lists; nothing is applied
+          to the variables (updates inside the loop are in its `params`).
         """
         params, states = list(params), list(states)
         penalized = bool(self.losses)
@@ -273,13 +337,43 @@ class SidewaysModel(keras.Model):
 
         result = self.engine.train_clip(
             params, states, self.trainable_variables, self.non_trainable_variables,
-            video, labels, sample_weight, frame_loss, exact=exact,
+            video, labels, sample_weight, frame_loss, exact=exact, **streaming,
         )
-        if not penalized:
+        if not penalized or streaming.get("updater") is not None:
             return result
         penalty = self._penalty_gradients(params)
-        return result._replace(gradients=[g + ops.cast(p, g.dtype) for g, p in zip(result.gradients, penalty,
-                                                                                 strict=True)])
+        return result._replace(gradients=_plus(result.gradients, penalty))
+
+    def _optimizer_step(self, values, optimizer_state, gradients, keep):
+        """One optimizer step on explicit values: the `Updater` of `update_every`.
+
+        Args:
+          values: the trainable variables' current values.
+          optimizer_state: the optimizer variables' values under JAX; `()` under TensorFlow,
+            whose optimizer updates its own variables in place.
+          gradients: one per trainable variable (the regularizers' gradient is added here).
+          keep: one bool scalar per trainable variable: keep the old value (its unit did not
+            count in the window).
+
+        Returns:
+          `(new values, new optimizer_state)`.
+        """
+        if self.losses:
+            gradients = _plus(gradients, self._penalty_gradients(values))
+        optimizer, variables = self.optimizer, self.trainable_variables
+        if keras.backend.backend() == "tensorflow":
+            # Inside the tf.while_loop the variables are assigned in step order (`stateless_apply`
+            # refuses TensorFlow); the loop carries the values read back.
+            optimizer.apply(list(gradients), variables)
+            new = [ops.where(k, old, v.value) for v, old, k in zip(variables, values, keep, strict=True)]
+            self._assign(variables, new)
+            return new, optimizer_state
+        mapping = list(zip(variables, values, strict=True)) + list(zip(optimizer.variables, optimizer_state,
+                                                                      strict=True))
+        with keras.StatelessScope(state_mapping=mapping) as scope:
+            optimizer.apply(list(gradients), variables)
+        new = [ops.where(k, old, scope.get_current_value(v)) for v, old, k in zip(variables, values, keep, strict=True)]
+        return new, [scope.get_current_value(v) for v in optimizer.variables]
 
     def _penalty_gradients(self, params) -> list:
         """Gradient of the weight regularizers (`self.losses`), scaled as Keras scales its losses."""
@@ -353,15 +447,68 @@ class SidewaysModel(keras.Model):
         """Keras' `fit`, after checking the clips' shape where it is known before the first step.
 
         (Under JAX, an error raised inside the first compiled step leaves Keras' variables
-        without values; checking arrays and `tf.data` element specs first avoids that.)
+        without values; checking arrays and `tf.data` element specs first avoids that.) With
+        `stateful=True` the stream state is created here, from the batches' shapes.
         """
         spec = getattr(x, "element_spec", None)
-        if isinstance(spec, (tuple, list)):
-            spec = spec[0]
-        shape = getattr(spec if spec is not None else x, "shape", None)
+        if spec is not None:
+            specs = tuple(spec) if isinstance(spec, (tuple, list)) else (spec,)
+            video, labels, weights = (specs + (None, None))[:3]
+        else:
+            video, labels, weights = x, y, kwargs.get("sample_weight")
+            if self.stateful and kwargs.get("shuffle", True):
+                raise ValueError("`stateful=True` reads consecutive batches as consecutive chunks: pass shuffle=False.")
+        if isinstance(video, dict):
+            video = video.get(VIDEO_KEY)
+        shape = getattr(video, "shape", None)
         if shape is not None and getattr(shape, "rank", len(shape)) is not None and len(shape) >= 1:
-            self._check_video(keras.KerasTensor(tuple(None if d is None else int(d) for d in shape)), training=True)
+            shape = tuple(None if d is None else int(d) for d in shape)
+            if spec is None and self.stateful:
+                batch_size = kwargs.get("batch_size") or 32
+                if shape[0] % batch_size:
+                    raise ValueError(f"`stateful=True` needs equal batches: {shape[0]} clips do not split into "
+                                     f"batches of batch_size={batch_size}.")
+                shape = (batch_size,) + shape[1:]
+            self._check_video(keras.KerasTensor(shape), training=True)
+            self._prepare_streaming(shape, labels, weights is not None)
         return super().fit(x, y, *args, **kwargs)
+
+    def train_on_batch(self, x, y=None, sample_weight=None, *args, **kwargs):
+        """Keras' `train_on_batch`; with `stateful=True` the stream state is created from the first batch."""
+        video, _ = _video_and_restarts(x)
+        self._check_video(video, training=True)
+        self._prepare_streaming(tuple(video.shape), y, sample_weight is not None)
+        return super().train_on_batch(x, y, sample_weight, *args, **kwargs)
+
+    def _prepare_streaming(self, video_shape, labels, has_weights: bool) -> None:
+        """Builds the optimizer for updates inside the loop and the stream state of `stateful=True`."""
+        if self.update_every is not None and getattr(self, "optimizer", None) is not None and not self.optimizer.built:
+            self.optimizer.build(self.trainable_variables)
+        if not self.stateful:
+            return
+        batch_size = video_shape[0]
+        if batch_size is None:
+            raise ValueError("`stateful=True` needs a fixed batch size: batch the dataset with drop_remainder=True "
+                             "(or call train_on_batch with arrays).")
+        if self.stream_state.created:
+            if self.stream_state.batch_size != batch_size:
+                raise ValueError(f"`stateful=True` keeps {self.stream_state.batch_size} streams; got a batch of "
+                                 f"{batch_size}. Every batch of a stateful model must have the same size.")
+            return
+        if labels is None or getattr(labels, "shape", None) is None:
+            raise ValueError("`stateful=True` needs labels with a known shape to keep the targets in flight.")
+        label_shape = tuple(None if d is None else int(d) for d in labels.shape)
+        label_dtype = keras.backend.standardize_dtype(labels.dtype)
+        per_frame, _ = self.engine.label_layout(keras.KerasTensor(label_shape, label_dtype), None, video_shape[1])
+        params, _ = self.engine.current_values()
+        template = stream_state.template(self.engine, params, batch_size, label_shape, label_dtype, has_weights,
+                                         per_frame, self.stages[0].compute_dtype)
+        self.stream_state.create(template)
+
+    def reset_state(self) -> None:
+        """Every stream restarts at the next batch (`stateful=True`): zero pipeline, empty window."""
+        if self.stateful and self.stream_state.created:
+            self.stream_state.reset()
 
     def train_step(self, *args):
         """One clip per batch: the rule's pseudo-gradients, one optimizer update, the metrics.
@@ -394,20 +541,58 @@ class SidewaysModel(keras.Model):
 
     def _train_on_batch(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-        x, y, sample_weight = _as_tensor(x), _as_tensor(y), _as_tensor(sample_weight)
-        self._check_video(x, training=True)
+        video, starts = _video_and_restarts(x)
+        y, sample_weight = _as_tensor(y), _as_tensor(sample_weight)
+        self._check_video(video, training=True)
         self._check_compiled()
-        states = _values(self.non_trainable_variables)
-        result = self.clip_gradients(_values(self.trainable_variables), states, x, y, sample_weight)
+        params, states = _values(self.trainable_variables), _values(self.non_trainable_variables)
+        if self.stateful or self.update_every is not None or starts is not None:
+            return self._train_streaming(params, states, video, starts, y, sample_weight)
+        result = self.clip_gradients(params, states, video, y, sample_weight)
         self.optimizer.apply(result.gradients, self.trainable_variables)
-        for variable, value in zip(self.non_trainable_variables, result.non_trainable, strict=True):
-            variable.assign(value)
+        self._assign(self.non_trainable_variables, result.non_trainable)
         self._track_gradients(result.gradients)
-        self._track_loss(result.loss, x)
+        self._track_loss(result.loss, video)
         y, y_pred, sample_weight = targets.flatten_steps(
             result.predictions, y, sample_weight, result.labels_per_frame, result.weights_per_frame
         )
-        return keras.Model.compute_metrics(self, x, y, y_pred, sample_weight)
+        return keras.Model.compute_metrics(self, video, y, y_pred, sample_weight)
+
+    def _train_streaming(self, params, states, video, starts, y, sample_weight):
+        """A batch as a chunk of streams: updates inside the loop and/or state carried across batches."""
+        stream = None
+        if self.stateful:
+            if not self.stream_state.created:
+                raise ValueError("`stateful=True`: the stream state is made by `fit` or `train_on_batch`; a custom "
+                                 "loop must call `model.train_on_batch` once first.")
+            stream = self.stream_state.value()
+        updater, optimizer_state = None, ()
+        if self.update_every is not None:
+            updater = self.engine.updater(self.update_every, self._optimizer_step, self.trainable_variables)
+            if keras.backend.backend() == "jax":
+                optimizer_state = _values(self.optimizer.variables)
+        result = self.clip_gradients(params, states, video, y, sample_weight, stream=stream, starts=starts,
+                                     updater=updater, optimizer_state=optimizer_state, flush=not self.stateful)
+        outcome = result.episode
+        if updater is None:
+            self.optimizer.apply(result.gradients, self.trainable_variables)
+            outcome = outcome._replace(stream=episode.empty_window(outcome.stream))
+        else:
+            self._assign(self.trainable_variables, result.params)
+            if keras.backend.backend() == "jax":
+                self._assign(self.optimizer.variables, outcome.optimizer_state)
+        self._assign(self.non_trainable_variables, result.non_trainable)
+        if self.stateful:
+            self.stream_state.assign(outcome.stream)
+        self._track_gradients(result.gradients)
+        self._track_loss(result.loss, video)
+        y, y_pred, sample_weight = targets.flatten_stream(outcome.outputs, outcome.output_targets, outcome.output_valid)
+        return keras.Model.compute_metrics(self, video, y, y_pred, sample_weight)
+
+    @staticmethod
+    def _assign(variables, values) -> None:
+        for variable, value in zip(variables, values, strict=True):
+            variable.assign(value)
 
     def _track_loss(self, loss, x) -> None:
         """The batch's loss, unscaled from Keras' per-replica scaling, weighted by its B clips."""
@@ -442,6 +627,8 @@ class SidewaysModel(keras.Model):
             "shortcut": self.shortcut,
             "devices": self.devices,
             "gradient_stats": self.gradient_stats,
+            "update_every": self.update_every,
+            "stateful": self.stateful,
             "name": self.name,
         }
 

@@ -145,19 +145,20 @@ class Engine:
 
         Args:
           every: L, the steps between updates.
-          apply: `apply(values, optimizer_state, gradients) -> (values, optimizer_state)`, one
-            optimizer step with values and gradients aligned with `trainable_variables`
-            (e.g. `optimizer.stateless_apply`).
+          apply: `apply(values, optimizer_state, gradients, keep) -> (values, optimizer_state)`,
+            one optimizer step with values and gradients aligned with `trainable_variables`;
+            `keep[i]` (a bool scalar) asks to leave variable i unchanged.
           trainable_variables: the model's trainable variables.
         """
 
         def apply_per_stage(params, optimizer_state, gradients, counted):
-            old = self.merge_states(params, trainable_variables, [None] * len(trainable_variables), trainable=True)
-            values, optimizer_state = apply(old, optimizer_state, self.merge_gradients(gradients, trainable_variables))
-            new = self.split(values, trainable_variables, trainable=True)
+            values = self.merge_states(params, trainable_variables, [None] * len(trainable_variables), trainable=True)
+            keep = self.merge_states([[ops.logical_not(c)] * len(unit) for unit, c in zip(params, counted, strict=True)],
+                                     trainable_variables, [ops.convert_to_tensor(True)] * len(values), trainable=True)
             # A unit that did not count in the window gets no update from it.
-            return [[ops.where(c, n, o) for n, o in zip(unit_new, unit_old, strict=True)]
-                    for unit_new, unit_old, c in zip(new, params, counted, strict=True)], optimizer_state
+            values, optimizer_state = apply(values, optimizer_state,
+                                            self.merge_gradients(gradients, trainable_variables), keep)
+            return self.split(values, trainable_variables, trainable=True), optimizer_state
 
         return episode.Updater(every=every, apply=apply_per_stage)
 

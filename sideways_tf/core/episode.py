@@ -160,15 +160,28 @@ def _accumulate(stream: Stream, result: pipeline.StepResult, devices) -> tuple[l
     return accumulators, counts
 
 
+def empty_window(stream: Stream) -> Stream:
+    """The stream with its update window emptied (after an update)."""
+    return stream._replace(
+        accumulators=[[ops.zeros_like(a) for a in unit] for unit in stream.accumulators],
+        counts=[ops.zeros_like(c) for c in stream.counts],
+    )
+
+
 def _update(updater: Updater, params, optimizer_state, stream: Stream):
     """Applies the window's mean gradients; empties the window."""
     counted = [count > 0 for count in stream.counts]
     params, optimizer_state = updater.apply(params, optimizer_state, window_gradients(stream), counted)
-    stream = stream._replace(
-        accumulators=[[ops.zeros_like(a) for a in unit] for unit in stream.accumulators],
-        counts=[ops.zeros_like(c) for c in stream.counts],
+    return params, optimizer_state, empty_window(stream)
+
+
+def _update_if(condition, updater: Updater, params, optimizer_state, stream: Stream):
+    """`_update` where `condition` (a bool scalar) holds, else everything unchanged."""
+    return ops.cond(
+        condition,
+        lambda: _update(updater, params, optimizer_state, stream),
+        lambda: (params, optimizer_state, stream),
     )
-    return params, optimizer_state, stream
 
 
 def train_episode(
@@ -241,12 +254,9 @@ def train_episode(
         accumulators, counts = _accumulate(stream, result, devices)
         stream = Stream(pipe, accumulators, counts, stream.step + 1, line)
         if updater is not None:
-            def apply(args):
-                return _update(updater, *args)
-
-            params, optimizer_state, stream = ops.cond(
-                stream.step % updater.every == 0, apply, lambda args: args, (params, optimizer_state, stream)
-            ) if updater.every > 1 else _update(updater, params, optimizer_state, stream)
+            params, optimizer_state, stream = _update_if(
+                stream.step % updater.every == 0, updater, params, optimizer_state, stream
+            )
         top_valid = result.counted[-1]
         loss_count = loss_count + ops.cast(ops.any(top_valid), "float32")
         outputs = (result.top_output, target, top_valid)
@@ -257,9 +267,8 @@ def train_episode(
     stream, params, states, optimizer_state, loss_sum, loss_count = final
     gradients = window_gradients(stream)
     if updater is not None and flush:
-        params, optimizer_state, stream = ops.cond(
-            ops.any(ops.stack([c > 0 for c in stream.counts])),
-            lambda args: _update(updater, *args), lambda args: args, (params, optimizer_state, stream),
+        params, optimizer_state, stream = _update_if(
+            ops.any(ops.stack([c > 0 for c in stream.counts])), updater, params, optimizer_state, stream
         )
     return EpisodeResult(
         gradients=gradients,

@@ -1,0 +1,183 @@
+"""Streaming (DESIGN section 6): updates every L steps, state across batches, per-slot restarts."""
+
+import keras
+import numpy as np
+import pytest
+
+import sideways_tf as sw
+from tests.helpers import SPARSE_CE, compiled, conv_units, constant_clip, dense_units, random_clip
+
+MODES = ["sideways", "skip_sideways", "fa_skip_sideways", "bp"]
+
+
+def _weights(model):
+    return [np.asarray(v) for v in model.trainable_variables]
+
+
+def _model(mode, depth=3, seed=0, optimizer=None, **kwargs):
+    keras.utils.set_random_seed(seed)
+    model = sw.SidewaysModel(dense_units(depth), mode=mode, **kwargs)
+    model.build((None, None, 6))
+    return compiled(model, optimizer=optimizer or keras.optimizers.Adam(0.05))
+
+
+def _copy_weights(source, target):
+    for s, t in zip(source.weights, target.weights):
+        t.assign(s)
+
+
+def _clip(frames=10, batch=2):
+    video = random_clip((batch, frames, 6), seed=1)
+    labels = np.random.default_rng(2).integers(0, 3, size=(batch, frames))
+    return video, labels
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("chunks", [1, 2, 5])
+def test_chunked_stream_equals_whole_clip(mode, chunks):
+    video, labels = _clip(frames=10)
+    whole = _model(mode, update_every=2)
+    chunked = _model(mode, update_every=2, stateful=True)
+    _copy_weights(whole, chunked)
+    whole.train_on_batch(video, labels)
+    for part_video, part_labels in zip(np.split(video, chunks, axis=1), np.split(labels, chunks, axis=1)):
+        chunked.train_on_batch(part_video, part_labels)
+    for a, b in zip(_weights(whole), _weights(chunked)):
+        np.testing.assert_allclose(a, b, atol=1e-5, rtol=1e-5)
+    assert int(np.asarray(whole.optimizer.iterations)) == int(np.asarray(chunked.optimizer.iterations)) == 5
+
+
+@pytest.mark.parametrize("mode", ["sideways", "skip_sideways"])
+def test_update_every_clip_length_equals_one_update_per_clip(mode):
+    video, labels = _clip(frames=9)
+    once = _model(mode)
+    every = _model(mode, update_every=9)
+    _copy_weights(once, every)
+    once.train_on_batch(video, labels)
+    every.train_on_batch(video, labels)
+    for a, b in zip(_weights(once), _weights(every)):
+        np.testing.assert_allclose(a, b, atol=1e-6, rtol=1e-6)
+
+
+def test_update_every_one_is_per_frame_sgd_for_one_unit():
+    """D = 1 on a constant clip: one SGD step per frame of exact backprop."""
+    video = constant_clip((2, 4, 6))
+    labels = np.array([0, 2])
+    model = _model("sideways", depth=1, optimizer=keras.optimizers.SGD(0.3), update_every=1)
+    reference = _model("bp", depth=1, optimizer=keras.optimizers.SGD(0.3))
+    _copy_weights(model, reference)
+    model.train_on_batch(video, labels)
+    for _ in range(4):
+        reference.train_on_batch(video[:, :1], labels)
+    for a, b in zip(_weights(model), _weights(reference)):
+        np.testing.assert_allclose(a, b, atol=1e-5, rtol=1e-5)
+
+
+def test_units_without_counted_steps_keep_their_weights():
+    """With L = 1 the bottom unit of a D = 3 pipeline first counts at step 2D - 2 = 4."""
+    video, labels = _clip(frames=4)
+    model = _model("sideways", optimizer=keras.optimizers.SGD(0.1), update_every=1, stateful=True)
+    before = _weights(model)
+    model.train_on_batch(video, labels)
+    after = _weights(model)
+    bottom = [id(v) for v in model.stages[0].trainable_variables]
+    top = [id(v) for v in model.stages[2].trainable_variables]
+    for v, a, b in zip(model.trainable_variables, before, after):
+        if id(v) in bottom:
+            np.testing.assert_array_equal(a, b)
+        if id(v) in top:
+            assert np.abs(a - b).max() > 0
+
+
+def test_restart_refills_one_slot_and_leaves_the_others():
+    depth, frames = 3, 8
+    video, labels = _clip(frames=frames, batch=3)
+    model = _model("sideways", depth=depth, optimizer=keras.optimizers.SGD(0.0), stateful=True)
+    model.train_on_batch(video, labels)
+    restart = np.array([False, True, False])
+    model.train_on_batch({"video": video, "restart": restart}, labels)
+    state = model.stream_state.value()
+    np.testing.assert_array_equal(np.asarray(state.pipe.steps), [2 * frames, frames, 2 * frames])
+    # Per-slot validity: the restarted slot's first valid output comes D - 1 steps after the restart.
+    outputs = model.clip_gradients(
+        [v.value for v in model.trainable_variables], [v.value for v in model.non_trainable_variables],
+        video, labels, stream=model.stream_state.value(), starts=np.stack([restart] + [[False] * 3] * (frames - 1), 1),
+        flush=False,
+    ).episode.output_valid
+    valid = np.asarray(outputs)
+    assert valid[0].all() and valid[2].all()
+    np.testing.assert_array_equal(valid[1], np.arange(frames) >= depth - 1)
+
+
+def test_restarted_slot_trains_like_a_fresh_stream():
+    """Slot 1 restarted mid-stream gets the same gradients as the same video in a fresh model."""
+    video, labels = _clip(frames=6, batch=2)
+    other = random_clip((2, 6, 6), seed=7)
+    streaming = _model("skip_sideways", optimizer=keras.optimizers.SGD(0.0), stateful=True)
+    fresh = _model("skip_sideways", optimizer=keras.optimizers.SGD(0.0))
+    _copy_weights(streaming, fresh)
+    streaming.train_on_batch(other, labels)  # both slots are mid-stream now
+    params = [v.value for v in streaming.trainable_variables]
+    states = [v.value for v in streaming.non_trainable_variables]
+    both = np.array([True, True])
+    starts = np.stack([both] + [[False, False]] * 5, 1)
+    restarted = streaming.clip_gradients(params, states, video, labels, stream=streaming.stream_state.value(),
+                                         starts=starts, flush=False).gradients
+    reference = fresh.pseudo_gradients(video, labels)
+    for a, b in zip(restarted, reference):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-6)
+
+
+def test_reset_state_restarts_every_stream():
+    video, labels = _clip(frames=5)
+    model = _model("sideways", stateful=True)
+    model.train_on_batch(video, labels)
+    assert np.asarray(model.stream_state.value().pipe.steps).tolist() == [5, 5]
+    model.reset_state()
+    assert np.asarray(model.stream_state.value().pipe.steps).tolist() == [0, 0]
+
+
+def test_stateful_chunks_with_batch_norm():
+    keras.utils.set_random_seed(0)
+    model = sw.SidewaysModel(conv_units(), mode="skip_sideways", update_every=3, stateful=True)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=SPARSE_CE, metrics=["accuracy"])
+    video = random_clip((2, 24, 8, 8, 3))
+    labels = np.random.default_rng(0).integers(0, 5, size=(2, 24))
+    for i in range(0, 24, 6):
+        logs = model.train_on_batch(video[:, i:i + 6], labels[:, i:i + 6], return_dict=True)
+    assert np.isfinite(logs["loss"]) and 0.0 <= logs["accuracy"] <= 1.0
+    assert np.asarray(model.stream_state.value().pipe.steps).tolist() == [24, 24]
+
+
+def test_arguments_are_checked():
+    with pytest.raises(ValueError, match="`update_every` must be None or a positive int"):
+        sw.SidewaysModel(dense_units(2), update_every=0)
+    with pytest.raises(ValueError, match="`stateful` must be True or False"):
+        sw.SidewaysModel(dense_units(2), stateful="yes")
+    model = _model("sideways", stateful=True)
+    video, labels = _clip(frames=4)
+    model.train_on_batch(video, labels)
+    with pytest.raises(ValueError, match="keeps 2 streams; got a batch of 3"):
+        model.train_on_batch(random_clip((3, 4, 6)), labels[:1].repeat(3, 0))
+    with pytest.raises(ValueError, match="shuffle=False"):
+        model.fit(video, labels, epochs=1, batch_size=2, verbose=0)
+    with pytest.raises(ValueError, match="a dict input must have the key 'video'"):
+        model.train_on_batch({"clip": video}, labels)
+
+
+@pytest.mark.tensorflow_only("tf.data")
+def test_stateful_fit_on_a_dataset_of_chunks_equals_the_whole_clip():
+    import tensorflow as tf
+
+    video, labels = _clip(frames=12)
+    whole = _model("skip_sideways", update_every=3)
+    chunked = _model("skip_sideways", update_every=3, stateful=True)
+    _copy_weights(whole, chunked)
+    whole.train_on_batch(video, labels)
+    # Dataset elements are time chunks of the same 2 streams, batched as [B, T/4, ...].
+    chunks = tf.data.Dataset.from_tensor_slices(
+        (np.stack(np.split(video, 4, axis=1)), np.stack(np.split(labels, 4, axis=1)))
+    )
+    chunked.fit(chunks, epochs=1, verbose=0)
+    for a, b in zip(_weights(whole), _weights(chunked)):
+        np.testing.assert_allclose(a, b, atol=1e-5, rtol=1e-5)
