@@ -240,8 +240,8 @@ class SidewaysModel(keras.Model):
                 "([B, T, *frame_shape])."
             )
         minimum = self.min_clip_length if training else self._inference_latency + 1
-        if training and self.stateful:
-            minimum = 1
+        if self.stateful:
+            minimum = 1  # chunks of a stream may be short (a call on one returns T' = max(T - (D - 1), 0))
         num_frames = shape[1]
         if num_frames is not None and num_frames < minimum:
             what = "every unit to count once (2D - 1)" if training else "one prediction (D)"
@@ -268,7 +268,7 @@ class SidewaysModel(keras.Model):
             self.build(input_shape)
         num_frames = input_shape[1]
         if num_frames is not None:
-            num_frames -= self._inference_latency
+            num_frames = max(num_frames - self._inference_latency, 0)
         return (input_shape[0], num_frames) + self.engine.prediction_shape
 
     # ------------------------------------------------------------------ losses and metrics

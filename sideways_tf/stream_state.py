@@ -42,7 +42,8 @@ class StreamState(keras.layers.Layer):
         self._pack = functools.partial(keras.tree.pack_sequence_as, template)
         self.batch_size = int(template.pipe.steps.shape[0])
         self.slots = [
-            self.add_weight(shape=tuple(x.shape), dtype=x.dtype, initializer="zeros", trainable=False, name=f"stream_{i}")
+            self.add_weight(shape=tuple(x.shape), dtype=x.dtype, initializer="zeros", trainable=False,
+                            name=f"stream_{i}")
             for i, x in enumerate(keras.tree.flatten(template))
         ]
         self.built = True

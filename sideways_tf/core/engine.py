@@ -152,9 +152,11 @@ class Engine:
         """
 
         def apply_per_stage(params, optimizer_state, gradients, counted):
-            values = self.merge_states(params, trainable_variables, [None] * len(trainable_variables), trainable=True)
-            keep = self.merge_states([[ops.logical_not(c)] * len(unit) for unit, c in zip(params, counted, strict=True)],
-                                     trainable_variables, [ops.convert_to_tensor(True)] * len(values), trainable=True)
+            unused = [None] * len(trainable_variables)
+            values = self.merge_states(params, trainable_variables, unused, trainable=True)
+            idle = [[ops.logical_not(c)] * len(unit) for unit, c in zip(params, counted, strict=True)]
+            keep = self.merge_states(idle, trainable_variables, [ops.convert_to_tensor(True)] * len(values),
+                                     trainable=True)
             # A unit that did not count in the window gets no update from it.
             values, optimizer_state = apply(values, optimizer_state,
                                             self.merge_gradients(gradients, trainable_variables), keep)
