@@ -617,6 +617,59 @@ class SidewaysModel(keras.Model):
         training_only = {tracker.name for pair in self.gradient_trackers for tracker in pair}
         return {name: value for name, value in logs.items() if name not in training_only}
 
+    # ------------------------------------------------------------------ streaming inference
+
+    def init_state(self, batch_size) -> dict:
+        """The state of `stream_step` before the first frame of B streams.
+
+        Returns:
+          `{"steps": [B] int32 (frames seen), "h0".."h{D-2}": [B, *S_k] (activations in flight)}`.
+        """
+        self._require_built()
+        return self.engine.initial_frame_state(batch_size)
+
+    def stream_step(self, frame, state: dict):
+        """Depth-parallel inference on one frame of B streams: `(frame, state) -> (prediction, state)`.
+
+        Args:
+          frame: `[B, *F]`, the next frame of every stream.
+          state: from `init_state(B)` or the previous `stream_step`.
+
+        Returns:
+          `(prediction [B, *O], state)`. The prediction is for the frame that entered D - 1
+          steps earlier (this frame's in `"bp"`), valid once `state["steps"] >= D - 1` before
+          the step; frame by frame the valid ones equal `predict` on the whole clip.
+        """
+        self._require_built()
+        cache = self.__dict__.setdefault("_stream_step_functions", {})
+        if "step" not in cache:
+
+            def step(params, states, frame, state):
+                return self.engine.frame_step(
+                    self.engine.split(params, self.trainable_variables, trainable=True),
+                    self.engine.split(states, self.non_trainable_variables, trainable=False), frame, state,
+                )
+
+            cache["step"] = backends.current().compile_function(step, jit_compile=bool(self.jit_compile))
+        return cache["step"](_values(self.trainable_variables), _values(self.non_trainable_variables),
+                             _as_tensor(frame), dict(state))
+
+    def export(self, filepath, format="tf_saved_model", verbose=None, input_signature=None, **kwargs):
+        """Writes a SavedModel with endpoints for clips and for streaming (TensorFlow backend).
+
+        With the default format and no `input_signature`, the SavedModel has three endpoints,
+        usable with plain `tf.saved_model.load` (no `sideways_tf` needed):
+        `serve(video [B, T, *F]) -> [B, T', *O]`, `init_states(batch_size) -> state` and
+        `stream_step(frame [B, *F], state) -> {"prediction": [B, *O], **new_state}` (see
+        `stream_step` and `sideways_tf.serving`).
+        Anything else goes to Keras' `Model.export`.
+        """
+        if format != "tf_saved_model" or input_signature is not None:
+            return super().export(filepath, format=format, verbose=verbose, input_signature=input_signature, **kwargs)
+        from sideways_tf import serving
+
+        return serving.export_saved_model(self, filepath, verbose=verbose)
+
     # ------------------------------------------------------------------ serialization
 
     def get_config(self):

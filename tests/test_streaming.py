@@ -181,3 +181,59 @@ def test_stateful_fit_on_a_dataset_of_chunks_equals_the_whole_clip():
     chunked.fit(chunks, epochs=1, verbose=0)
     for a, b in zip(_weights(whole), _weights(chunked)):
         np.testing.assert_allclose(a, b, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_stream_step_frame_by_frame_equals_predict(mode):
+    keras.utils.set_random_seed(0)
+    model = sw.SidewaysModel(conv_units(), mode=mode)
+    video = random_clip((2, 7, 8, 8, 3))
+    expected = np.asarray(model.predict(video, verbose=0))
+    latency = 0 if mode == "bp" else model.depth - 1
+    state = model.init_state(2)
+    predictions = []
+    for s in range(video.shape[1]):
+        prediction, state = model.stream_step(video[:, s], state)
+        if s >= latency:
+            predictions.append(np.asarray(prediction))
+    np.testing.assert_allclose(np.stack(predictions, 1), expected, atol=1e-5, rtol=1e-5)
+    assert np.asarray(state["steps"]).tolist() == [7, 7]
+
+
+_LOAD_AND_STREAM = """
+import sys
+import numpy as np
+import tensorflow as tf
+loaded = tf.saved_model.load(sys.argv[1])
+video = np.load(sys.argv[2])
+state = loaded.init_states(tf.constant(video.shape[0]))
+outputs = []
+for s in range(video.shape[1]):
+    state = loaded.stream_step(tf.constant(video[:, s]), state)
+    outputs.append(state.pop("prediction").numpy())
+np.save(sys.argv[3], np.stack(outputs, 1))
+np.save(sys.argv[4], loaded.serve(tf.constant(video)).numpy())
+assert not any(name.startswith("sideways_tf") for name in sys.modules), "sideways_tf was imported"
+"""
+
+
+@pytest.mark.tensorflow_only("a TensorFlow SavedModel")
+@pytest.mark.parametrize("mode", ["skip_sideways", "bp"])
+def test_exported_saved_model_streams_without_the_package(mode, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    keras.utils.set_random_seed(0)
+    model = sw.SidewaysModel(conv_units(), mode=mode)
+    video = random_clip((2, 6, 8, 8, 3))
+    expected = np.asarray(model.predict(video, verbose=0))
+    model.export(str(tmp_path / "saved"), verbose=False)
+    np.save(tmp_path / "video.npy", video)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    subprocess.run([sys.executable, "-c", _LOAD_AND_STREAM, str(tmp_path / "saved"), str(tmp_path / "video.npy"),
+                    str(tmp_path / "stream.npy"), str(tmp_path / "serve.npy")],
+                   check=True, cwd=str(tmp_path), env=env, capture_output=True)
+    latency = 0 if mode == "bp" else model.depth - 1
+    np.testing.assert_allclose(np.load(tmp_path / "stream.npy")[:, latency:], expected, atol=1e-5, rtol=1e-5)
+    np.testing.assert_allclose(np.load(tmp_path / "serve.npy"), expected, atol=1e-5, rtol=1e-5)

@@ -13,7 +13,7 @@ from typing import Callable, NamedTuple, Optional, Sequence
 import keras
 from keras import ops
 
-from sideways_tf.core import episode, schedule, targets
+from sideways_tf.core import episode, pipeline, schedule, targets
 from sideways_tf.core.shortcut import make_shortcut
 from sideways_tf.core.stage import Stage
 
@@ -255,6 +255,33 @@ class Engine:
         params = [[v.value for v in stage.trainable_variables] for stage in self.stages]
         states = [[v.value for v in stage.non_trainable_variables] for stage in self.stages]
         return params, states
+
+    def initial_frame_state(self, batch_size) -> dict:
+        """The state of streaming inference before any frame: `{"steps": [B] int32, "h{k}": [B, *S_k]}`.
+
+        `batch_size` may be a Python int or a scalar tensor.
+        """
+        dtype = self.stages[0].compute_dtype
+        zero = pipeline.zero_state(batch_size, [] if self.rule(training=False).synchronous else self.activation_shapes,
+                                   dtype)
+        return {"steps": zero.steps, **{f"h{k}": a for k, a in enumerate(zero.activations)}}
+
+    def frame_step(self, params: Sequence[Sequence], states: Sequence[Sequence], frame, state: dict):
+        """One step of streaming inference: `(frame [B, *F], state) -> (prediction [B, *O], state)`.
+
+        The prediction is for the frame that entered `D - 1` steps earlier (valid once
+        `state["steps"] >= D - 1`; in `"bp"` it is this frame's). Frame by frame this equals
+        `predict_clip` on the whole clip.
+        """
+        rule = self.rule(training=False)
+        frame = ops.cast(frame, self.stages[0].compute_dtype)
+        if rule.synchronous:
+            out, _ = pipeline.synchronous_forward(self.stages, rule, params, states, frame, self.devices)
+            return out, {"steps": state["steps"] + 1}
+        activations = tuple(state[f"h{k}"] for k in range(self.depth - 1))
+        pipe = pipeline.PipelineState(steps=state["steps"], activations=activations, gradients=activations)
+        pipe, out = pipeline.inference_step(self.stages, rule, params, states, pipe, frame, self.devices)
+        return out, {"steps": pipe.steps, **{f"h{k}": a for k, a in enumerate(pipe.activations)}}
 
     def predict_clip(self, video):
         """Per-frame predictions `[B, T', *O]` of a clip `[B, T, *F]` (no gradients, no state change)."""
