@@ -21,13 +21,16 @@ setup(
     ],
     extras_require={
         "video": ["av>=12"],
+        "plots": ["matplotlib"],
+        "camera": ["opencv-python-headless"],
         "jax": ["jax>=0.4.34"],
-        "test": ["pytest>=7", "ruff", "av>=12", "scikit-video", "jax>=0.4.34"],
+        "test": ["pytest>=7", "ruff", "av>=12", "scikit-video", "jax>=0.4.34", "matplotlib"],
     },
     entry_points={
         "console_scripts": [
             "sideways-train=sideways_tf.train:run_main",
             "sideways-quickstart=sideways_tf.quickstart:run_main",
+            "sideways-stream=sideways_tf.stream:run_main",
         ],
     },
     license="Apache-2.0",

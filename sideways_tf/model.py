@@ -568,6 +568,9 @@ class SidewaysModel(keras.Model):
             stream = self.stream_state.value()
         updater, optimizer_state = None, ()
         if self.update_every is not None:
+            if backends.current().num_replicas() > 1:
+                raise ValueError("`update_every` applies the optimizer inside the frame loop, which tf.distribute "
+                                 "cannot do with more than one replica; use update_every=None under a strategy.")
             updater = self.engine.updater(self.update_every, self._optimizer_step, self.trainable_variables)
             if keras.backend.backend() == "jax":
                 optimizer_state = _values(self.optimizer.variables)

