@@ -93,11 +93,20 @@ def test_restart_refills_one_slot_and_leaves_the_others():
     depth, frames = 3, 8
     video, labels = _clip(frames=frames, batch=3)
     model = _model("sideways", depth=depth, optimizer=keras.optimizers.SGD(0.0), stateful=True)
-    model.train_on_batch(video, labels)
+    undisturbed = _model("sideways", depth=depth, optimizer=keras.optimizers.SGD(0.0), stateful=True)
+    _copy_weights(model, undisturbed)
+    for m in (model, undisturbed):
+        m.train_on_batch(video, labels)
     restart = np.array([False, True, False])
     model.train_on_batch({"video": video, "restart": restart}, labels)
+    undisturbed.train_on_batch(video, labels)
     state = model.stream_state.value()
     np.testing.assert_array_equal(np.asarray(state.pipe.steps), [2 * frames, frames, 2 * frames])
+    # The other slots carry on exactly as without the restart.
+    for ours, theirs in zip(state.pipe.activations + state.pipe.gradients,
+                            undisturbed.stream_state.value().pipe.activations
+                            + undisturbed.stream_state.value().pipe.gradients):
+        np.testing.assert_allclose(np.asarray(ours)[[0, 2]], np.asarray(theirs)[[0, 2]], atol=1e-6)
     # Per-slot validity: the restarted slot's first valid output comes D - 1 steps after the restart.
     outputs = model.clip_gradients(
         [v.value for v in model.trainable_variables], [v.value for v in model.non_trainable_variables],
