@@ -10,6 +10,7 @@ Only Keras' public API is used: `compute_loss`, `compute_metrics`, `stateless_ca
 
 from __future__ import annotations
 
+import functools
 from typing import Optional, Sequence
 
 import keras
@@ -19,9 +20,6 @@ from sideways_tf import stream_state
 from sideways_tf.core import backends, episode, schedule, targets
 from sideways_tf.core.engine import ClipResult, Engine, build_stages
 from sideways_tf.core.shortcut import FUSIONS, SHORTCUTS
-
-RESTART_KEY = "restart"
-VIDEO_KEY = "video"
 
 
 def _check_choice(name: str, value, allowed: Sequence[str]) -> None:
@@ -40,33 +38,6 @@ def _as_tensor(x):
 
 def _plus(gradients, extra) -> list:
     return [g + ops.cast(e, g.dtype) for g, e in zip(gradients, extra, strict=True)]
-
-
-def _video_and_restarts(x):
-    """`x` is a clip `[B, T, *F]` or `{"video": clip, "restart": [B] or [B, T] bool}`.
-
-    Returns:
-      `(video, starts)`: starts `[B, T]` bool (None without restarts); a `[B]` flag means the
-      slot's chunk begins a new video at its first frame.
-    """
-    if not isinstance(x, dict):
-        return _as_tensor(x), None
-    unknown = sorted(set(x) - {VIDEO_KEY, RESTART_KEY})
-    if VIDEO_KEY not in x or unknown:
-        raise ValueError(
-            f"a dict input must have the key {VIDEO_KEY!r} (the clip [B, T, *F]) and optionally {RESTART_KEY!r} "
-            f"([B] or [B, T] bool: a new video starts in that slot); got keys {sorted(x)}."
-        )
-    video = _as_tensor(x[VIDEO_KEY])
-    if x.get(RESTART_KEY) is None:
-        return video, None
-    starts = ops.cast(_as_tensor(x[RESTART_KEY]), "bool")
-    if len(starts.shape) == 1:
-        first = ops.expand_dims(ops.arange(ops.shape(video)[1]) == 0, 0)
-        starts = ops.logical_and(ops.expand_dims(starts, 1), first)
-    if len(starts.shape) != 2:
-        raise ValueError(f"`{RESTART_KEY}` must be [B] or [B, T] bool; got shape {tuple(starts.shape)}.")
-    return video, starts
 
 
 @keras.saving.register_keras_serializable(package="sideways_tf")
@@ -257,13 +228,13 @@ class SidewaysModel(keras.Model):
     # ------------------------------------------------------------------ forward
 
     def call(self, video, training=False):
-        video, _ = _video_and_restarts(video)
+        video, _ = stream_state.video_and_restarts(video)
         self._check_video(video, training=False)
         return self.engine.predict_clip(video)
 
     def compute_output_shape(self, input_shape):
         if isinstance(input_shape, dict):
-            input_shape = input_shape[VIDEO_KEY]
+            input_shape = input_shape[stream_state.VIDEO_KEY]
         if self.engine is None:
             self.build(input_shape)
         num_frames = input_shape[1]
@@ -343,37 +314,6 @@ class SidewaysModel(keras.Model):
             return result
         penalty = self._penalty_gradients(params)
         return result._replace(gradients=_plus(result.gradients, penalty))
-
-    def _optimizer_step(self, values, optimizer_state, gradients, keep):
-        """One optimizer step on explicit values: the `Updater` of `update_every`.
-
-        Args:
-          values: the trainable variables' current values.
-          optimizer_state: the optimizer variables' values under JAX; `()` under TensorFlow,
-            whose optimizer updates its own variables in place.
-          gradients: one per trainable variable (the regularizers' gradient is added here).
-          keep: one bool scalar per trainable variable: keep the old value (its unit did not
-            count in the window).
-
-        Returns:
-          `(new values, new optimizer_state)`.
-        """
-        if self.losses:
-            gradients = _plus(gradients, self._penalty_gradients(values))
-        optimizer, variables = self.optimizer, self.trainable_variables
-        if keras.backend.backend() == "tensorflow":
-            # Inside the tf.while_loop the variables are assigned in step order (`stateless_apply`
-            # refuses TensorFlow); the loop carries the values read back.
-            optimizer.apply(list(gradients), variables)
-            new = [ops.where(k, old, v.value) for v, old, k in zip(variables, values, keep, strict=True)]
-            self._assign(variables, new)
-            return new, optimizer_state
-        mapping = list(zip(variables, values, strict=True)) + list(zip(optimizer.variables, optimizer_state,
-                                                                      strict=True))
-        with keras.StatelessScope(state_mapping=mapping) as scope:
-            optimizer.apply(list(gradients), variables)
-        new = [ops.where(k, old, scope.get_current_value(v)) for v, old, k in zip(variables, values, keep, strict=True)]
-        return new, [scope.get_current_value(v) for v in optimizer.variables]
 
     def _penalty_gradients(self, params) -> list:
         """Gradient of the weight regularizers (`self.losses`), scaled as Keras scales its losses."""
@@ -459,7 +399,7 @@ class SidewaysModel(keras.Model):
             if self.stateful and kwargs.get("shuffle", True):
                 raise ValueError("`stateful=True` reads consecutive batches as consecutive chunks: pass shuffle=False.")
         if isinstance(video, dict):
-            video = video.get(VIDEO_KEY)
+            video = video.get(stream_state.VIDEO_KEY)
         shape = getattr(video, "shape", None)
         if shape is not None and getattr(shape, "rank", len(shape)) is not None and len(shape) >= 1:
             shape = tuple(None if d is None else int(d) for d in shape)
@@ -475,7 +415,7 @@ class SidewaysModel(keras.Model):
 
     def train_on_batch(self, x, y=None, sample_weight=None, *args, **kwargs):
         """Keras' `train_on_batch`; with `stateful=True` the stream state is created from the first batch."""
-        video, _ = _video_and_restarts(x)
+        video, _ = stream_state.video_and_restarts(x)
         self._check_video(video, training=True)
         self._prepare_streaming(tuple(video.shape), y, sample_weight is not None)
         return super().train_on_batch(x, y, sample_weight, *args, **kwargs)
@@ -484,26 +424,8 @@ class SidewaysModel(keras.Model):
         """Builds the optimizer for updates inside the loop and the stream state of `stateful=True`."""
         if self.update_every is not None and getattr(self, "optimizer", None) is not None and not self.optimizer.built:
             self.optimizer.build(self.trainable_variables)
-        if not self.stateful:
-            return
-        batch_size = video_shape[0]
-        if batch_size is None:
-            raise ValueError("`stateful=True` needs a fixed batch size: batch the dataset with drop_remainder=True "
-                             "(or call train_on_batch with arrays).")
-        if self.stream_state.created:
-            if self.stream_state.batch_size != batch_size:
-                raise ValueError(f"`stateful=True` keeps {self.stream_state.batch_size} streams; got a batch of "
-                                 f"{batch_size}. Every batch of a stateful model must have the same size.")
-            return
-        if labels is None or getattr(labels, "shape", None) is None:
-            raise ValueError("`stateful=True` needs labels with a known shape to keep the targets in flight.")
-        label_shape = tuple(None if d is None else int(d) for d in labels.shape)
-        label_dtype = keras.backend.standardize_dtype(labels.dtype)
-        per_frame, _ = self.engine.label_layout(keras.KerasTensor(label_shape, label_dtype), None, video_shape[1])
-        params, _ = self.engine.current_values()
-        template = stream_state.template(self.engine, params, batch_size, label_shape, label_dtype, has_weights,
-                                         per_frame, self.stages[0].compute_dtype)
-        self.stream_state.create(template)
+        if self.stateful:
+            stream_state.prepare(self, video_shape, labels, has_weights)
 
     def reset_state(self) -> None:
         """Every stream restarts at the next batch (`stateful=True`): zero pipeline, empty window."""
@@ -541,7 +463,7 @@ class SidewaysModel(keras.Model):
 
     def _train_on_batch(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-        video, starts = _video_and_restarts(x)
+        video, starts = stream_state.video_and_restarts(x)
         y, sample_weight = _as_tensor(y), _as_tensor(sample_weight)
         self._check_video(video, training=True)
         self._check_compiled()
@@ -571,7 +493,8 @@ class SidewaysModel(keras.Model):
             if backends.current().num_replicas() > 1:
                 raise ValueError("`update_every` applies the optimizer inside the frame loop, which tf.distribute "
                                  "cannot do with more than one replica; use update_every=None under a strategy.")
-            updater = self.engine.updater(self.update_every, self._optimizer_step, self.trainable_variables)
+            updater = self.engine.updater(self.update_every, functools.partial(stream_state.optimizer_step, self),
+                                          self.trainable_variables)
             if keras.backend.backend() == "jax":
                 optimizer_state = _values(self.optimizer.variables)
         result = self.clip_gradients(params, states, video, y, sample_weight, stream=stream, starts=starts,

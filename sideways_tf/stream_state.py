@@ -1,4 +1,4 @@
-"""Stateful streaming: the pipeline state kept in variables from one batch to the next.
+"""The Keras side of streaming: stream inputs, and the pipeline state kept from one batch to the next.
 
 `SidewaysModel(stateful=True)` treats consecutive batches as consecutive chunks of the same B
 streams (DESIGN section 6). What the frame loop carries (`episode.Stream`: activations,
@@ -16,6 +16,68 @@ import numpy as np
 from keras import ops
 
 from sideways_tf.core import episode, targets
+
+RESTART_KEY = "restart"
+VIDEO_KEY = "video"
+
+
+def video_and_restarts(x):
+    """`x` is a clip `[B, T, *F]` or `{"video": clip, "restart": [B] or [B, T] bool}`.
+
+    Returns:
+      `(video, starts)`: starts `[B, T]` bool (None without restarts); a `[B]` flag means the
+      slot's chunk begins a new video at its first frame.
+    """
+    if not isinstance(x, dict):
+        return ops.convert_to_tensor(x), None
+    unknown = sorted(set(x) - {VIDEO_KEY, RESTART_KEY})
+    if VIDEO_KEY not in x or unknown:
+        raise ValueError(
+            f"a dict input must have the key {VIDEO_KEY!r} (the clip [B, T, *F]) and optionally {RESTART_KEY!r} "
+            f"([B] or [B, T] bool: a new video starts in that slot); got keys {sorted(x)}."
+        )
+    video = ops.convert_to_tensor(x[VIDEO_KEY])
+    if x.get(RESTART_KEY) is None:
+        return video, None
+    starts = ops.cast(ops.convert_to_tensor(x[RESTART_KEY]), "bool")
+    if len(starts.shape) == 1:
+        first = ops.expand_dims(ops.arange(ops.shape(video)[1]) == 0, 0)
+        starts = ops.logical_and(ops.expand_dims(starts, 1), first)
+    if len(starts.shape) != 2:
+        raise ValueError(f"`{RESTART_KEY}` must be [B] or [B, T] bool; got shape {tuple(starts.shape)}.")
+    return video, starts
+
+
+def prepare(model, video_shape, labels, has_weights: bool) -> None:
+    """Makes `model.stream_state` (a stateful model's) from the first batch's shapes, or checks them.
+
+    Args:
+      model: a built `SidewaysModel` with `stateful=True`.
+      video_shape: the batches' clip shape `[B, T, *F]` (B must be known).
+      labels: the labels (or their spec), with a known shape.
+      has_weights: whether batches carry sample weights.
+
+    Raises:
+      ValueError: unknown or changed batch size, or labels without a shape.
+    """
+    batch_size = video_shape[0]
+    if batch_size is None:
+        raise ValueError("`stateful=True` needs a fixed batch size: batch the dataset with drop_remainder=True "
+                         "(or call train_on_batch with arrays).")
+    if model.stream_state.created:
+        if model.stream_state.batch_size != batch_size:
+            raise ValueError(f"`stateful=True` keeps {model.stream_state.batch_size} streams; got a batch of "
+                             f"{batch_size}. Every batch of a stateful model must have the same size.")
+        return
+    if labels is None or getattr(labels, "shape", None) is None:
+        raise ValueError("`stateful=True` needs labels with a known shape to keep the targets in flight.")
+    label_shape = tuple(None if d is None else int(d) for d in labels.shape)
+    label_dtype = keras.backend.standardize_dtype(labels.dtype)
+    engine = model.engine
+    per_frame, _ = engine.label_layout(keras.KerasTensor(label_shape, label_dtype), None, video_shape[1])
+    params, _ = engine.current_values()
+    model.stream_state.create(template(engine, params, batch_size, label_shape, label_dtype, has_weights, per_frame,
+                                      model.stages[0].compute_dtype))
 
 
 class StreamState(keras.layers.Layer):
@@ -88,3 +150,38 @@ def template(engine, params_per_stage, batch_size: int, label_shape, label_dtype
     first = targets.frame_target(ops.convert_to_tensor(labels), weights, 0, labels_per_frame, False)
     return episode.fresh_stream(params_per_stage, batch_size, engine.activation_shapes, dtype, first,
                                 engine.rule().latency)
+
+
+def optimizer_step(model, values, optimizer_state, gradients, keep):
+    """One optimizer step of `model` on explicit values: the `Updater` of `update_every`.
+
+    Args:
+      model: a compiled `SidewaysModel`.
+      values: the trainable variables' current values.
+      optimizer_state: the optimizer variables' values under JAX; `()` under TensorFlow,
+        whose optimizer updates its own variables in place.
+      gradients: one per trainable variable (the regularizers' gradient is added here).
+      keep: one bool scalar per trainable variable: keep the old value (its unit did not
+        count in the window).
+
+    Returns:
+      `(new values, new optimizer_state)`.
+    """
+    if model.losses:
+        penalty = model._penalty_gradients(values)
+        gradients = [g + ops.cast(e, g.dtype) for g, e in zip(gradients, penalty, strict=True)]
+    optimizer, variables = model.optimizer, model.trainable_variables
+    if keras.backend.backend() == "tensorflow":
+        # Inside the tf.while_loop the variables are assigned in step order (`stateless_apply`
+        # refuses TensorFlow); the loop carries the values read back.
+        optimizer.apply(list(gradients), variables)
+        new = [ops.where(k, old, v.value) for v, old, k in zip(variables, values, keep, strict=True)]
+        for variable, value in zip(variables, new, strict=True):
+            variable.assign(value)
+        return new, optimizer_state
+    mapping = list(zip(variables, values, strict=True)) + list(zip(optimizer.variables, optimizer_state,
+                                                                  strict=True))
+    with keras.StatelessScope(state_mapping=mapping) as scope:
+        optimizer.apply(list(gradients), variables)
+    new = [ops.where(k, old, scope.get_current_value(v)) for v, old, k in zip(variables, values, keep, strict=True)]
+    return new, [scope.get_current_value(v) for v in optimizer.variables]

@@ -246,3 +246,23 @@ def test_exported_saved_model_streams_without_the_package(mode, tmp_path):
     latency = 0 if mode == "bp" else model.depth - 1
     np.testing.assert_allclose(np.load(tmp_path / "stream.npy")[:, latency:], expected, atol=1e-5, rtol=1e-5)
     np.testing.assert_allclose(np.load(tmp_path / "serve.npy"), expected, atol=1e-5, rtol=1e-5)
+
+
+def test_weight_regularizers_enter_each_update_once():
+    def units():
+        l2 = keras.regularizers.L2(0.5)
+        return [keras.layers.Dense(8, activation="tanh", kernel_regularizer=l2),
+                keras.layers.Dense(3, kernel_regularizer=l2)]
+
+    video, labels = _clip(frames=6)
+    models = []
+    for update_every in (None, 6):
+        keras.utils.set_random_seed(0)
+        model = sw.SidewaysModel(units(), mode="skip_sideways", update_every=update_every)
+        model.build((None, None, 6))
+        models.append(compiled(model, optimizer=keras.optimizers.SGD(0.1)))
+    _copy_weights(models[0], models[1])
+    for model in models:
+        model.train_on_batch(video, labels)
+    for a, b in zip(_weights(models[0]), _weights(models[1])):
+        np.testing.assert_allclose(a, b, atol=1e-6, rtol=1e-6)
