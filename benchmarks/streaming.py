@@ -68,8 +68,8 @@ def plot(path: str, rows: list[dict]) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, axis = plt.subplots(figsize=(6, 3.5))
-    labels = [f"{r['mode']}\nchunk {r['chunk']}" for r in rows]
+    figure, axis = plt.subplots(figsize=(8, 3.8))
+    labels = [r["mode"].replace("skip_", "skip-\n") + f"\nchunk {r['chunk']}" for r in rows]
     axis.bar(labels, [r["frames_per_s"] for r in rows], color=["C0" if r["chunk"] == 1 else "C1" for r in rows])
     axis.axhline(25, color="k", linestyle="--", label="25 fps (real time)")
     axis.set_ylabel("frames learned per second")
