@@ -266,3 +266,17 @@ def test_weight_regularizers_enter_each_update_once():
         model.train_on_batch(video, labels)
     for a, b in zip(_weights(models[0]), _weights(models[1])):
         np.testing.assert_allclose(a, b, atol=1e-6, rtol=1e-6)
+
+
+def test_stateful_fit_on_arrays_of_consecutive_chunks_equals_the_whole_clip():
+    video, labels = _clip(frames=12)
+    whole = _model("sideways", update_every=2)
+    chunked = _model("sideways", update_every=2, stateful=True)
+    _copy_weights(whole, chunked)
+    whole.train_on_batch(video, labels)
+    # Rows [2k, 2k + 1] are chunk k of the two streams: batch_size=2 without shuffling feeds them in order.
+    x = np.concatenate(np.split(video, 4, axis=1))
+    y = np.concatenate(np.split(labels, 4, axis=1))
+    chunked.fit(x, y, batch_size=2, shuffle=False, epochs=1, verbose=0)
+    for a, b in zip(_weights(whole), _weights(chunked)):
+        np.testing.assert_allclose(a, b, atol=1e-5, rtol=1e-5)
