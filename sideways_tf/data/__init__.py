@@ -1,23 +1,20 @@
-"""Video input pipelines: clip operations, tfds builders, the moving-shapes set, `load`.
+"""Video input pipelines: clip operations, tfds builders, the moving-shapes set, `load`."""
 
-Names are imported on first use, so `sideways_tf.data.video_io` (PyAV only) can be used without
-importing TensorFlow, which the tf.data pipelines need.
-"""
+from sideways_tf.data.clip_ops import (
+    center_crop,
+    future_targets,
+    interleave_frames,
+    montage_concat,
+    normalize,
+    random_crop,
+    random_flip_left_right,
+    resize_smallest_side,
+    sample_indices,
+)
+from sideways_tf.data.decode import decode_frames
+from sideways_tf.data.moving_shapes import moving_shapes
+from sideways_tf.data.pipeline import DATASETS, load
 
-import importlib
-
-_NAMES = {
-    "center_crop": "clip_ops", "future_targets": "clip_ops", "interleave_frames": "clip_ops",
-    "montage_concat": "clip_ops", "normalize": "clip_ops", "random_crop": "clip_ops",
-    "random_flip_left_right": "clip_ops", "resize_smallest_side": "clip_ops", "sample_indices": "clip_ops",
-    "decode_frames": "decode", "moving_shapes": "moving_shapes", "DATASETS": "pipeline", "load": "pipeline",
-}
-
-
-def __getattr__(name):
-    if name in _NAMES:
-        return getattr(importlib.import_module(f"sideways_tf.data.{_NAMES[name]}"), name)
-    raise AttributeError(f"module 'sideways_tf.data' has no attribute {name!r}")
-
-
-__all__ = sorted(_NAMES)
+__all__ = ["DATASETS", "center_crop", "decode_frames", "future_targets", "interleave_frames", "load",
+           "montage_concat", "moving_shapes", "normalize", "random_crop", "random_flip_left_right",
+           "resize_smallest_side", "sample_indices"]

@@ -24,7 +24,7 @@ from typing import Iterable, Optional
 import tensorflow_datasets as tfds
 from absl import logging
 
-from sideways_tf.data.video_io import VideoReadError, read_video
+from sideways_tf.video_io import VideoReadError, read_video
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm")
 

@@ -24,9 +24,9 @@ def video_frames(path: str, size: Optional[Sequence[int]] = None, max_frames: Op
     Needs PyAV (`pip install "sideways_tf[video]"`).
 
     Raises:
-      sideways_tf.data.video_io.VideoReadError: the file is missing or cannot be decoded.
+      sideways_tf.video_io.VideoReadError: the file is missing or cannot be decoded.
     """
-    from sideways_tf.data.video_io import read_video
+    from sideways_tf.video_io import read_video
 
     return _resize(read_video(path, max_frames=max_frames), size)
 

@@ -9,7 +9,7 @@ import pytest
 
 from sideways_tf import data
 from sideways_tf.data import builders
-from sideways_tf.data.video_io import VideoReadError, read_video
+from sideways_tf.video_io import VideoReadError, read_video
 
 av = pytest.importorskip("av")
 
