@@ -9,6 +9,7 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     packages=find_packages(include=["sideways_tf", "sideways_tf.*"]),
+    py_modules=["sideways_tf_cli"],
     python_requires=">=3.10",
     install_requires=[
         "tensorflow>=2.16",
@@ -28,9 +29,9 @@ setup(
     },
     entry_points={
         "console_scripts": [
-            "sideways-train=sideways_tf.train:run_main",
-            "sideways-quickstart=sideways_tf.quickstart:run_main",
-            "sideways-stream=sideways_tf.stream:run_main",
+            "sideways-train=sideways_tf_cli:train",
+            "sideways-quickstart=sideways_tf_cli:quickstart",
+            "sideways-stream=sideways_tf_cli:stream",
         ],
     },
     license="Apache-2.0",

@@ -3,8 +3,10 @@
     sideways-quickstart [--model_dir DIR] [--epochs N]      # also: python -m sideways_tf.quickstart
 
 Trains the `quickstart` experiment (moving shapes, motion labels, 8 classes, a 6-unit CNN) once
-with each rule and prints their accuracies on held-out clips against chance. Sideways trains a
+with each rule and prints their accuracies on held-out clips against chance: the mean and spread
+over the last epochs (one epoch's number jumps around), and the last one. Sideways trains a
 per-frame model, so it cannot tell motion apart; Skip-Sideways' shortcuts reach across frames.
+Writes both rules' learning curves to `quickstart.png` (with matplotlib: `sideways_tf[plots]`).
 """
 
 from __future__ import annotations
@@ -15,19 +17,26 @@ import os
 import tempfile
 import time
 
-from absl import app, flags
+from absl import flags
+
+from sideways_tf import absl_cli
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model_dir", None, "Where the two runs go (default: a new temporary folder).")
 flags.DEFINE_integer("epochs", None, "Override the number of epochs.")
 flags.DEFINE_multi_string("set", [], "key=value override of the quickstart config (repeatable).")
-flags.DEFINE_integer("verbose", 2, "Keras verbosity: 0 silent, 1 progress bar, 2 one line per epoch.")
+flags.DEFINE_integer("verbose", 1, "0 silent, 1 one line per epoch, 2 Keras' own output (every metric).")
 
 MODES = ("sideways", "skip_sideways")
+LAST_EPOCHS = 3
 
 
-def compare(model_dir: str, overrides=(), verbose: int = 2) -> list[dict]:
-    """Trains the quickstart once per mode; returns one row per mode."""
+def compare(model_dir: str, overrides=(), verbose: int = 1) -> list[dict]:
+    """Trains the quickstart once per mode; returns one row per mode.
+
+    Each row has the held-out accuracy's mean and standard deviation over the last
+    `LAST_EPOCHS` epochs, the last epoch's, chance, the minutes taken and the per-epoch history.
+    """
     from sideways_tf.training import config as config_lib
     from sideways_tf.training import experiments, runner
 
@@ -37,34 +46,76 @@ def compare(model_dir: str, overrides=(), verbose: int = 2) -> list[dict]:
         config = dataclasses.replace(base, mode=mode)
         start = time.perf_counter()
         results = runner.run(config, os.path.join(model_dir, mode), verbose=verbose)
-        rows.append({"mode": mode, "accuracy": results["evaluation"]["accuracy"],
-                     "chance": results["chance_accuracy"], "minutes": (time.perf_counter() - start) / 60})
+        curve = results["history"].get("val_accuracy", [results["evaluation"]["accuracy"]])
+        last = curve[-LAST_EPOCHS:]
+        mean = sum(last) / len(last)
+        rows.append({"mode": mode, "accuracy": mean, "spread": (sum((a - mean) ** 2 for a in last) / len(last)) ** 0.5,
+                     "last_epochs": len(last), "final": results["evaluation"]["accuracy"],
+                     "chance": results["chance_accuracy"], "minutes": (time.perf_counter() - start) / 60,
+                     "val_accuracy": curve, "accuracy_curve": results["history"].get("accuracy", [])})
     with open(os.path.join(model_dir, "quickstart.json"), "w") as f:
         json.dump(rows, f, indent=1)
     return rows
 
 
 def format_table(rows: list[dict]) -> str:
-    lines = [f"{'mode':<16}{'accuracy':>10}{'chance':>10}{'minutes':>10}"]
+    """Accuracy as mean +- std over the last epochs, the last epoch's, chance and minutes."""
+    last = rows[0]["last_epochs"] if rows else LAST_EPOCHS
+    lines = [f"{'mode':<16}{f'accuracy (last {last} epochs)':>26}{'last epoch':>12}{'chance':>9}{'minutes':>9}"]
     for r in rows:
-        lines.append(f"{r['mode']:<16}{r['accuracy']:>10.3f}{r['chance']:>10.3f}{r['minutes']:>10.1f}")
+        lines.append(f"{r['mode']:<16}{r['accuracy']:>18.3f} +- {r['spread']:.3f}{r['final']:>12.3f}"
+                     f"{r['chance']:>9.3f}{r['minutes']:>9.1f}")
     return "\n".join(lines)
+
+
+def plot(path: str, rows: list[dict]) -> bool:
+    """Both rules' held-out (and training) accuracy per epoch, with chance; False without matplotlib."""
+    try:
+        import matplotlib
+    except ImportError:
+        return False
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(6.5, 4))
+    for i, r in enumerate(rows):
+        epochs = range(1, len(r["val_accuracy"]) + 1)
+        axis.plot(epochs, r["val_accuracy"], color=f"C{i}", marker="o", label=f"{r['mode']} (held out)")
+        if r["accuracy_curve"]:
+            axis.plot(epochs, r["accuracy_curve"], color=f"C{i}", linestyle=":", label=f"{r['mode']} (training)")
+    axis.axhline(rows[0]["chance"], color="k", linestyle="--", label="chance")
+    axis.set_xlabel("epoch")
+    axis.set_ylabel("accuracy")
+    axis.set_ylim(0, 1)
+    axis.set_title("moving shapes, motion labels")
+    axis.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return True
 
 
 def main(argv) -> None:
     del argv
     model_dir = FLAGS.model_dir or tempfile.mkdtemp(prefix="sideways_quickstart_")
     overrides = list(FLAGS.set) + ([f"epochs={FLAGS.epochs}"] if FLAGS.epochs else [])
+    print(f"sideways-quickstart: Sideways, then Skip-Sideways, on moving shapes with motion labels; runs in "
+          f"{model_dir}\nwatch them with: tensorboard --logdir {model_dir}", flush=True)
     rows = compare(model_dir, overrides, FLAGS.verbose)
     print()
     print("Moving shapes, motion labels (held-out clips):")
     print(format_table(rows))
-    print(f"\nlogs and results: {model_dir} (tensorboard --logdir {model_dir})")
+    png = os.path.join(model_dir, "quickstart.png")
+    if plot(png, rows):
+        print(f"\nlearning curves: {png}")
+    else:
+        print('\n(pip install "sideways_tf[plots]" for a plot of the learning curves)')
+    print(f"logs and results: {model_dir}")
 
 
 def run_main() -> None:
-    """Console-script entry point."""
-    app.run(main)
+    """Console-script entry point (`--help` shows this command's flags)."""
+    absl_cli.run(main, __name__)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,9 @@ from __future__ import annotations
 import dataclasses
 import sys
 
-from absl import app, flags
+from absl import flags
+
+from sideways_tf import absl_cli
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("experiment", None, "A named experiment (see --list).")
@@ -74,8 +76,8 @@ def main(argv) -> None:
 
 
 def run_main() -> None:
-    """Console-script entry point."""
-    app.run(main)
+    """Console-script entry point (`--help` shows this command's flags)."""
+    absl_cli.run(main, __name__)
 
 
 if __name__ == "__main__":

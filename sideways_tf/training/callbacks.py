@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import time
 from typing import Optional
 
@@ -33,6 +34,36 @@ class FramesPerSecond(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if logs is not None and self._batches:
             logs["frames_per_second"] = self._batches * self.frames_per_batch / (time.perf_counter() - self._start)
+
+
+GRADIENT_STATS = re.compile(r"^(val_)?unit\d+_grad_(mean|norm)$")
+
+
+class EpochSummary(keras.callbacks.Callback):
+    """One compact line per epoch: loss, metrics, validation and frames/s, in that order.
+
+    The per-unit gradient statistics (`unit{i}_grad_mean`/`_norm`) stay out of the terminal:
+    they are in TensorBoard. Use with `fit(verbose=0)`.
+
+    Args:
+      epochs: the number of epochs (for `epoch 3/12`).
+      print_fn: where lines go.
+    """
+
+    def __init__(self, epochs: int, print_fn=print):
+        super().__init__()
+        self.epochs, self.print_fn = epochs, print_fn
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = {k: v for k, v in (logs or {}).items() if not GRADIENT_STATS.match(k) and k != "learning_rate"}
+        order = sorted(logs, key=lambda k: (k == "frames_per_second", k.startswith("val_"),
+                                            k not in ("loss", "val_loss"), k))
+        parts = [f"{k} {logs[k]:.0f}" if k == "frames_per_second" else f"{k} {float(logs[k]):.4f}" for k in order]
+        seconds = time.perf_counter() - self._start
+        self.print_fn(f"epoch {epoch + 1:>3}/{self.epochs}  " + "  ".join(parts) + f"  ({seconds:.0f} s)")
 
 
 def unit_cosines(model, video, labels) -> list[float]:

@@ -12,7 +12,12 @@ import tensorflow as tf
 
 from sideways_tf import data, models
 from sideways_tf.model import SidewaysModel
-from sideways_tf.training.callbacks import FramePredictionImages, FramesPerSecond, PseudoGradientFidelity
+from sideways_tf.training.callbacks import (
+    EpochSummary,
+    FramePredictionImages,
+    FramesPerSecond,
+    PseudoGradientFidelity,
+)
 from sideways_tf.training.config import Config, validate
 from sideways_tf.training.schedules import make_schedule
 
@@ -112,6 +117,10 @@ def run(config: Config, model_dir: str, data_dir: Optional[str] = None, verbose:
 
     An interrupted run started again with the same `model_dir` resumes from its last backup.
 
+    Args:
+      verbose: 0 silent; 1 a header line and one compact line per epoch (per-unit gradient
+        statistics go to TensorBoard only); 2 Keras' own progress output.
+
     Returns:
       The results dictionary (also in `model_dir/results.json`).
     """
@@ -136,10 +145,18 @@ def run(config: Config, model_dir: str, data_dir: Optional[str] = None, verbose:
         callbacks.append(PseudoGradientFidelity(probe, config.fidelity_every, os.path.join(model_dir, "train")))
     if config.frame_prediction:
         callbacks.append(FramePredictionImages(probe, os.path.join(model_dir, "validation")))
+    if verbose == 1:
+        callbacks.append(EpochSummary(config.epochs))
+        units = f"{model.depth} units, " if isinstance(model, SidewaysModel) else ""
+        print(f"{config.mode} trains {config.model} ({units}{model.count_params():,} parameters) on "
+              f"{config.dataset}: {config.epochs} epochs of "
+              f"{steps_per_epoch} batches of {config.batch_size} x {config.num_frames} frames; "
+              f"logs: tensorboard --logdir {model_dir}", flush=True)
     train_input = train.repeat() if config.steps_per_epoch else train
-    model.fit(train_input, epochs=config.epochs, steps_per_epoch=config.steps_per_epoch,
-              validation_data=evaluation, validation_steps=config.validation_steps, callbacks=callbacks,
-              verbose=verbose)
+    # The datasets shuffle themselves (shuffle=False only silences Keras' warning about it).
+    history = model.fit(train_input, epochs=config.epochs, steps_per_epoch=config.steps_per_epoch,
+                        validation_data=evaluation, validation_steps=config.validation_steps, callbacks=callbacks,
+                        verbose=2 if verbose == 2 else 0, shuffle=False)
     scores = model.evaluate(evaluation, steps=config.validation_steps, return_dict=True, verbose=0)
     results = {
         "config": dataclasses.asdict(config),
@@ -147,6 +164,7 @@ def run(config: Config, model_dir: str, data_dir: Optional[str] = None, verbose:
         "optimizer_steps": int(model.optimizer.iterations.numpy()),
         "first_epoch_this_run": first_epoch.first_epoch,
         "parameters": int(model.count_params()),
+        "history": {k: [float(x) for x in v] for k, v in history.history.items()},
     }
     if not config.frame_prediction:
         results["chance_accuracy"] = 1.0 / config.num_classes

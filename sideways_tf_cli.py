@@ -1,0 +1,51 @@
+"""Console entry points of sideways_tf: `sideways-train`, `sideways-quickstart`, `sideways-stream`.
+
+A module outside the package, so that TensorFlow can be imported before `sideways_tf` (whose
+import pulls in Keras and its backend) with its C++ start-up banner silenced: the oneDNN and CUDA
+notices that TensorFlow prints on stderr before its logging is set up, and, on a machine without
+a GPU, the `failed call to cuInit` error. Python errors still reach stderr.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+
+def import_tensorflow_quietly() -> None:
+    """Imports TensorFlow with stderr silenced at the file-descriptor level (TensorFlow backend only)."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    if os.environ.get("KERAS_BACKEND", "tensorflow") != "tensorflow" or "tensorflow" in sys.modules:
+        return
+    sys.stderr.flush()
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        import tensorflow  # noqa: F401
+    except ImportError:
+        pass  # reported by whatever needs it, with stderr restored
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+def train() -> None:
+    import_tensorflow_quietly()
+    from sideways_tf import train as command
+
+    command.run_main()
+
+
+def quickstart() -> None:
+    import_tensorflow_quietly()
+    from sideways_tf import quickstart as command
+
+    command.run_main()
+
+
+def stream() -> None:
+    import_tensorflow_quietly()
+    from sideways_tf import stream as command
+
+    command.run_main()

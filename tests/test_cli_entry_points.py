@@ -1,0 +1,48 @@
+"""The console entry points (`sideways_tf_cli`): `--help`, a quiet start-up, and the quickstart's output."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# No TF_CPP_MIN_LOG_LEVEL here: the entry points must silence TensorFlow by themselves.
+ENV = {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", "PYTHONPATH")}
+ENV["PYTHONPATH"] = REPO
+
+
+def _entry(name, *args, timeout=600):
+    code = f"import sys, sideways_tf_cli; sys.argv = ['sideways-{name}', *sys.argv[1:]]; sideways_tf_cli.{name}()"
+    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=timeout,
+                          env=ENV, cwd=REPO)
+
+
+@pytest.mark.parametrize("name, flag", [("train", "--experiment"), ("quickstart", "--epochs"),
+                                        ("stream", "--video")])
+def test_help_exits_zero_and_lists_the_commands_own_flags(name, flag):
+    result = _entry(name, "--help")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert flag in result.stdout and f"sideways-{name}" in result.stdout
+    assert "--helpfull" in result.stdout or name == "stream"
+    assert "--alsologtostderr" not in result.stdout  # absl's own flags only with --helpfull
+
+
+@pytest.mark.tensorflow_only("the quickstart trains on tf.data moving shapes")
+def test_tiny_quickstart_prints_headers_table_and_plot_quietly(tmp_path):
+    pytest.importorskip("matplotlib")
+    result = _entry("quickstart", "--model_dir", str(tmp_path), "--epochs", "2", "--set", "num_examples=32",
+                    "--set", "steps_per_epoch=2", "--set", "validation_steps=1", "--set", "batch_size=4",
+                    "--set", "num_frames=11", "--set", "resolution=16")
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = result.stdout
+    assert out.startswith("sideways-quickstart: ") and f"tensorboard --logdir {tmp_path}" in out.splitlines()[1]
+    assert "sideways trains small_cnn (6 units" in out and "skip_sideways trains small_cnn (6 units" in out
+    assert out.count("epoch   2/2  loss") == 2 and "grad_mean" not in out
+    assert "accuracy (last 2 epochs)" in out and f"learning curves: {tmp_path}/quickstart.png" in out
+    assert (tmp_path / "quickstart.png").stat().st_size > 1000
+    for noise in ("cuInit", "oneDNN", "cuda drivers", "shuffle=True"):
+        assert noise not in result.stderr and noise not in out, noise
+    rows = json.loads((tmp_path / "quickstart.json").read_text())
+    assert [r["mode"] for r in rows] == ["sideways", "skip_sideways"] and len(rows[0]["val_accuracy"]) == 2
