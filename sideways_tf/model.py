@@ -543,6 +543,27 @@ class SidewaysModel(keras.Model):
         training_only = {tracker.name for pair in self.gradient_trackers for tracker in pair}
         return {name: value for name, value in logs.items() if name not in training_only}
 
+    def summary(self, *args, **kwargs):
+        """Keras' summary with one row per unit (its stage: the unit and, in the skip modes, its tau).
+
+        A header line gives the rule: mode, fusion, D, and the streaming options.
+        """
+        print_fn = kwargs.get("print_fn") or print
+        options = [f"mode={self.mode!r}", f"D={self.depth} units"]
+        if self.mode in schedule.SKIP_MODES:
+            options += [f"fusion={self.fusion!r}", f"shortcut={self.shortcut!r}"]
+        if self.update_every is not None:
+            options.append(f"update_every={self.update_every}")
+        if self.stateful:
+            options.append("stateful")
+        print_fn(f"SidewaysModel {self.name!r}: " + ", ".join(options) + ".")
+        if self.stages:
+            units = ", ".join(f"{stage.name} = {stage.unit.name}" for stage in self.stages)
+            print_fn(f"Units: {units}.")
+            # The units are also tracked on their own; listing the stages shows each once.
+            kwargs.setdefault("layer_range", [self.stages[0].name, self.stages[-1].name])
+        return super().summary(*args, **kwargs)
+
     # ------------------------------------------------------------------ streaming inference
 
     def init_state(self, batch_size) -> dict:

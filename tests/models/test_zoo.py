@@ -165,3 +165,11 @@ def test_one_training_step(name, mode, fusion):
     assert np.isfinite(logs["loss"][0])
     changed = [not np.array_equal(b, v.numpy()) for b, v in zip(before, model.trainable_variables)]
     assert all(changed), [v.path for v, c in zip(model.trainable_variables, changed) if not c]
+
+
+def test_the_readme_lists_every_builder():
+    import os
+
+    readme = open(os.path.join(os.path.dirname(__file__), "..", "..", "README.md"), encoding="utf-8").read()
+    for name in sw.models.__all__:
+        assert f"`{name}(" in readme, name
