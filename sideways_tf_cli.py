@@ -49,3 +49,17 @@ def stream() -> None:
     from sideways_tf import stream as command
 
     command.run_main()
+
+
+def run_experiment() -> None:
+    """One run of a named experiment, quietly: the workers of `sideways-quickstart`.
+
+    `python -c "import sideways_tf_cli; sideways_tf_cli.run_experiment()" NAME MODE MODEL_DIR VERBOSE [key=value ...]`
+    """
+    import_tensorflow_quietly()
+    from sideways_tf.training import config as config_lib
+    from sideways_tf.training import experiments, runner
+
+    name, mode, model_dir, verbose, *overrides = sys.argv[1:]
+    config = config_lib.apply_overrides(experiments.get(name), [f"mode={mode}", *overrides])
+    runner.run(config_lib.validate(config), model_dir, verbose=int(verbose))

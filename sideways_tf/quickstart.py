@@ -14,8 +14,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import subprocess
+import sys
 import tempfile
+import threading
 import time
+from typing import Optional
 
 from absl import flags
 
@@ -31,31 +35,82 @@ MODES = ("sideways", "skip_sideways")
 LAST_EPOCHS = 3
 
 
-def compare(model_dir: str, overrides=(), verbose: int = 1) -> list[dict]:
+def compare(model_dir: str, overrides=(), verbose: int = 1, parallel: Optional[bool] = None) -> list[dict]:
     """Trains the quickstart once per mode; returns one row per mode.
 
     Each row has the held-out accuracy's mean and standard deviation over the last
     `LAST_EPOCHS` epochs, the last epoch's, chance, the minutes taken and the per-epoch history.
-    """
-    from sideways_tf.training import config as config_lib
-    from sideways_tf.training import experiments, runner
 
-    base = config_lib.apply_overrides(experiments.get("quickstart"), list(overrides))
+    Args:
+      model_dir: one subfolder per mode goes here.
+      overrides: `key=value` overrides of the quickstart config.
+      verbose: as `runner.run`'s.
+      parallel: train the modes at the same time, one process each (default: when there are
+        at least as many CPU cores as modes); their lines are prefixed with the mode.
+    """
+    if parallel is None:
+        parallel = (os.cpu_count() or 1) >= len(MODES)
+    runs = _run_parallel(model_dir, overrides, verbose) if parallel else _run_sequential(model_dir, overrides, verbose)
     rows = []
     for mode in MODES:
-        config = dataclasses.replace(base, mode=mode)
-        start = time.perf_counter()
-        results = runner.run(config, os.path.join(model_dir, mode), verbose=verbose)
+        results, minutes = runs[mode]
         curve = results["history"].get("val_accuracy", [results["evaluation"]["accuracy"]])
         last = curve[-LAST_EPOCHS:]
         mean = sum(last) / len(last)
         rows.append({"mode": mode, "accuracy": mean, "spread": (sum((a - mean) ** 2 for a in last) / len(last)) ** 0.5,
                      "last_epochs": len(last), "final": results["evaluation"]["accuracy"],
-                     "chance": results["chance_accuracy"], "minutes": (time.perf_counter() - start) / 60,
+                     "chance": results["chance_accuracy"], "minutes": minutes,
                      "val_accuracy": curve, "accuracy_curve": results["history"].get("accuracy", [])})
     with open(os.path.join(model_dir, "quickstart.json"), "w") as f:
         json.dump(rows, f, indent=1)
     return rows
+
+
+def _run_sequential(model_dir: str, overrides, verbose: int) -> dict:
+    from sideways_tf.training import config as config_lib
+    from sideways_tf.training import experiments, runner
+
+    base = config_lib.apply_overrides(experiments.get("quickstart"), list(overrides))
+    runs = {}
+    for mode in MODES:
+        start = time.perf_counter()
+        results = runner.run(dataclasses.replace(base, mode=mode), os.path.join(model_dir, mode), verbose=verbose)
+        runs[mode] = (results, (time.perf_counter() - start) / 60)
+    return runs
+
+
+def _run_parallel(model_dir: str, overrides, verbose: int) -> dict:
+    """One worker process per mode, each with its share of the cores; their output prefixed `[mode]`."""
+    threads = max(1, (os.cpu_count() or 1) // len(MODES))
+    env = {**os.environ, "TF_NUM_INTRAOP_THREADS": str(threads), "TF_NUM_INTEROP_THREADS": str(threads)}
+    code = "import sideways_tf_cli; sideways_tf_cli.run_experiment()"
+    processes, printers, starts = {}, [], {}
+    for mode in MODES:
+        args = [sys.executable, "-c", code, "quickstart", mode, os.path.join(model_dir, mode), str(verbose),
+                *overrides]
+        starts[mode] = time.perf_counter()
+        processes[mode] = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                           bufsize=1, env=env)
+        printers.append(threading.Thread(target=_forward, args=(processes[mode], f"[{mode}] "), daemon=True))
+        printers[-1].start()
+    runs, failed = {}, []
+    for mode, process in processes.items():
+        if process.wait() != 0:
+            failed.append(f"{mode} (exit {process.returncode})")
+        minutes = (time.perf_counter() - starts[mode]) / 60
+        if not failed or failed[-1].split()[0] != mode:
+            with open(os.path.join(model_dir, mode, "results.json")) as f:
+                runs[mode] = (json.load(f), minutes)
+    for printer in printers:
+        printer.join()
+    if failed:
+        raise RuntimeError(f"the quickstart run of {', '.join(failed)} failed; its output is above.")
+    return runs
+
+
+def _forward(process, prefix: str) -> None:
+    for line in process.stdout:
+        print(prefix + line, end="", flush=True)
 
 
 def format_table(rows: list[dict]) -> str:
@@ -99,7 +154,7 @@ def main(argv) -> None:
     del argv
     model_dir = FLAGS.model_dir or tempfile.mkdtemp(prefix="sideways_quickstart_")
     overrides = list(FLAGS.set) + ([f"epochs={FLAGS.epochs}"] if FLAGS.epochs else [])
-    print(f"sideways-quickstart: Sideways, then Skip-Sideways, on moving shapes with motion labels; runs in "
+    print(f"sideways-quickstart: Sideways and Skip-Sideways on moving shapes with motion labels; runs in "
           f"{model_dir}\nwatch them with: tensorboard --logdir {model_dir}", flush=True)
     rows = compare(model_dir, overrides, FLAGS.verbose)
     print()
