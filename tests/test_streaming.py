@@ -280,3 +280,19 @@ def test_stateful_fit_on_arrays_of_consecutive_chunks_equals_the_whole_clip():
     chunked.fit(x, y, batch_size=2, shuffle=False, epochs=1, verbose=0)
     for a, b in zip(_weights(whole), _weights(chunked)):
         np.testing.assert_allclose(a, b, atol=1e-5, rtol=1e-5)
+
+
+def test_a_saved_stateful_model_loads_and_starts_its_streams_afresh(tmp_path):
+    video, labels = _clip(frames=6)
+    model = _model("skip_sideways", update_every=2, stateful=True)
+    model.train_on_batch(video, labels)
+    model.save(tmp_path / "m.keras")
+    loaded = keras.models.load_model(tmp_path / "m.keras")
+    assert loaded.stateful and loaded.update_every == 2 and not loaded.stream_state.created
+    for a, b in zip(_weights(model), _weights(loaded)):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_allclose(np.asarray(loaded.predict(video, verbose=0)),
+                               np.asarray(model.predict(video, verbose=0)), atol=1e-6)
+    loaded.compile(optimizer=keras.optimizers.Adam(0.05), loss=SPARSE_CE)
+    loaded.train_on_batch(video, labels)
+    assert np.asarray(loaded.stream_state.value().pipe.steps).tolist() == [6, 6]

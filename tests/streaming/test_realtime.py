@@ -57,7 +57,7 @@ def test_table3_writes_a_table_and_a_plot(tmp_path):
     pytest.importorskip("skvideo")
     from sideways_tf.streaming import table3
 
-    args = table3.parse_args(["--seeds", "1", "--size", "16", "--width", "0.25", "--max_frames", "50",
+    args = table3.parse_args(["--seeds", "1", "--size", "16", "--width", "0.25", "--max_frames", "25",
                               "--out", str(tmp_path)])
     rows = table3.run(args)
     assert [r["rule"] for r in rows] == list(table3.RULES)
