@@ -214,12 +214,17 @@ class SidewaysModel(keras.Model):
         if self.stateful:
             minimum = 1  # chunks of a stream may be short (a call on one returns T' = max(T - (D - 1), 0))
         num_frames = shape[1]
+        what = "every unit to count once (2D - 1)" if training else "one prediction (D)"
+        message = (f"clip too short: T={num_frames} frames, but a {self.depth}-unit model in mode {self.mode!r} "
+                   f"needs at least {minimum} frames for {what}.")
         if num_frames is not None and num_frames < minimum:
-            what = "every unit to count once (2D - 1)" if training else "one prediction (D)"
-            raise ValueError(
-                f"clip too short: T={num_frames} frames, but a {self.depth}-unit model in mode "
-                f"{self.mode!r} needs at least {minimum} frames for {what}."
-            )
+            raise ValueError(message)
+        if num_frames is None and minimum > 1 and not isinstance(video, keras.KerasTensor):
+            # T unknown while tracing (a tf.data pipeline with a None time axis): checked at run time.
+            backends.current().assert_at_least(
+                ops.shape(video)[1], minimum,
+                f"clip too short: a {self.depth}-unit model in mode {self.mode} needs at least {minimum} frames "
+                f"for {what}; this clip (T unknown until run time) has fewer.")
 
     def _check_compiled(self) -> None:
         if getattr(self, "loss", None) is None:

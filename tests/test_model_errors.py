@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import sideways_tf as sw
-from tests.helpers import compiled, conv_units, dense_units, random_clip
+from tests.helpers import SPARSE_CE, compiled, conv_units, dense_units, random_clip
 
 
 @pytest.mark.parametrize(
@@ -74,3 +74,22 @@ def test_gradients_need_compile():
     model = sw.SidewaysModel(dense_units(2), mode="sideways")
     with pytest.raises(ValueError, match="compile"):
         model.pseudo_gradients(random_clip((2, 5, 4)), np.array([0, 1]))
+
+
+@pytest.mark.tensorflow_only("tf.data with a time axis unknown while tracing")
+def test_short_clips_of_unknown_length_are_refused_at_run_time():
+    import tensorflow as tf
+
+    model = sw.SidewaysModel(dense_units(3), mode="sideways")
+    model.compile(optimizer="sgd", loss=SPARSE_CE)
+
+    def clips():
+        for _ in range(2):
+            yield np.zeros((2, 3, 6), "float32"), np.zeros((2,), "int64")
+
+    data = tf.data.Dataset.from_generator(clips, output_signature=(
+        tf.TensorSpec((2, None, 6), tf.float32), tf.TensorSpec((2,), tf.int64)))
+    with pytest.raises(tf.errors.InvalidArgumentError, match="mode sideways needs at least 5 frames for every"):
+        model.fit(data, epochs=1, verbose=0)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="needs at least 3 frames for one prediction"):
+        model.evaluate(data.map(lambda v, y: (v[:, :2], y)), verbose=0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import time
@@ -34,6 +35,38 @@ class FramesPerSecond(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if logs is not None and self._batches:
             logs["frames_per_second"] = self._batches * self.frames_per_batch / (time.perf_counter() - self._start)
+
+
+class StopOnNonFinite(keras.callbacks.Callback):
+    """Stops training at the first non-finite loss (per batch) or weight (per epoch), saying where.
+
+    After `fit`, `problem` is None or a sentence naming the epoch, the batch and the loss, or the
+    first variable that holds a NaN or an infinity.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.problem: Optional[str] = None
+        self._epoch = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            self._stop(f"the training loss became {float(loss)} at epoch {self._epoch + 1}, batch {batch + 1}")
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.problem is None:
+            for variable in self.model.weights:
+                if not np.isfinite(np.asarray(variable)).all():
+                    self._stop(f"variable {variable.path} holds NaN or infinite values after epoch {epoch + 1}")
+                    break
+
+    def _stop(self, problem: str) -> None:
+        self.problem = problem
+        self.model.stop_training = True
 
 
 GRADIENT_STATS = re.compile(r"^(val_)?unit\d+_grad_(mean|norm)$")

@@ -17,6 +17,7 @@ from sideways_tf.training.callbacks import (
     FramePredictionImages,
     FramesPerSecond,
     PseudoGradientFidelity,
+    StopOnNonFinite,
 )
 from sideways_tf.training.config import Config, validate
 from sideways_tf.training.schedules import make_schedule
@@ -133,8 +134,10 @@ def run(config: Config, model_dir: str, data_dir: Optional[str] = None, verbose:
     compile_model(model, config, steps_per_epoch)
     probe = next(iter(evaluation))
     first_epoch = _FirstEpoch()
+    non_finite = StopOnNonFinite()
     callbacks = [
         first_epoch,
+        non_finite,
         FramesPerSecond(config.batch_size * config.num_frames),
         keras.callbacks.TensorBoard(log_dir=model_dir, update_freq="epoch"),
         # Two states kept: a run killed while writing one resumes from the other.
@@ -157,6 +160,9 @@ def run(config: Config, model_dir: str, data_dir: Optional[str] = None, verbose:
     history = model.fit(train_input, epochs=config.epochs, steps_per_epoch=config.steps_per_epoch,
                         validation_data=evaluation, validation_steps=config.validation_steps, callbacks=callbacks,
                         verbose=2 if verbose == 2 else 0, shuffle=False)
+    if non_finite.problem:
+        raise ValueError(f"training stopped: {non_finite.problem}. Lower the learning rate, check the inputs for "
+                         f"NaN or infinite values, or clip gradients; results.json was not written.")
     scores = model.evaluate(evaluation, steps=config.validation_steps, return_dict=True, verbose=0)
     results = {
         "config": dataclasses.asdict(config),

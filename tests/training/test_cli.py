@@ -92,3 +92,12 @@ def test_list_and_dry_run():
     dry = _cli("--experiment", "skip_t1_vgg8_hmdb51", "--dry_run", timeout=300)
     assert dry.returncode == 0, dry.stderr[-2000:]
     assert "input=(8, 64, 112, 112, 3)" in dry.stdout
+
+
+def test_a_diverging_run_stops_and_exits_nonzero_naming_the_problem(tmp_path):
+    result = _cli("--experiment", "quickstart", "--model_dir", str(tmp_path), *TINY, "--set", "learning_rate=1e9",
+                  "--set", "clip_value=1e9", "--set", "fidelity_every=0")
+    assert result.returncode == 2, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "training stopped:" in result.stderr and ("loss became nan" in result.stderr
+                                                     or "NaN or infinite values" in result.stderr)
+    assert not (tmp_path / "results.json").exists()

@@ -1,6 +1,6 @@
 """What differs between Keras backends, and nothing else.
 
-Each backend module provides the same five functions:
+Each backend module provides the same six functions:
 
 * `value_and_vjp(fn, primals, cotangent=None, head=None)`: a unit's output and its
   vector-Jacobian product at given inputs (TF: `GradientTape`; JAX: `jax.vjp`);
@@ -8,7 +8,9 @@ Each backend module provides the same five functions:
   (TF: `tf.while_loop` + `TensorArray`; JAX: `jax.lax.scan`);
 * `compile_function(fn, jit_compile)`: a compiled pure function (`tf.function` / `jax.jit`);
 * `unit_scope(k, devices)`: the name scope of unit k's work, on `devices[k]` (TF: `tf.device`);
-* `num_replicas()`: replicas of the current data-parallel strategy (what Keras' losses divide by).
+* `num_replicas()`: replicas of the current data-parallel strategy (what Keras' losses divide by);
+* `assert_at_least(value, minimum, message)`: a run-time check of a size unknown while tracing
+  (TF: `tf.debugging.assert_greater_equal`; JAX: shapes are static, a Python check).
 
 The module of the running backend is imported on first use, so `import sideways_tf` under
 `KERAS_BACKEND=jax` never imports TensorFlow.

@@ -74,3 +74,9 @@ def unit_scope(k: int, devices: Optional[Sequence[str]] = None):
 def num_replicas() -> int:
     """Keras' JAX losses are not divided by replicas: 1."""
     return 1
+
+
+def assert_at_least(value, minimum: int, message: str):
+    """Raises `ValueError(message)` when `value` < `minimum` (shapes are static under JAX)."""
+    if int(value) < minimum:
+        raise ValueError(message)

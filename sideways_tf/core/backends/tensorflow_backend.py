@@ -96,3 +96,8 @@ def unit_scope(k: int, devices: Optional[Sequence[str]] = None):
 def num_replicas() -> int:
     """Replicas in sync of the current `tf.distribute` strategy (1 without one)."""
     return tf.distribute.get_strategy().num_replicas_in_sync
+
+
+def assert_at_least(value, minimum: int, message: str):
+    """Fails at run time with `message` when the int32 scalar `value` < `minimum` (shapes unknown while tracing)."""
+    return tf.debugging.assert_greater_equal(value, tf.cast(minimum, value.dtype), message=message)
