@@ -49,6 +49,8 @@ def main(argv) -> None:
         return
     if FLAGS.experiment is None:
         _fail("--experiment is required (see --list).")
+    if FLAGS.backup_every is not None and FLAGS.backup_every < 1:
+        _fail(f"--backup_every={FLAGS.backup_every}: must be a positive number of steps (unset: every epoch).")
     try:
         config = experiments.get(FLAGS.experiment)
         if FLAGS.mode is not None:
@@ -60,6 +62,10 @@ def main(argv) -> None:
 
     if FLAGS.dry_run:
         model = runner.build_model(config)
+        shortest = getattr(model, "min_clip_length", 1)
+        if config.num_frames < shortest:
+            _fail(f"config num_frames={config.num_frames}: a {model.depth}-unit model in mode {config.mode!r} needs "
+                  f"clips of at least {shortest} frames (2D - 1) so that every unit learns.")
         print(f"{FLAGS.experiment}: mode={config.mode} model={config.model} input={runner.input_shape(config)} "
               f"parameters={model.count_params():,}")
         return

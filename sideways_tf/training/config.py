@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import typing
 from typing import Optional, Sequence
 
@@ -127,8 +128,15 @@ def validate(config: Config) -> Config:
     for key in ("num_frames", "resolution", "batch_size", "stride", "epochs", "num_classes"):
         if getattr(config, key) < 1:
             raise ValueError(f"config {key}={getattr(config, key)!r}: must be positive.")
-    if config.learning_rate <= 0:
-        raise ValueError(f"config learning_rate={config.learning_rate!r}: must be positive.")
+    if not math.isfinite(config.learning_rate) or config.learning_rate <= 0:
+        raise ValueError(f"config learning_rate={config.learning_rate!r}: must be a positive finite number.")
+    if config.clip_value is not None and (not math.isfinite(config.clip_value) or config.clip_value <= 0):
+        raise ValueError(f"config clip_value={config.clip_value!r}: must be a positive finite number, or none to "
+                         "train without clipping (Keras reads 0 as no clipping too, silently).")
+    for key in ("steps_per_epoch", "validation_steps", "num_examples"):
+        value = getattr(config, key)
+        if value is not None and value < 1:
+            raise ValueError(f"config {key}={value!r}: must be positive, or none (the whole split).")
     if config.model not in UNIT_MODELS and config.mode != "bp":
         raise ValueError(f"config mode={config.mode!r}: model {config.model!r} is a 3D baseline trained with "
                          "mode='bp' only.")

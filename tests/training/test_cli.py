@@ -77,7 +77,10 @@ def test_interrupted_run_resumes(tmp_path):
      (["--experiment", "quickstart", "--dry_run", "--mode", "backprop"], "config mode='backprop'"),
      (["--experiment", "skip_t6_vgg16_3d_kinetics600", "--dry_run", "--mode", "sideways"], "config mode='sideways'"),
      (["--experiment", "quickstart", "--no_such_flag"], "no_such_flag"),
-     (["--experiment", "quickstart"], "--model_dir is required")],
+     (["--experiment", "quickstart"], "--model_dir is required"),
+     (["--experiment", "quickstart", "--dry_run", "--set", "learning_rate=nan"], "learning_rate=nan: must be a"),
+     (["--experiment", "quickstart", "--dry_run", "--backup_every", "-3"], "--backup_every=-3: must be a positive"),
+     (["--experiment", "quickstart", "--dry_run", "--set", "num_frames=5"], "needs clips of at least 11 frames")],
 )
 def test_bad_flags_exit_nonzero_naming_them(args, message):
     result = _cli(*args, timeout=120)

@@ -46,7 +46,10 @@ def test_overrides_parse_by_type():
     "changes, key",
     [({"model": "resnet"}, "model"), ({"model": "full_res"}, "future_offset"),
      ({"future_offset": 8}, "future_offset"), ({"resolution": 0}, "resolution"),
-     ({"optimizer": "lamb"}, "optimizer"), ({"batch_size": 0}, "batch_size")],
+     ({"optimizer": "lamb"}, "optimizer"), ({"batch_size": 0}, "batch_size"),
+     ({"learning_rate": float("nan")}, "learning_rate"), ({"learning_rate": float("inf")}, "learning_rate"),
+     ({"steps_per_epoch": 0}, "steps_per_epoch"), ({"validation_steps": -1}, "validation_steps"),
+     ({"clip_value": 0.0}, "clip_value"), ({"num_examples": 0}, "num_examples")],
 )
 def test_impossible_configs_name_the_key(changes, key):
     with pytest.raises(ValueError, match=f"config {key}"):
