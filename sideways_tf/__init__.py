@@ -2,7 +2,8 @@
 
 `import sideways_tf` needs only Keras and its backend: under `KERAS_BACKEND=jax` it does not
 import TensorFlow. The TensorFlow-only parts (`sideways_tf.data`, built on tf.data and tfds, and
-`sideways_tf.training`) are imported on first use of `sw.data` / `sw.training`.
+`sideways_tf.training`) are imported on first use of `sw.data` / `sw.training`; so is
+`sw.streaming`.
 """
 
 import importlib
@@ -14,7 +15,7 @@ from sideways_tf.model import SidewaysModel
 
 __version__ = "0.1.0"
 
-_LAZY_SUBMODULES = ("data", "training")
+_LAZY_SUBMODULES = ("data", "streaming", "training")
 
 
 def __getattr__(name):
@@ -23,4 +24,5 @@ def __getattr__(name):
     raise AttributeError(f"module 'sideways_tf' has no attribute {name!r}")
 
 
-__all__ = ["FUSIONS", "MODES", "SHORTCUTS", "SidewaysModel", "__version__", "data", "layers", "models", "training"]
+__all__ = ["FUSIONS", "MODES", "SHORTCUTS", "SidewaysModel", "__version__", "data", "layers", "models", "streaming",
+           "training"]
