@@ -26,6 +26,20 @@ def _copy_weights(source, target):
         t.assign(np.array(s))  # a copy: JAX donates the buffers of a training step
 
 
+def _assert_same_weights(first, second, tolerance=1e-5):
+    for a, b in zip(_weights(first), _weights(second)):
+        np.testing.assert_allclose(a, b, atol=tolerance, rtol=tolerance)
+
+
+def _trained_whole_and_fresh_stateful(mode, update_every, video, labels):
+    """A model trained on the whole clip, and a stateful copy of its initial weights to feed chunks."""
+    whole = _model(mode, update_every=update_every)
+    chunked = _model(mode, update_every=update_every, stateful=True)
+    _copy_weights(whole, chunked)
+    whole.train_on_batch(video, labels)
+    return whole, chunked
+
+
 def _clip(frames=10, batch=2):
     video = random_clip((batch, frames, 6), seed=1)
     labels = np.random.default_rng(2).integers(0, 3, size=(batch, frames))
@@ -36,14 +50,10 @@ def _clip(frames=10, batch=2):
 @pytest.mark.parametrize("chunks", [1, 2, 5])
 def test_chunked_stream_equals_whole_clip(mode, chunks):
     video, labels = _clip(frames=10)
-    whole = _model(mode, update_every=2)
-    chunked = _model(mode, update_every=2, stateful=True)
-    _copy_weights(whole, chunked)
-    whole.train_on_batch(video, labels)
+    whole, chunked = _trained_whole_and_fresh_stateful(mode, 2, video, labels)
     for part_video, part_labels in zip(np.split(video, chunks, axis=1), np.split(labels, chunks, axis=1)):
         chunked.train_on_batch(part_video, part_labels)
-    for a, b in zip(_weights(whole), _weights(chunked)):
-        np.testing.assert_allclose(a, b, atol=1e-5, rtol=1e-5)
+    _assert_same_weights(whole, chunked)
     assert int(np.asarray(whole.optimizer.iterations)) == int(np.asarray(chunked.optimizer.iterations)) == 5
 
 
@@ -55,8 +65,7 @@ def test_update_every_clip_length_equals_one_update_per_clip(mode):
     _copy_weights(once, every)
     once.train_on_batch(video, labels)
     every.train_on_batch(video, labels)
-    for a, b in zip(_weights(once), _weights(every)):
-        np.testing.assert_allclose(a, b, atol=1e-6, rtol=1e-6)
+    _assert_same_weights(once, every, tolerance=1e-6)
 
 
 def test_update_every_one_is_per_frame_sgd_for_one_unit():
@@ -69,8 +78,7 @@ def test_update_every_one_is_per_frame_sgd_for_one_unit():
     model.train_on_batch(video, labels)
     for _ in range(4):
         reference.train_on_batch(video[:, :1], labels)
-    for a, b in zip(_weights(model), _weights(reference)):
-        np.testing.assert_allclose(a, b, atol=1e-5, rtol=1e-5)
+    _assert_same_weights(model, reference)
 
 
 def test_units_without_counted_steps_keep_their_weights():
@@ -179,17 +187,13 @@ def test_stateful_fit_on_a_dataset_of_chunks_equals_the_whole_clip():
     import tensorflow as tf
 
     video, labels = _clip(frames=12)
-    whole = _model("skip_sideways", update_every=3)
-    chunked = _model("skip_sideways", update_every=3, stateful=True)
-    _copy_weights(whole, chunked)
-    whole.train_on_batch(video, labels)
+    whole, chunked = _trained_whole_and_fresh_stateful("skip_sideways", 3, video, labels)
     # Dataset elements are time chunks of the same 2 streams, batched as [B, T/4, ...].
     chunks = tf.data.Dataset.from_tensor_slices(
         (np.stack(np.split(video, 4, axis=1)), np.stack(np.split(labels, 4, axis=1)))
     )
     chunked.fit(chunks, epochs=1, verbose=0)
-    for a, b in zip(_weights(whole), _weights(chunked)):
-        np.testing.assert_allclose(a, b, atol=1e-5, rtol=1e-5)
+    _assert_same_weights(whole, chunked)
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -264,22 +268,17 @@ def test_weight_regularizers_enter_each_update_once():
     _copy_weights(models[0], models[1])
     for model in models:
         model.train_on_batch(video, labels)
-    for a, b in zip(_weights(models[0]), _weights(models[1])):
-        np.testing.assert_allclose(a, b, atol=1e-6, rtol=1e-6)
+    _assert_same_weights(models[0], models[1], tolerance=1e-6)
 
 
 def test_stateful_fit_on_arrays_of_consecutive_chunks_equals_the_whole_clip():
     video, labels = _clip(frames=12)
-    whole = _model("sideways", update_every=2)
-    chunked = _model("sideways", update_every=2, stateful=True)
-    _copy_weights(whole, chunked)
-    whole.train_on_batch(video, labels)
+    whole, chunked = _trained_whole_and_fresh_stateful("sideways", 2, video, labels)
     # Rows [2k, 2k + 1] are chunk k of the two streams: batch_size=2 without shuffling feeds them in order.
     x = np.concatenate(np.split(video, 4, axis=1))
     y = np.concatenate(np.split(labels, 4, axis=1))
     chunked.fit(x, y, batch_size=2, shuffle=False, epochs=1, verbose=0)
-    for a, b in zip(_weights(whole), _weights(chunked)):
-        np.testing.assert_allclose(a, b, atol=1e-5, rtol=1e-5)
+    _assert_same_weights(whole, chunked)
 
 
 def test_a_saved_stateful_model_loads_and_starts_its_streams_afresh(tmp_path):
