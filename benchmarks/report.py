@@ -11,9 +11,9 @@ def report(name: str, rows: Sequence[dict], columns: Sequence[str], summary: dic
     print(json.dumps({"benchmark": name, "rows": list(rows), "summary": summary}, indent=1))
     widths = [max(len(c), *(len(_fmt(r.get(c))) for r in rows)) for c in columns]
     print()
-    print("  ".join(c.ljust(w) for c, w in zip(columns, widths)))
+    print("  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)))
     for r in rows:
-        print("  ".join(_fmt(r.get(c)).ljust(w) for c, w in zip(columns, widths)))
+        print("  ".join(_fmt(r.get(c)).ljust(w) for c, w in zip(columns, widths, strict=True)))
     for key, value in summary.items():
         print(f"{key}: {_fmt(value)}")
 

