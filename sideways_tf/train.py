@@ -29,6 +29,10 @@ flags.DEFINE_multi_string("set", [], "key=value override of a config field (repe
 flags.DEFINE_bool("list", False, "List the experiments, one line each, and exit.")
 flags.DEFINE_bool("dry_run", False, "Build the model and the input spec without data, then exit.")
 flags.DEFINE_integer("backup_every", None, "Back up every N steps (default: every epoch).")
+flags.DEFINE_enum("strategy", "auto", ["auto", "tpu", "gpu", "cpu", "multiworker"],
+                  "Where to train: auto (a TPU, the TF_CONFIG workers or the local GPUs if there are any), tpu, "
+                  "gpu, cpu or multiworker.")
+flags.DEFINE_string("tpu", None, "The TPU's name or grpc:// address (default: TPU_NAME, COLAB_TPU_ADDR, this TPU VM).")
 
 
 def _fail(message: str) -> None:
@@ -72,9 +76,12 @@ def main(argv) -> None:
     if FLAGS.model_dir is None:
         _fail("--model_dir is required to train.")
     print("config:", {k: v for k, v in dataclasses.asdict(config).items() if k != "description"})
+    from sideways_tf.training import distribution
+
     try:
+        strategy = distribution.strategy(FLAGS.strategy, tpu=FLAGS.tpu)
         results = runner.run(config, FLAGS.model_dir, FLAGS.data_dir, backup_every=FLAGS.backup_every,
-                             manual_dir=FLAGS.manual_dir)
+                             manual_dir=FLAGS.manual_dir, distribution=strategy)
     except ValueError as error:
         _fail(str(error))
     print(runner.format_results(results))

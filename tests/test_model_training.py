@@ -92,6 +92,25 @@ def test_mirrored_strategy_step_matches_one_device(mode, mirrored_strategy):
     np.testing.assert_allclose(single_logs["loss"], mirrored_logs["loss"], rtol=1e-5)
 
 
+@pytest.mark.tensorflow_only("tf.distribute")
+@pytest.mark.parametrize("mode", ["bp", "skip_sideways"])
+def test_mirrored_strategy_keeps_every_replicas_copy_identical(mode, mirrored_strategy):
+    """Each replica sees half the batch; its batch-norm statistics are averaged, not kept apart."""
+    import tensorflow as tf
+
+    video, labels = random_clip((4, 9, 8, 8, 3)), np.array([0, 1, 2, 3])
+    with mirrored_strategy.scope():
+        model = compiled(sw.SidewaysModel(conv_units(batch_norm=True), mode=mode), keras.optimizers.SGD(0.5))
+        model.build(video.shape)
+    before = [v.numpy() for v in model.non_trainable_variables]
+    model.fit(tf.data.Dataset.from_tensor_slices((video, labels)).batch(4).repeat(2), epochs=1, verbose=0)
+    for variable in model.variables:
+        copies = [np.asarray(c) for c in mirrored_strategy.experimental_local_results(variable.value)]
+        assert len(copies) == 2
+        np.testing.assert_array_equal(copies[0], copies[1], err_msg=variable.path)
+    assert not np.allclose(before[0], model.non_trainable_variables[0].numpy())  # the statistics did move
+
+
 def _while_body_nodes(concrete_function):
     library = concrete_function.graph.as_graph_def().library
     bodies = [f for f in library.function if "while_body" in f.signature.name]

@@ -13,7 +13,7 @@ from typing import Callable, NamedTuple, Optional, Sequence
 import keras
 from keras import ops
 
-from sideways_tf.core import episode, pipeline, schedule, targets
+from sideways_tf.core import backends, episode, pipeline, schedule, targets
 from sideways_tf.core.shortcut import make_shortcut
 from sideways_tf.core.stage import Stage
 
@@ -237,7 +237,10 @@ class Engine:
         )
         return ClipResult(
             gradients=self.merge_gradients(result.gradients, trainable_variables),
-            non_trainable=self.merge_states(result.states, non_trainable_variables, states),
+            # Each replica of a data-parallel strategy saw its share of the batch: their batch-norm
+            # statistics are averaged so that every replica keeps the same copy.
+            non_trainable=self.merge_states([backends.current().mean_over_replicas(s) for s in result.states],
+                                            non_trainable_variables, states),
             loss=result.loss,
             predictions=result.outputs[:, rule.latency:],
             labels_per_frame=labels_per_frame,

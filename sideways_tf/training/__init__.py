@@ -2,7 +2,8 @@
 
 from sideways_tf.training.callbacks import FramePredictionImages, FramesPerSecond, PseudoGradientFidelity
 from sideways_tf.training.config import Config, apply_overrides, validate
+from sideways_tf.training.distribution import STRATEGIES, strategy
 from sideways_tf.training.experiments import EXPERIMENTS
 
-__all__ = ["EXPERIMENTS", "Config", "FramePredictionImages", "FramesPerSecond", "PseudoGradientFidelity",
-           "apply_overrides", "validate"]
+__all__ = ["EXPERIMENTS", "STRATEGIES", "Config", "FramePredictionImages", "FramesPerSecond", "PseudoGradientFidelity",
+           "apply_overrides", "strategy", "validate"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -113,7 +114,7 @@ def _steps(dataset, configured: Optional[int], what: str) -> int:
 
 
 def run(config: Config, model_dir: str, data_dir: Optional[str] = None, verbose: int = 1,
-        backup_every: Optional[int] = None, manual_dir: Optional[str] = None) -> dict:
+        backup_every: Optional[int] = None, manual_dir: Optional[str] = None, distribution=None) -> dict:
     """Trains and evaluates `config`, writing TensorBoard logs, backups and `results.json` in `model_dir`.
 
     An interrupted run started again with the same `model_dir` resumes from its last backup.
@@ -121,6 +122,8 @@ def run(config: Config, model_dir: str, data_dir: Optional[str] = None, verbose:
     Args:
       verbose: 0 silent; 1 a header line and one compact line per epoch (per-unit gradient
         statistics go to TensorBoard only); 2 Keras' own progress output.
+      distribution: what `sw.training.strategy(...)` returns; the model and its optimizer are
+        made in its scope and `config.batch_size` is the global batch (default: none).
 
     Returns:
       The results dictionary (also in `model_dir/results.json`).
@@ -130,8 +133,9 @@ def run(config: Config, model_dir: str, data_dir: Optional[str] = None, verbose:
     os.makedirs(model_dir, exist_ok=True)
     train, evaluation = build_datasets(config, data_dir, manual_dir)
     steps_per_epoch = _steps(train, config.steps_per_epoch, "steps_per_epoch")
-    model = build_model(config)
-    compile_model(model, config, steps_per_epoch)
+    with distribution.scope() if distribution is not None else contextlib.nullcontext():
+        model = build_model(config)
+        compile_model(model, config, steps_per_epoch)
     probe = next(iter(evaluation))
     first_epoch = _FirstEpoch()
     non_finite = StopOnNonFinite()

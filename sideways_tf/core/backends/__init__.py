@@ -1,6 +1,6 @@
 """What differs between Keras backends, and nothing else.
 
-Each backend module provides the same six functions:
+Each backend module provides the same seven functions:
 
 * `value_and_vjp(fn, primals, cotangent=None, head=None)`: a unit's output and its
   vector-Jacobian product at given inputs (TF: `GradientTape`; JAX: `jax.vjp`);
@@ -9,6 +9,8 @@ Each backend module provides the same six functions:
 * `compile_function(fn, jit_compile)`: a compiled pure function (`tf.function` / `jax.jit`);
 * `unit_scope(k, devices)`: the name scope of unit k's work, on `devices[k]` (TF: `tf.device`);
 * `num_replicas()`: replicas of the current data-parallel strategy (what Keras' losses divide by);
+* `mean_over_replicas(values)`: batch-norm statistics averaged over those replicas (TF:
+  `all_reduce` in the replica context; JAX: as they are, already over the global batch);
 * `assert_at_least(value, minimum, message)`: a run-time check of a size unknown while tracing
   (TF: `tf.debugging.assert_greater_equal`; JAX: shapes are static, a Python check).
 

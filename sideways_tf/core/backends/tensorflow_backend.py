@@ -98,6 +98,19 @@ def num_replicas() -> int:
     return tf.distribute.get_strategy().num_replicas_in_sync
 
 
+def mean_over_replicas(values: list) -> list:
+    """Float `values` averaged over the replicas of the current strategy; others and a lone replica as they are."""
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync == 1:
+        return list(values)
+    floats = [i for i, v in enumerate(values) if v.dtype.is_floating]
+    means = context.all_reduce(tf.distribute.ReduceOp.MEAN, [values[i] for i in floats]) if floats else []
+    out = list(values)
+    for i, mean in zip(floats, means, strict=True):
+        out[i] = mean
+    return out
+
+
 def assert_at_least(value, minimum: int, message: str):
     """Fails at run time with `message` when the int32 scalar `value` < `minimum` (shapes unknown while tracing)."""
     return tf.debugging.assert_greater_equal(value, tf.cast(minimum, value.dtype), message=message)
