@@ -2,8 +2,10 @@
 
 Under TensorFlow: two logical CPU devices and one shared MirroredStrategy, both set up before
 TensorFlow initialises its devices, hence at import time here. Under JAX (`KERAS_BACKEND=jax`)
-tests marked `tensorflow_only` are skipped with their reason; everything else runs, the tf.data
-pipelines and the training front end included (TensorFlow feeds data to a JAX model). Where
+tests marked `tensorflow_only` are skipped with their reason, and so are tests marked
+`backend_independent` (argument checks, tf.data-only pipelines, the BUILD file, tests that start
+both backends themselves): they ran in the TensorFlow pass. Everything else runs, a tf.data
+pipeline feeding a JAX model and the training CLI end to end included. Where
 TensorFlow is not installed at all, the folders that need it are not collected.
 """
 
@@ -38,16 +40,20 @@ _STRATEGY = None
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "tensorflow_only(reason): the test needs the TensorFlow backend")
+    config.addinivalue_line("markers", "backend_independent(reason): the code under test is the same under both "
+                                       "backends, so the test runs in the TensorFlow pass only")
 
 
 def pytest_collection_modifyitems(config, items):
     if BACKEND == "tensorflow":
         return
     for item in items:
-        marker = item.get_closest_marker("tensorflow_only")
-        if marker is not None:
-            reason = marker.args[0] if marker.args else "TensorFlow only"
-            item.add_marker(pytest.mark.skip(reason=f"TensorFlow only: {reason}"))
+        for name, prefix in (("tensorflow_only", "TensorFlow only"), ("backend_independent", "backend-independent")):
+            marker = item.get_closest_marker(name)
+            if marker is not None:
+                reason = marker.args[0] if marker.args else prefix
+                item.add_marker(pytest.mark.skip(reason=f"{prefix}: {reason}"))
+                break
 
 
 @pytest.fixture(scope="session")

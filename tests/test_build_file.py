@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.backend_independent("reads files")
+
 ROOT = Path(__file__).resolve().parent.parent
 INTERNAL_ROOTS = ("sideways_tf", "sideways_tf_cli", "benchmarks", "tests")
 # import name -> the distribution that provides it (as rules_python names it in the `pypi` hub).

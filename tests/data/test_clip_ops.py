@@ -6,6 +6,8 @@ import tensorflow as tf
 
 from sideways_tf.data import clip_ops
 
+pytestmark = pytest.mark.backend_independent("tf.data and tfds only")
+
 
 def _coded_clip(t=6, h=8, w=10):
     """uint8 [T, H, W, 3]: channel 0 = frame index, 1 = row, 2 = column."""

@@ -6,6 +6,8 @@ import pytest
 
 from sideways_tf.data import moving_shapes
 
+pytestmark = pytest.mark.backend_independent("tf.data and tfds only")
+
 
 def _arrays(split, label_set, n, frames=8, resolution=32, seed=0):
     ds = moving_shapes(split, label_set=label_set, num_examples=n, num_frames=frames, resolution=resolution,

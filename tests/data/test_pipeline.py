@@ -22,6 +22,7 @@ def test_ucf101_mock_into_one_fit_step(tmp_path):
     assert np.isfinite(logs["loss"][0])
 
 
+@pytest.mark.backend_independent("tf.data only")
 def test_ucf101_eval_and_whole_videos():
     with tfds.testing.mock_data(num_examples=3):
         clip = next(iter(data.load("ucf101", "test", num_frames=8, resolution=64, batch_size=3, training=False)))
@@ -31,6 +32,7 @@ def test_ucf101_eval_and_whole_videos():
     assert len(videos) == 3 and all(v.shape[0] == 1 and v.shape[2:] == (64, 64, 3) for v, _ in videos)
 
 
+@pytest.mark.backend_independent("tf.data only")
 def test_moving_shapes_future_targets_and_montage():
     inputs, targets = next(iter(data.load("moving_shapes", "train", num_frames=8, resolution=32, batch_size=2,
                                           future_offset=4, num_examples=4, seed=1)))
@@ -40,6 +42,7 @@ def test_moving_shapes_future_targets_and_montage():
     assert montage[1].shape == (2, 8)
 
 
+@pytest.mark.backend_independent("tf.data only")
 @pytest.mark.parametrize(
     "kwargs, match",
     [({"name": "ucf"}, "`name` must be one of 'ucf101'"),

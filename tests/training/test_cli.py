@@ -20,6 +20,20 @@ def _cli(*args, timeout=600, **kwargs):
                           timeout=timeout, env=ENV, **kwargs)
 
 
+def _cli_in_process(*args) -> int:
+    """`sideways-train ARGS` in this process (absl's flag parsing and all): its exit code."""
+    from absl import flags
+
+    from sideways_tf import absl_cli, train
+
+    flags.FLAGS.unparse_flags()  # every flag back to its default, whatever an earlier call set
+    try:
+        absl_cli.run(train.main, train.__name__, argv=["sideways-train", *args])
+    except SystemExit as exit:
+        return 0 if exit.code is None else exit.code if isinstance(exit.code, int) else 1
+    return 0
+
+
 def _scalar_tags(folder):
     tags = set()
     for path in glob.glob(os.path.join(folder, "events.out.tfevents.*")):
@@ -44,6 +58,7 @@ def test_tiny_experiment_end_to_end(tmp_path):
     assert not any(tag.startswith("epoch_unit") for tag in validation_tags)
 
 
+@pytest.mark.backend_independent("Keras' BackupAndRestore")
 def test_interrupted_run_resumes(tmp_path):
     # Backups at epoch ends: a run killed mid-epoch resumes from the last finished epoch, so the
     # optimizer's step count ends exactly where an uninterrupted run would.
@@ -68,6 +83,7 @@ def test_interrupted_run_resumes(tmp_path):
     assert results["first_epoch_this_run"] > 0  # it did not start over
 
 
+@pytest.mark.backend_independent("absl flags and configs")
 @pytest.mark.parametrize(
     "args, message",
     [(["--experiment", "nope", "--dry_run"], "unknown experiment 'nope'"),
@@ -82,21 +98,27 @@ def test_interrupted_run_resumes(tmp_path):
      (["--experiment", "quickstart", "--dry_run", "--backup_every", "-3"], "--backup_every=-3: must be a positive"),
      (["--experiment", "quickstart", "--dry_run", "--set", "num_frames=5"], "needs clips of at least 11 frames")],
 )
-def test_bad_flags_exit_nonzero_naming_them(args, message):
-    result = _cli(*args, timeout=120)
-    assert result.returncode != 0
-    assert message in result.stderr, result.stderr[-2000:]
+def test_bad_flags_exit_nonzero_naming_them(args, message, capsys):
+    assert _cli_in_process(*args) != 0
+    assert message in capsys.readouterr().err
 
 
-def test_list_and_dry_run():
-    listing = _cli("--list", timeout=120)
-    assert listing.returncode == 0
-    assert "quickstart" in listing.stdout and "skip_t7_full_res_kinetics600" in listing.stdout
-    dry = _cli("--experiment", "skip_t1_vgg8_hmdb51", "--dry_run", timeout=300)
-    assert dry.returncode == 0, dry.stderr[-2000:]
-    assert "input=(8, 64, 112, 112, 3)" in dry.stdout
+@pytest.mark.backend_independent("absl flags and configs")
+def test_list_and_dry_run(capsys):
+    assert _cli_in_process("--list") == 0
+    listing = capsys.readouterr().out
+    assert "quickstart" in listing and "skip_t7_full_res_kinetics600" in listing
+    assert _cli_in_process("--experiment", "skip_t1_vgg8_hmdb51", "--dry_run") == 0
+    assert "input=(8, 64, 112, 112, 3)" in capsys.readouterr().out
 
 
+@pytest.mark.backend_independent("absl flags")
+def test_the_exit_code_reaches_the_shell():
+    result = _cli("--experiment", "nope", "--dry_run", timeout=120)
+    assert result.returncode == 2 and "unknown experiment 'nope'" in result.stderr, result.stderr[-2000:]
+
+
+@pytest.mark.backend_independent("a callback on the logs")
 def test_a_diverging_run_stops_and_exits_nonzero_naming_the_problem(tmp_path):
     result = _cli("--experiment", "quickstart", "--model_dir", str(tmp_path), *TINY, "--set", "learning_rate=1e9",
                   "--set", "clip_value=1e9", "--set", "fidelity_every=0")

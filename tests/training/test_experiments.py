@@ -10,6 +10,7 @@ from sideways_tf.training import config as config_lib
 from sideways_tf.training import experiments, runner
 
 
+@pytest.mark.backend_independent("configs; the zoo's builders are tested under both backends in tests/models")
 @pytest.mark.parametrize("name", list(experiments.EXPERIMENTS))
 def test_every_experiment_builds(name):
     config = config_lib.validate(experiments.get(name))
