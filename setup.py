@@ -25,7 +25,9 @@ setup(
         "plots": ["matplotlib"],
         "camera": ["opencv-python-headless"],
         "jax": ["jax>=0.4.34"],
-        "test": ["pytest>=7", "ruff", "av>=12", "scikit-video", "jax>=0.4.34", "matplotlib"],
+        "notebooks": ["nbclient", "nbformat", "ipykernel", "matplotlib"],
+        "test": ["pytest>=7", "ruff", "av>=12", "scikit-video", "jax>=0.4.34", "matplotlib", "nbclient", "nbformat",
+                 "ipykernel"],
     },
     entry_points={
         "console_scripts": [

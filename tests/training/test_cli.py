@@ -1,6 +1,5 @@
 """`sideways-train` end to end in subprocesses: results, TensorBoard tags, resume, bad flags."""
 
-import glob
 import json
 import os
 import subprocess
@@ -8,7 +7,8 @@ import sys
 import time
 
 import pytest
-import tensorflow as tf
+
+from sideways_tf.training import read_scalars
 
 TINY = ["--set", "epochs=2", "--set", "num_examples=32", "--set", "steps_per_epoch=3", "--set", "validation_steps=1",
         "--set", "batch_size=4", "--set", "num_frames=11", "--set", "resolution=16", "--set", "fidelity_every=2"]
@@ -35,11 +35,7 @@ def _cli_in_process(*args) -> int:
 
 
 def _scalar_tags(folder):
-    tags = set()
-    for path in glob.glob(os.path.join(folder, "events.out.tfevents.*")):
-        for event in tf.compat.v1.train.summary_iterator(path):
-            tags.update(value.tag for value in event.summary.value)
-    return tags
+    return set(read_scalars(str(folder)))
 
 
 def test_tiny_experiment_end_to_end(tmp_path):
