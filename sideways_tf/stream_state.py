@@ -1,7 +1,7 @@
 """The Keras side of streaming: stream inputs, and the pipeline state kept from one batch to the next.
 
 `SidewaysModel(stateful=True)` treats consecutive batches as consecutive chunks of the same B
-streams (DESIGN section 6). What the frame loop carries (`episode.Stream`: activations,
+streams (`docs/streaming.md`). What the frame loop carries (`episode.Stream`: activations,
 messages, per-slot validity counters, the open update window and the targets still in flight)
 is stored here between batches, like the states of a stateful Keras RNN. The values are
 transient: they are not written to checkpoints (a restored model starts its streams afresh).

@@ -3,7 +3,7 @@
 Bazel is not available here, so this test reads `BUILD` itself (Starlark is Python syntax for what
 `BUILD` uses) and checks it against the imports that `ast` finds in each file:
 
-- every `.py` file of the package, the CLI module, the benchmarks and the tests belongs to exactly
+- every `.py` file of the package, the CLI module, the benchmarks, the docs and the tests belongs to exactly
   one target (a binary's or test's `main` may also be listed by the target that runs it);
 - a target's `deps` are exactly the targets owning the modules its sources import (and its
   `main`), plus `@pypi//name` for each third-party import; `sw.data`-style lazy submodules count
@@ -21,7 +21,7 @@ import pytest
 pytestmark = pytest.mark.backend_independent("reads files")
 
 ROOT = Path(__file__).resolve().parent.parent
-INTERNAL_ROOTS = ("sideways_tf", "sideways_tf_cli", "benchmarks", "tests")
+INTERNAL_ROOTS = ("sideways_tf", "sideways_tf_cli", "benchmarks", "tests", "docs")
 # import name -> the distribution that provides it (as rules_python names it in the `pypi` hub).
 DISTRIBUTIONS = {
     "absl": "absl_py",
@@ -115,7 +115,7 @@ def imports_of(path: str) -> tuple[set[str], set[str]]:
 
 
 def source_files() -> list[str]:
-    files = [p for root in ("sideways_tf", "benchmarks", "tests") for p in (ROOT / root).rglob("*.py")]
+    files = [p for root in ("sideways_tf", "benchmarks", "tests", "docs") for p in (ROOT / root).rglob("*.py")]
     return sorted(str(p.relative_to(ROOT)) for p in [*files, ROOT / "sideways_tf_cli.py"])
 
 

@@ -1,4 +1,4 @@
-"""The properties of DESIGN.md section 3, proven against exact backprop."""
+"""The properties of the rules (`docs/rules.md`), proven against exact backprop."""
 
 import keras
 import numpy as np

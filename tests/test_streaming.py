@@ -1,4 +1,4 @@
-"""Streaming (DESIGN section 6): updates every L steps, state across batches, per-slot restarts."""
+"""Streaming (`docs/streaming.md`): updates every L steps, state across batches, per-slot restarts."""
 
 import keras
 import numpy as np

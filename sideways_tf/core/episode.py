@@ -6,7 +6,7 @@ gradient accumulator per parameter, the targets still in flight and the top unit
 (label-sized, for the metrics) is carried from step to step. The loop itself is never
 differentiated.
 
-A clip is one episode (DESIGN section 3) when it starts from `fresh_stream` and nothing is
+A clip is one episode (`docs/rules.md`) when it starts from `fresh_stream` and nothing is
 applied inside the loop. Streaming (section 6) is the same loop with two options: an `Updater`
 applies the optimizer every L steps inside the loop, and the `Stream` it returns carries the
 pipeline on into the next chunk of the same streams (with per-slot restarts where a new video

@@ -83,7 +83,7 @@ def per_slot(mask, x):
 def restart(state: PipelineState, starts) -> PipelineState:
     """Slots where `starts` (`[B]` bool) begin a new video: zero activations and messages, step 0.
 
-    The other slots are left as they are (DESIGN: per-example reset).
+    The other slots are left as they are (a per-example reset).
     """
     keep = ops.logical_not(starts)
     return PipelineState(

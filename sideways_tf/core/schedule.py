@@ -1,8 +1,8 @@
 """Timing of the pipeline: which activations and gradients are valid at which step.
 
-Units are numbered 0..D-1 here (unit `k` is unit `k + 1` of DESIGN.md); steps are 0-based.
+Units are numbered 0..D-1 here (unit `k` is unit `k + 1` of `docs/rules.md`); steps are 0-based.
 Validity only depends on the step and the unit, so the masks (gamma in the papers) are closed
-forms rather than flags carried through the state. Derivation (DESIGN.md section 3.4):
+forms rather than flags carried through the state. Derivation (`docs/rules.md`, "When a unit counts"):
 
 * unit k's input at step s was computed from frame `s - k` along the direct path, and from
   later frames along shortcuts, so it is valid iff `s >= k`;

@@ -1,7 +1,7 @@
 """Online learning on a stream: a `SidewaysModel` updated every L frames, fed frames as they come.
 
 The model is stateful, so frames can be fed one at a time or in chunks of whatever arrived:
-the updates are the same (DESIGN section 6, "a stream cut into chunks gives exactly the updates
+the updates are the same (`docs/streaming.md`: "a stream cut into chunks gives exactly the updates
 of the same stream as one clip").
 """
 

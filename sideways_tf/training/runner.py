@@ -129,6 +129,10 @@ def run(config: Config, model_dir: str, data_dir: Optional[str] = None, verbose:
       The results dictionary (also in `model_dir/results.json`).
     """
     validate(config)
+    if isinstance(distribution, tf.distribute.MultiWorkerMirroredStrategy):
+        raise ValueError("multi-worker training is not supported yet: Keras 3's fit under "
+                         "MultiWorkerMirroredStrategy is broken upstream (keras-team/keras#20585). Train on one "
+                         "host (strategy 'gpu' or 'tpu'); docs/distributed.md says what is planned.")
     keras.utils.set_random_seed(config.seed)
     os.makedirs(model_dir, exist_ok=True)
     train, evaluation = build_datasets(config, data_dir, manual_dir)

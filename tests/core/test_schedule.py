@@ -12,7 +12,7 @@ from tests.helpers import SPARSE_CE, compiled, dense_units, random_clip
 @pytest.mark.parametrize("depth", [1, 2, 5, 8])
 def test_closed_forms(depth):
     for k in range(depth):
-        # DESIGN.md numbers units 1..D: unit i first counts at step 2D - 1 - i.
+        # docs/rules.md numbers units 1..D: unit i first counts at step 2D - 1 - i.
         assert schedule.first_counted_step(k, depth, "sideways") == 2 * depth - 1 - (k + 1)
         assert schedule.first_counted_step(k, depth, "bp") == 0
     assert schedule.first_counted_step(depth - 1, depth, "skip_sideways") == depth - 1

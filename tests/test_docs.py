@@ -1,0 +1,49 @@
+"""The docs: the API reference is up to date, every link between pages resolves, nothing points outside the repo."""
+
+import importlib.util
+import re
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.backend_independent("reads files and docstrings")
+
+ROOT = Path(__file__).resolve().parent.parent
+PAGES = sorted([ROOT / "README.md", *(ROOT / "docs").glob("*.md"), *(ROOT / "experiments").glob("*.md"),
+                ROOT / "benchmarks" / "README.md", *(ROOT / "notebooks").glob("*.ipynb")])
+
+
+def test_api_reference_is_generated_from_the_current_docstrings():
+    spec = importlib.util.spec_from_file_location("generate_api", ROOT / "docs" / "generate_api.py")
+    generate_api = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(generate_api)
+    assert (ROOT / "docs" / "api.md").read_text() == generate_api.render(), "run: python docs/generate_api.py"
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_links_and_named_files_exist(page):
+    text = page.read_text()
+    targets = re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", text)  # markdown links
+    targets = [t for t in targets if not re.match(r"[a-z]+://", t)]
+    missing = [t for t in targets if not (page.parent / t).exists()]
+    named = re.findall(r"`((?:docs|experiments|benchmarks|notebooks)/[\w./-]+\.(?:md|py|ipynb|png|json))`", text)
+    missing += [n for n in named if not (ROOT / n).exists()]
+    assert not missing, f"{page.relative_to(ROOT)} refers to files that do not exist: {missing}"
+
+
+def test_nothing_refers_to_files_outside_the_repository():
+    offenders = []
+    for path in [*ROOT.glob("*.md"), *ROOT.rglob("*.py"), *ROOT.rglob("*.md"), *ROOT.rglob("*.ipynb")]:
+        if ".git" in path.parts or path == Path(__file__):
+            continue
+        text = path.read_text(errors="ignore")
+        if re.search(r"DESIGN\.md|DESIGN section|\.\./shared", text):
+            offenders.append(str(path.relative_to(ROOT)))
+    assert not offenders, f"these files point at a design document outside the repository: {sorted(set(offenders))}"
+
+
+def test_benchmarks_readme_lists_every_script():
+    readme = (ROOT / "benchmarks" / "README.md").read_text()
+    scripts = [p.stem for p in (ROOT / "benchmarks").glob("*.py") if p.stem not in ("__init__", "common", "report")]
+    unlisted = [s for s in scripts if f"| `python -m benchmarks.{s}" not in readme]
+    assert scripts and not unlisted, f"give these a row in benchmarks/README.md's table: {unlisted}"
