@@ -16,7 +16,7 @@ from typing import Optional, Sequence
 import keras
 from keras import ops
 
-from sideways_tf import stream_state
+from sideways_tf import input_checks, stream_state
 from sideways_tf.core import backends, episode, schedule, targets
 from sideways_tf.core.engine import ClipResult, Engine, build_stages
 from sideways_tf.core.shortcut import FUSIONS, SHORTCUTS
@@ -107,6 +107,7 @@ class SidewaysModel(keras.Model):
         for k, unit in enumerate(units):
             if not isinstance(unit, keras.layers.Layer):
                 raise ValueError(f"`units[{k}]` must be a keras.layers.Layer; got {type(unit).__name__}.")
+        input_checks.check_skip_depth(mode, len(units))
         if devices is not None:
             if isinstance(devices, str) or len(devices) != len(units) or not all(isinstance(d, str) for d in devices):
                 raise ValueError(
@@ -117,6 +118,7 @@ class SidewaysModel(keras.Model):
                     f"`devices` places units with tf.device and needs KERAS_BACKEND=tensorflow; the backend is "
                     f"{keras.backend.backend()!r}. Use devices=None."
                 )
+            input_checks.check_devices(devices)
             devices = list(devices)
         self.frame_units = list(units)
         self.gradient_stats = gradient_stats
@@ -225,6 +227,14 @@ class SidewaysModel(keras.Model):
                 ops.shape(video)[1], minimum,
                 f"clip too short: a {self.depth}-unit model in mode {self.mode} needs at least {minimum} frames "
                 f"for {what}; this clip (T unknown until run time) has fewer.")
+
+    def _check_targets(self, num_frames, labels, sample_weight) -> None:
+        """Labels and sample weights fit the clips, the predictions and the loss (`input_checks`)."""
+        if labels is not None and getattr(self, "loss", None) is not None and self.engine is not None:
+            input_checks.check_labels(labels, num_frames, self.prediction_shape,
+                                      input_checks.is_sparse_loss(self.loss))
+        if sample_weight is not None:
+            input_checks.check_sample_weight(sample_weight, num_frames)
 
     def _check_compiled(self) -> None:
         if getattr(self, "loss", None) is None:
@@ -397,6 +407,7 @@ class SidewaysModel(keras.Model):
         """
         spec = getattr(x, "element_spec", None)
         if spec is not None:
+            input_checks.check_element_spec(spec)
             specs = tuple(spec) if isinstance(spec, (tuple, list)) else (spec,)
             video, labels, weights = (specs + (None, None))[:3]
         else:
@@ -415,6 +426,7 @@ class SidewaysModel(keras.Model):
                                      f"batches of batch_size={batch_size}.")
                 shape = (batch_size,) + shape[1:]
             self._check_video(keras.KerasTensor(shape), training=True)
+            self._check_targets(shape[1], labels, weights)
             self._prepare_streaming(shape, labels, weights is not None)
         return super().fit(x, y, *args, **kwargs)
 
@@ -422,6 +434,7 @@ class SidewaysModel(keras.Model):
         """Keras' `train_on_batch`; with `stateful=True` the stream state is created from the first batch."""
         video, _ = stream_state.video_and_restarts(x)
         self._check_video(video, training=True)
+        self._check_targets(video.shape[1], y, sample_weight)
         self._prepare_streaming(tuple(video.shape), y, sample_weight is not None)
         return super().train_on_batch(x, y, sample_weight, *args, **kwargs)
 
@@ -472,6 +485,7 @@ class SidewaysModel(keras.Model):
         y, sample_weight = _as_tensor(y), _as_tensor(sample_weight)
         self._check_video(video, training=True)
         self._check_compiled()
+        self._check_targets(video.shape[1], y, sample_weight)
         params, states = _values(self.trainable_variables), _values(self.non_trainable_variables)
         if self.stateful or self.update_every is not None or starts is not None:
             return self._train_streaming(params, states, video, starts, y, sample_weight)
@@ -542,6 +556,7 @@ class SidewaysModel(keras.Model):
     def _test_on_batch(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         x, y, sample_weight = _as_tensor(x), _as_tensor(y), _as_tensor(sample_weight)
+        self._check_targets(x.shape[1] if len(getattr(x, "shape", ())) > 1 else None, y, sample_weight)
         y_pred = self(x, training=False)
         self._track_loss(self.compute_loss(x, y, y_pred, sample_weight, training=False), x)
         logs = self.compute_metrics(x, y, y_pred, sample_weight)

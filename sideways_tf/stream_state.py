@@ -32,9 +32,11 @@ def video_and_restarts(x):
         return ops.convert_to_tensor(x), None
     unknown = sorted(set(x) - {VIDEO_KEY, RESTART_KEY})
     if VIDEO_KEY not in x or unknown:
+        hint = ' For tfds-style examples, map them to pairs: dataset.map(lambda e: (e["video"], e["label"])).'
         raise ValueError(
             f"a dict input must have the key {VIDEO_KEY!r} (the clip [B, T, *F]) and optionally {RESTART_KEY!r} "
             f"([B] or [B, T] bool: a new video starts in that slot); got keys {sorted(x)}."
+            + (hint if "label" in x else "")
         )
     video = ops.convert_to_tensor(x[VIDEO_KEY])
     if x.get(RESTART_KEY) is None:

@@ -32,7 +32,7 @@ def _same_weights(model, reference, video):
     model.set_weights(reference.get_weights())
 
 
-@pytest.mark.parametrize("mode", SIDEWAYS_MODES)
+@pytest.mark.parametrize("mode", ["sideways"])  # the skip modes need D >= 3 (a shortcut from unit i-2)
 def test_depth_one_equals_bp_on_random_clip(mode):
     video = random_clip((3, 5, 8, 8, 3))
 
@@ -51,7 +51,7 @@ def test_depth_one_equals_bp_with_per_frame_targets():
     video = random_clip((2, 4, 6))
     frame_labels = np.array([[0, 1, 2, 1], [2, 2, 0, 1]])
     bp = _model(lambda: dense_units(1), "bp")
-    for mode in SIDEWAYS_MODES:
+    for mode in ("sideways",):  # the skip modes need D >= 3
         model = _model(lambda: dense_units(1), mode, seed=1)
         _same_weights(model, bp, video)
         assert_grads_close(model.pseudo_gradients(video, frame_labels), bp.pseudo_gradients(video, frame_labels))

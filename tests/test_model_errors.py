@@ -93,3 +93,61 @@ def test_short_clips_of_unknown_length_are_refused_at_run_time():
         model.fit(data, epochs=1, verbose=0)
     with pytest.raises(tf.errors.InvalidArgumentError, match="needs at least 3 frames for one prediction"):
         model.evaluate(data.map(lambda v, y: (v[:, :2], y)), verbose=0)
+
+
+@pytest.mark.parametrize("mode", ["skip_sideways", "fa_skip_sideways"])
+def test_skip_modes_with_two_units_have_no_shortcut_and_are_refused(mode):
+    with pytest.raises(ValueError, match=rf"mode='{mode}' .* needs at least 3 units; with 2 there is none"):
+        sw.SidewaysModel(dense_units(2), mode=mode)
+
+
+@pytest.mark.tensorflow_only("devices= places units with tf.device")
+def test_devices_that_do_not_exist_are_named():
+    with pytest.raises(ValueError, match=r"devices\[2\]='/GPU:7' names no device on this machine"):
+        sw.SidewaysModel(dense_units(3), devices=["/CPU:0", "/CPU:1", "/GPU:7"])
+
+
+@pytest.mark.parametrize("labels, match", [
+    (np.array([0, 5]), r"labels must be class ids in \[0, 3\) for the model's 3 outputs; got values from 0 to 5"),
+    (np.array([-1, 2]), r"class ids in \[0, 3\).*from -1 to 2"),
+    (np.zeros((2, 4), "int32"), r"\(2, 4\) do not fit a class-id loss.*\[B\] \(class ids per clip\) or \[B, T\].*T=7"),
+])
+def test_bad_class_id_labels_are_named_before_training(labels, match):
+    model = compiled(sw.SidewaysModel(dense_units(3)))
+    video = random_clip((2, 7, 5))
+    with pytest.raises(ValueError, match=match):
+        model.fit(video, labels, verbose=0)
+    with pytest.raises(ValueError, match=match):
+        model.train_on_batch(video, labels)
+
+
+def test_dense_targets_of_the_wrong_shape_are_named():
+    model = sw.SidewaysModel(dense_units(3))
+    model.compile(optimizer="sgd", loss="mse")
+    with pytest.raises(ValueError, match=r"labels of shape \(2, 4\) do not fit predictions of shape \(3,\)"):
+        model.fit(random_clip((2, 7, 5)), np.zeros((2, 4), "float32"), verbose=0)
+
+
+def test_sample_weight_of_the_wrong_shape_is_named():
+    model = compiled(sw.SidewaysModel(dense_units(3)))
+    with pytest.raises(ValueError, match=r"sample_weight of shape \(2, 3\): expected \[B\].*\[B, T=7\]"):
+        model.fit(random_clip((2, 7, 5)), np.array([0, 1]), sample_weight=np.ones((2, 3)), verbose=0)
+
+
+@pytest.mark.tensorflow_only("a tf.data dataset of dicts")
+def test_a_dataset_of_feature_dicts_says_how_to_map_it():
+    import tensorflow as tf
+
+    model = compiled(sw.SidewaysModel(dense_units(3)))
+    dataset = tf.data.Dataset.from_tensor_slices({"video": random_clip((2, 7, 5)), "label": np.array([0, 1])})
+    with pytest.raises(ValueError, match=r"yields dicts with keys \['label', 'video'\].*dataset.map\(lambda e"):
+        model.fit(dataset.batch(2), verbose=0)
+
+
+def test_a_unit_that_cannot_take_its_fused_input_is_named():
+    units = [keras.layers.Dense(4), keras.layers.Dense(4), keras.layers.Dense(4), keras.layers.Dense(3)]
+    units[2].build((None, 4))  # built for the direct input only: concat widens it to 8
+    model = sw.SidewaysModel(units, mode="skip_sideways", fusion="concat")
+    with pytest.raises(ValueError, match=r"units\[2\] \(dense_\d+\) cannot take its input of shape \(None, 4\) "
+                                         r"\(from units\[1\]\) with the shortcut from units\[0\] .*concatenated"):
+        model.build((2, 7, 5))

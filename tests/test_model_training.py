@@ -57,7 +57,7 @@ def test_regularizer_gradient_is_added_once(mode):
     video, labels = random_clip((2, 7, 4)), np.array([0, 1])
 
     def units(regularizer):
-        return [keras.layers.Dense(3, kernel_initializer="ones", kernel_regularizer=regularizer) for _ in range(2)]
+        return [keras.layers.Dense(3, kernel_initializer="ones", kernel_regularizer=regularizer) for _ in range(3)]
 
     plain = compiled(sw.SidewaysModel(units(None), mode=mode))
     regularized = compiled(sw.SidewaysModel(units(keras.regularizers.L2(0.5)), mode=mode))

@@ -256,6 +256,7 @@ def test_weight_regularizers_enter_each_update_once():
     def units():
         l2 = keras.regularizers.L2(0.5)
         return [keras.layers.Dense(8, activation="tanh", kernel_regularizer=l2),
+                keras.layers.Dense(8, activation="tanh", kernel_regularizer=l2),
                 keras.layers.Dense(3, kernel_regularizer=l2)]
 
     video, labels = _clip(frames=6)

@@ -8,6 +8,7 @@ and gradients with a model's variable lists. Everything is a function of explici
 
 from __future__ import annotations
 
+import re
 from typing import Callable, NamedTuple, Optional, Sequence
 
 import keras
@@ -80,12 +81,29 @@ def build_stages(
         if has_shortcut:
             transform = make_shortcut(hidden[k - 2].shape[1:], direct.shape[1:], fusion, shortcut, name=f"tau_{k}")
         stage = Stage(unit, fusion, has_shortcut, transform, name=f"stage_{k}")
-        out = stage(direct, hidden[k - 2] if has_shortcut else None)
-        if any(d is None for d in out.shape[1:]):
-            raise ValueError(f"units[{k}] must produce a fully defined shape; got {out.shape}.")
+        try:
+            out = stage(direct, hidden[k - 2] if has_shortcut else None)
+        except (ValueError, TypeError) as error:
+            given = _input_description(direct, has_shortcut, transform, hidden, k, fusion)
+            detail = re.sub(r"\x1b\[[0-9;]*m", "", str(error))
+            raise ValueError(f"units[{k}] ({unit.name}) cannot take its input {given}: {detail}") from error
+        if any(d is None or d == 0 for d in out.shape[1:]):
+            raise ValueError(f"units[{k}] ({unit.name}) must produce a fully defined, non-empty shape; got {out.shape} "
+                             f"from frames of shape {tuple(frame_shape)} (too many strides or pools for this "
+                             f"resolution?).")
         hidden.append(out)
         stages.append(stage)
     return stages, [tuple(h.shape[1:]) for h in hidden[:-1]], tuple(hidden[-1].shape[1:])
+
+
+def _input_description(direct, has_shortcut: bool, transform, hidden, k: int, fusion: str) -> str:
+    """What unit k was given: its direct input's shape, and how a shortcut widened it."""
+    if not has_shortcut:
+        return f"of shape {tuple(direct.shape)}"
+    shortcut = hidden[k - 2].shape if transform is None else transform.compute_output_shape(hidden[k - 2].shape)
+    fused = "concatenated on the channel axis" if fusion == "concat" else "added"
+    return (f"of shape {tuple(direct.shape)} (from units[{k - 1}]) with the shortcut from units[{k - 2}] "
+            f"(tau gives {tuple(shortcut)}) {fused}, fusion={fusion!r}")
 
 
 class Engine:
