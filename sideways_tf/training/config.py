@@ -15,6 +15,7 @@ MODELS = ("small_cnn", "simple_cnn", "vgg8", "vgg16", "full_res", "encoder_decod
 UNIT_MODELS = MODELS[:6]
 DENSE_OUTPUT_MODELS = ("full_res", "encoder_decoder")
 DATASETS = ("moving_shapes", "ucf101", "hmdb51", "kinetics600", "video_folder")
+DATASET_CLASSES = {"ucf101": 101, "hmdb51": 51, "kinetics600": 600}
 OPTIMIZERS = ("adam", "sgd", "momentum")
 SCHEDULES = ("paper", "cosine", "constant")
 
@@ -82,7 +83,11 @@ def _parse(field: dataclasses.Field, hint, text: str):
             return False
         raise ValueError(f"--set {field.name}: expected true or false, got {text!r}.")
     if hint is tuple or typing.get_origin(hint) is tuple:
-        return tuple(int(v) for v in text.split(",") if v.strip())
+        try:
+            return tuple(int(v) for v in text.split(",") if v.strip())
+        except ValueError as error:
+            raise ValueError(f"--set {field.name}: expected comma-separated integers such as 100,200; got "
+                             f"{text!r}.") from error
     try:
         return hint(text)
     except ValueError as error:
@@ -107,6 +112,15 @@ def apply_overrides(config: Config, overrides: Sequence[str]) -> Config:
             raise ValueError(f"--set: unknown config key {key!r}; known keys: {', '.join(sorted(fields))}.")
         changes[key] = _parse(fields[key], hints[key], value.strip())
     return dataclasses.replace(config, **changes)
+
+
+def _dataset_classes(config: Config):
+    """The class count of the configured dataset, where it is fixed (None for a folder of videos)."""
+    if config.dataset == "moving_shapes":
+        from sideways_tf.data.moving_shapes import NUM_CLASSES
+
+        return NUM_CLASSES.get(config.label_set)
+    return DATASET_CLASSES.get(config.dataset)
 
 
 def _choice(key: str, value, allowed) -> None:
@@ -144,6 +158,14 @@ def validate(config: Config) -> Config:
         raise ValueError(f"config future_offset={config.future_offset!r}: models {DENSE_OUTPUT_MODELS} predict frames "
                          f"and need it set (0 for auto-encoding); model {config.model!r} "
                          f"{'needs it' if config.model in DENSE_OUTPUT_MODELS else 'must not have it'}.")
+    if not config.frame_prediction:
+        classes = _dataset_classes(config)
+        if classes is not None and classes != config.num_classes:
+            labels = f" with label_set={config.label_set!r}" if config.dataset == "moving_shapes" else ""
+            raise ValueError(f"config num_classes={config.num_classes}: dataset {config.dataset!r}{labels} has "
+                             f"{classes} classes.")
+    if any(e < 1 for e in config.decay_epochs) or list(config.decay_epochs) != sorted(set(config.decay_epochs)):
+        raise ValueError(f"config decay_epochs={config.decay_epochs!r}: must be increasing positive epochs.")
     if config.frame_prediction and config.montage is not None:
         raise ValueError("config montage: montage shots are for classification, not frame prediction.")
     return config

@@ -92,7 +92,12 @@ def test_interrupted_run_resumes(tmp_path):
      (["--experiment", "quickstart"], "--model_dir is required"),
      (["--experiment", "quickstart", "--dry_run", "--set", "learning_rate=nan"], "learning_rate=nan: must be a"),
      (["--experiment", "quickstart", "--dry_run", "--backup_every", "-3"], "--backup_every=-3: must be a positive"),
-     (["--experiment", "quickstart", "--dry_run", "--set", "num_frames=5"], "needs clips of at least 11 frames")],
+     (["--experiment", "quickstart", "--dry_run", "--set", "num_frames=5"], "needs clips of at least 11 frames"),
+     (["--experiment", "quickstart", "--dry_run", "--set", "decay_epochs=a,b"], "--set decay_epochs: expected comma"),
+     (["--experiment", "quickstart", "--dry_run", "--set", "decay_epochs=200,100"], "decay_epochs=(200, 100): must"),
+     (["--experiment", "quickstart", "--dry_run", "--set", "num_classes=10"],
+      "num_classes=10: dataset 'moving_shapes' with label_set='motion' has 8 classes"),
+     (["--experiment", "quickstart", "--model_dir", "/nonexistent/run", "--strategy", "tpu"], "no TPU was found")],
 )
 def test_bad_flags_exit_nonzero_naming_them(args, message, capsys):
     assert _cli_in_process(*args) != 0
