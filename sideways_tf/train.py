@@ -29,6 +29,8 @@ flags.DEFINE_multi_string("set", [], "key=value override of a config field (repe
 flags.DEFINE_bool("list", False, "List the experiments, one line each, and exit.")
 flags.DEFINE_bool("dry_run", False, "Build the model and the input spec without data, then exit.")
 flags.DEFINE_integer("backup_every", None, "Back up every N steps (default: every epoch).")
+flags.DEFINE_bool("overwrite", False, "Replace the run that --model_dir holds (by default a finished run is "
+                  "reported, not trained again, and a run of another configuration is refused).")
 flags.DEFINE_enum("strategy", "auto", ["auto", "tpu", "gpu", "cpu", "multiworker"],
                   "Where to train: auto (a TPU, the TF_CONFIG workers or the local GPUs if there are any), tpu, "
                   "gpu, cpu or multiworker.")
@@ -81,7 +83,7 @@ def main(argv) -> None:
     try:
         strategy = distribution.strategy(FLAGS.strategy, tpu=FLAGS.tpu)
         results = runner.run(config, FLAGS.model_dir, FLAGS.data_dir, backup_every=FLAGS.backup_every,
-                             manual_dir=FLAGS.manual_dir, distribution=strategy)
+                             manual_dir=FLAGS.manual_dir, distribution=strategy, overwrite=FLAGS.overwrite)
     except ValueError as error:
         _fail(str(error))
     print(runner.format_results(results))

@@ -13,6 +13,7 @@ import tensorflow as tf
 
 from sideways_tf import data, models
 from sideways_tf.model import SidewaysModel
+from sideways_tf.training import run_dir
 from sideways_tf.training.callbacks import (
     EpochSummary,
     FramePredictionImages,
@@ -114,16 +115,21 @@ def _steps(dataset, configured: Optional[int], what: str) -> int:
 
 
 def run(config: Config, model_dir: str, data_dir: Optional[str] = None, verbose: int = 1,
-        backup_every: Optional[int] = None, manual_dir: Optional[str] = None, distribution=None) -> dict:
+        backup_every: Optional[int] = None, manual_dir: Optional[str] = None, distribution=None,
+        overwrite: bool = False) -> dict:
     """Trains and evaluates `config`, writing TensorBoard logs, backups and `results.json` in `model_dir`.
 
-    An interrupted run started again with the same `model_dir` resumes from its last backup.
+    An interrupted run started again with the same `model_dir` and configuration resumes from its
+    last backup; a finished one is not trained again (its results are returned, with
+    `"already_finished": True`); another configuration in the same `model_dir` is refused
+    (`run_dir.claim`).
 
     Args:
       verbose: 0 silent; 1 a header line and one compact line per epoch (per-unit gradient
         statistics go to TensorBoard only); 2 Keras' own progress output.
       distribution: what `sw.training.strategy(...)` returns; the model and its optimizer are
         made in its scope and `config.batch_size` is the global batch (default: none).
+      overwrite: replace whatever run `model_dir` holds.
 
     Returns:
       The results dictionary (also in `model_dir/results.json`).
@@ -133,8 +139,12 @@ def run(config: Config, model_dir: str, data_dir: Optional[str] = None, verbose:
         raise ValueError("multi-worker training is not supported yet: Keras 3's fit under "
                          "MultiWorkerMirroredStrategy is broken upstream (keras-team/keras#20585). Train on one "
                          "host (strategy 'gpu' or 'tpu'); docs/distributed.md says what is planned.")
+    finished = run_dir.claim(model_dir, config, overwrite)
+    if finished is not None:
+        if verbose:
+            print(f"{model_dir} holds this run, finished: its results follow (--overwrite trains it again).")
+        return {**finished, "already_finished": True}
     keras.utils.set_random_seed(config.seed)
-    os.makedirs(model_dir, exist_ok=True)
     train, evaluation = build_datasets(config, data_dir, manual_dir)
     steps_per_epoch = _steps(train, config.steps_per_epoch, "steps_per_epoch")
     with distribution.scope() if distribution is not None else contextlib.nullcontext():
@@ -182,7 +192,7 @@ def run(config: Config, model_dir: str, data_dir: Optional[str] = None, verbose:
     }
     if not config.frame_prediction:
         results["chance_accuracy"] = 1.0 / config.num_classes
-    with open(os.path.join(model_dir, "results.json"), "w") as f:
+    with open(os.path.join(model_dir, run_dir.RESULTS_FILE), "w") as f:
         json.dump(results, f, indent=1)
     return results
 

@@ -52,6 +52,10 @@ def test_tiny_experiment_end_to_end(tmp_path):
     validation_tags = _scalar_tags(tmp_path / "validation")
     assert {"epoch_loss", "epoch_accuracy"} <= validation_tags
     assert not any(tag.startswith("epoch_unit") for tag in validation_tags)
+    # The same command again reports the finished run instead of training it again.
+    assert _cli_in_process("--experiment", "quickstart", "--model_dir", str(tmp_path), *TINY) == 0
+    assert json.loads((tmp_path / "results.json").read_text()) == results
+    assert _cli_in_process("--experiment", "quickstart", "--model_dir", str(tmp_path), *TINY, "--mode", "bp") == 2
 
 
 @pytest.mark.backend_independent("Keras' BackupAndRestore")
