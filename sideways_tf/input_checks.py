@@ -141,3 +141,22 @@ def _concrete(x) -> Optional[np.ndarray]:
     else:
         return None
     return values if np.issubdtype(values.dtype, np.integer) else None
+
+
+def finite_video(video, check):
+    """The float `video` through `check(x, message)` (`backends.current().check_finite`); integer clips as they are."""
+    if "float" not in str(video.dtype):
+        return video
+    return check(video, "check_finite: the input video holds NaN or Inf values.")
+
+
+def finite_gradients(gradients: Sequence, variables: Sequence, stages: Sequence, check) -> list:
+    """Every gradient through `check`, with a message naming its unit and variable."""
+    owner = {id(v): k for k, stage in enumerate(stages) for v in stage.trainable_variables}
+    checked = []
+    for gradient, variable in zip(gradients, variables, strict=True):
+        k = owner.get(id(variable))
+        unit = f"units[{k}] ({stages[k].unit.name})" if k is not None else "the model"
+        checked.append(check(gradient, f"check_finite: the pseudo-gradient of {unit} for {variable.path} holds NaN "
+                                        f"or Inf values (the input video was finite)."))
+    return checked

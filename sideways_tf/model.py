@@ -71,6 +71,9 @@ class SidewaysModel(keras.Model):
         flight) carries over instead of restarting. Needs a fixed batch size; `reset_state()`
         restarts every stream, and an input `{"video": clip, "restart": [B] bool}` restarts
         single slots.
+      check_finite: every training step fails, naming the culprit, when the input video or a
+        unit's pseudo-gradient holds NaN or Inf (TensorFlow: an `InvalidArgumentError`; JAX: a
+        runtime error carrying a `FloatingPointError`). Costs one reduction per gradient.
       **kwargs: passed to `keras.Model` (`name`, ...).
 
     Calling the model on a clip `[B, T, *F]` returns the per-frame predictions
@@ -88,6 +91,7 @@ class SidewaysModel(keras.Model):
         gradient_stats: bool = False,
         update_every: Optional[int] = None,
         stateful: bool = False,
+        check_finite: bool = False,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -135,6 +139,7 @@ class SidewaysModel(keras.Model):
         self.devices = devices
         self.update_every = update_every
         self.stateful = stateful
+        self.check_finite = bool(check_finite)
         self.stream_state = stream_state.StreamState(name="stream_state") if stateful else None
         self.stages = []
         self.frame_shape = None
@@ -487,9 +492,11 @@ class SidewaysModel(keras.Model):
         self._check_compiled()
         self._check_targets(video.shape[1], y, sample_weight)
         params, states = _values(self.trainable_variables), _values(self.non_trainable_variables)
+        if self.check_finite:
+            video = input_checks.finite_video(video, backends.current().check_finite)
         if self.stateful or self.update_every is not None or starts is not None:
             return self._train_streaming(params, states, video, starts, y, sample_weight)
-        result = self.clip_gradients(params, states, video, y, sample_weight)
+        result = self._finite(self.clip_gradients(params, states, video, y, sample_weight))
         self.optimizer.apply(result.gradients, self.trainable_variables)
         self._assign(self.non_trainable_variables, result.non_trainable)
         self._track_gradients(result.gradients)
@@ -516,8 +523,9 @@ class SidewaysModel(keras.Model):
                                           self.trainable_variables)
             if keras.backend.backend() == "jax":
                 optimizer_state = _values(self.optimizer.variables)
-        result = self.clip_gradients(params, states, video, y, sample_weight, stream=stream, starts=starts,
-                                     updater=updater, optimizer_state=optimizer_state, flush=not self.stateful)
+        result = self._finite(self.clip_gradients(params, states, video, y, sample_weight, stream=stream,
+                                                  starts=starts, updater=updater, optimizer_state=optimizer_state,
+                                                  flush=not self.stateful))
         outcome = result.episode
         if updater is None:
             self.optimizer.apply(result.gradients, self.trainable_variables)
@@ -533,6 +541,13 @@ class SidewaysModel(keras.Model):
         self._track_loss(result.loss, video)
         y, y_pred, sample_weight = targets.flatten_stream(outcome.outputs, outcome.output_targets, outcome.output_valid)
         return keras.Model.compute_metrics(self, video, y, y_pred, sample_weight)
+
+    def _finite(self, result: ClipResult) -> ClipResult:
+        """With `check_finite`, the result's gradients checked for NaN and Inf, each named by its unit."""
+        if not self.check_finite:
+            return result
+        return result._replace(gradients=input_checks.finite_gradients(
+            result.gradients, self.trainable_variables, self.stages, backends.current().check_finite))
 
     @staticmethod
     def _assign(variables, values) -> None:
@@ -649,6 +664,7 @@ class SidewaysModel(keras.Model):
             "gradient_stats": self.gradient_stats,
             "update_every": self.update_every,
             "stateful": self.stateful,
+            "check_finite": self.check_finite,
             "name": self.name,
         }
 

@@ -151,3 +151,26 @@ def test_a_unit_that_cannot_take_its_fused_input_is_named():
     with pytest.raises(ValueError, match=r"units\[2\] \(dense_\d+\) cannot take its input of shape \(None, 4\) "
                                          r"\(from units\[1\]\) with the shortcut from units\[0\] .*concatenated"):
         model.build((2, 7, 5))
+
+
+def test_check_finite_names_a_non_finite_input():
+    model = compiled(sw.SidewaysModel(dense_units(3), check_finite=True))
+    video = random_clip((2, 7, 5))
+    video[1, 3, 2] = np.nan
+    with pytest.raises(Exception, match="check_finite: the input video holds NaN or Inf"):
+        model.fit(video, np.array([0, 1]), verbose=0)
+
+
+def test_check_finite_names_the_unit_whose_gradient_is_not_finite():
+    units = [keras.layers.Dense(4), keras.layers.Lambda(lambda x: keras.ops.sqrt(x)), keras.layers.Dense(3)]
+    model = compiled(sw.SidewaysModel(units, check_finite=True))
+    with pytest.raises(Exception, match=r"check_finite: the pseudo-gradient of units\[\d\] \(.*\) for .* holds NaN"):
+        model.fit(random_clip((2, 7, 5)), np.array([0, 1]), verbose=0)
+
+
+def test_without_check_finite_the_same_step_runs():
+    model = compiled(sw.SidewaysModel(dense_units(3)))
+    video = random_clip((2, 7, 5))
+    video[1, 3, 2] = np.nan
+    model.fit(video, np.array([0, 1]), verbose=0)  # what check_finite exists to catch
+    assert not np.isfinite(model.get_weights()[0]).all()

@@ -1,6 +1,6 @@
 """What differs between Keras backends, and nothing else.
 
-Each backend module provides the same seven functions:
+Each backend module provides the same eight functions:
 
 * `value_and_vjp(fn, primals, cotangent=None, head=None)`: a unit's output and its
   vector-Jacobian product at given inputs (TF: `GradientTape`; JAX: `jax.vjp`);
@@ -11,6 +11,8 @@ Each backend module provides the same seven functions:
 * `num_replicas()`: replicas of the current data-parallel strategy (what Keras' losses divide by);
 * `mean_over_replicas(values)`: batch-norm statistics averaged over those replicas (TF:
   `all_reduce` in the replica context; JAX: as they are, already over the global batch);
+* `check_finite(x, message)`: `x`, failing with `message` at run time if it holds NaN or Inf
+  (TF: `tf.debugging.assert_all_finite`; JAX: a host callback that raises);
 * `assert_at_least(value, minimum, message)`: a run-time check of a size unknown while tracing
   (TF: `tf.debugging.assert_greater_equal`; JAX: shapes are static, a Python check).
 

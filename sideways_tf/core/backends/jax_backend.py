@@ -81,6 +81,16 @@ def mean_over_replicas(values: list) -> list:
     return list(values)
 
 
+def check_finite(x, message: str):
+    """`x`; a host callback raises `FloatingPointError(message)` if it holds NaN or Inf (surfacing from the step)."""
+    def fail(all_finite):
+        if not all_finite:
+            raise FloatingPointError(message)
+
+    jax.debug.callback(fail, jnp.all(jnp.isfinite(x)))
+    return x
+
+
 def assert_at_least(value, minimum: int, message: str):
     """Raises `ValueError(message)` when `value` < `minimum` (shapes are static under JAX)."""
     if int(value) < minimum:

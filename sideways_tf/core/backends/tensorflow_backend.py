@@ -111,6 +111,11 @@ def mean_over_replicas(values: list) -> list:
     return out
 
 
+def check_finite(x, message: str):
+    """`x`, failing at run time with `message` if it holds NaN or Inf (use the returned tensor)."""
+    return tf.debugging.assert_all_finite(x, message)
+
+
 def assert_at_least(value, minimum: int, message: str):
     """Fails at run time with `message` when the int32 scalar `value` < `minimum` (shapes unknown while tracing)."""
     return tf.debugging.assert_greater_equal(value, tf.cast(minimum, value.dtype), message=message)
