@@ -76,14 +76,32 @@ def _class_dirs(root: str) -> list[str]:
 
 
 def _videos_in(folder: str) -> list[str]:
-    return sorted(os.path.join(folder, f) for f in os.listdir(folder) if f.lower().endswith(VIDEO_EXTENSIONS))
+    """The video files under `folder`, nested folders included, sorted."""
+    return sorted(os.path.join(top, f) for top, _, files in os.walk(folder) for f in files
+                  if f.lower().endswith(VIDEO_EXTENSIONS))
+
+
+def tree_fingerprint(root: str) -> str:
+    """A digest of every video file under `root`: its path, size and modification time.
+
+    A file or class added, removed or changed gives another digest, hence another prepared copy.
+    """
+    digest = hashlib.sha1()
+    for path in _videos_in(root):
+        stat = os.stat(path)
+        digest.update(f"{os.path.relpath(path, root)}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()[:12]
 
 
 class VideoFolder(_VideoFilesBuilder):
     """Any folder with one sub-folder of videos per class, prepared once into a tfds dataset.
 
     `root/<class>/<video>` gives one split, `"train"`; `root/<split>/<class>/<video>` (split in
-    train, validation, test) gives those splits, with the classes of the first.
+    train, validation, test) gives those splits, with the classes of the first. Videos in
+    folders nested inside a class folder belong to that class. The prepared copy is keyed to the
+    tree's content (`tree_fingerprint`): adding, removing or changing a video prepares a new
+    copy rather than reusing a stale one. Class folders without videos are left out with a
+    warning; fewer than two classes are refused.
 
     Args:
       root_dir: the folder.
@@ -102,7 +120,7 @@ class VideoFolder(_VideoFilesBuilder):
         self.root_dir = os.path.abspath(root_dir)
         self.smallest_side = smallest_side
         self.max_frames = max_frames
-        key = f"{self.root_dir}|{smallest_side}|{max_frames}".encode()
+        key = f"{self.root_dir}|{smallest_side}|{max_frames}|{tree_fingerprint(self.root_dir)}".encode()
         name = f"{os.path.basename(self.root_dir) or 'root'}_{hashlib.sha1(key).hexdigest()[:8]}"
         kwargs.setdefault("config", tfds.core.BuilderConfig(name=name.replace("-", "_").lower()))
         super().__init__(**kwargs)
@@ -112,11 +130,20 @@ class VideoFolder(_VideoFilesBuilder):
         present = {s: d for s, d in named.items() if os.path.isdir(d)}
         return present if present else {"train": self.root_dir}
 
-    def _info(self):
+    def _classes(self) -> list[str]:
         first = next(iter(self._split_dirs().values()))
-        classes = _class_dirs(first)
-        if not classes:
-            raise ValueError(f"`root_dir` {first!r} holds no class folders.")
+        folders = _class_dirs(first)
+        classes = [c for c in folders if _videos_in(os.path.join(first, c))]
+        empty = sorted(set(folders) - set(classes))
+        if empty:
+            logging.warning("video_folder %s: class folders without videos are left out: %s", first, empty)
+        if len(classes) < 2:
+            raise ValueError(f"`root_dir` {first!r} needs at least two class folders holding videos "
+                             f"({', '.join(VIDEO_EXTENSIONS)}); found {classes or 'none'}.")
+        return classes
+
+    def _info(self):
+        classes = self._classes()
         return tfds.core.DatasetInfo(builder=self, features=_features(classes),
                                      description=f"Videos from {self.root_dir}.")
 
@@ -124,7 +151,11 @@ class VideoFolder(_VideoFilesBuilder):
         return {split: self._generate_split(folder, split) for split, folder in self._split_dirs().items()}
 
     def _generate_split(self, folder, split):
-        items = [(path, c) for c in _class_dirs(folder) for path in _videos_in(os.path.join(folder, c))]
+        classes = set(self._classes())
+        unknown = [c for c in _class_dirs(folder) if c not in classes and _videos_in(os.path.join(folder, c))]
+        if unknown:
+            logging.warning("video_folder %s: classes not in the first split are left out: %s", folder, unknown)
+        items = [(path, c) for c in _class_dirs(folder) if c in classes for path in _videos_in(os.path.join(folder, c))]
         return self._generate_videos(items, split)
 
     def _generate_examples(self, **kwargs):  # pragma: no cover - generators come from _split_generators

