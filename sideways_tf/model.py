@@ -654,6 +654,18 @@ class SidewaysModel(keras.Model):
 
     # ------------------------------------------------------------------ serialization
 
+    def load_weights(self, filepath, *args, **kwargs):
+        """Keras' `load_weights`; a file that is not readable, or that another model wrote, is named in one line."""
+        try:
+            return super().load_weights(filepath, *args, **kwargs)
+        except OSError as error:
+            raise ValueError(f"{filepath} is not a readable Keras weights file: {error}") from error
+        except ValueError as error:
+            first = str(error).strip().splitlines()[0]
+            raise ValueError(f"the weights in {filepath} do not fit this model (mode={self.mode!r}, "
+                             f"fusion={self.fusion!r}, shortcut={self.shortcut!r}, {len(self.frame_units)} units): "
+                             f"{first} Weights load only into a model of the same units and shortcuts.") from error
+
     def get_config(self):
         return {
             "units": [keras.saving.serialize_keras_object(u) for u in self.frame_units],

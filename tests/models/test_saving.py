@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 import sideways_tf as sw
+from tests.helpers import dense_units
 
 
 @pytest.mark.parametrize("mode, fusion", [("sideways", "concat"), ("skip_sideways", "add")])
@@ -31,3 +32,19 @@ def test_remat_unit_round_trip(tmp_path):
     path = str(tmp_path / "remat.keras")
     model.save(path)
     np.testing.assert_allclose(keras.models.load_model(path).predict(video, verbose=0), expected, atol=1e-6)
+
+
+def test_weights_of_another_model_or_a_broken_file_are_named(tmp_path):
+    concat = sw.SidewaysModel(dense_units(3), mode="skip_sideways", fusion="concat")
+    concat.build((2, 7, 5))
+    path = str(tmp_path / "concat.weights.h5")
+    concat.save_weights(path)
+    add = sw.SidewaysModel(dense_units(3), mode="skip_sideways", fusion="add", shortcut="project")
+    add.build((2, 7, 5))
+    with pytest.raises(ValueError, match=r"the weights in .*concat.weights.h5 do not fit this model "
+                                         r"\(mode='skip_sideways', fusion='add', shortcut='project', 3 units\)"):
+        add.load_weights(path)
+    broken = tmp_path / "broken.weights.h5"
+    broken.write_bytes(b"truncated")
+    with pytest.raises(ValueError, match=r"broken.weights.h5 is not a readable Keras weights file"):
+        concat.load_weights(str(broken))
