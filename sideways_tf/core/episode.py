@@ -75,7 +75,8 @@ class EpisodeResult(NamedTuple):
       states: per stage, its non-trainable state after the loop.
       loss: the mean of the top unit's loss over the steps where it counted (float32).
       outputs: `[B, T, *O]`, the top output of every step.
-      output_targets: the target of every step's top output, each leaf `[B, T, ...]`.
+      output_targets: the target of every step's top output, each leaf `[B, T, ...]` (streams
+        only: None for a plain clip).
       output_valid: `[B, T]` bool, where the top output is valid.
       stream: the `Stream` after the last step.
       params: per stage, the parameters after the loop (updated inside it by an `Updater`).
@@ -229,9 +230,14 @@ def train_episode(
     dtype = stages[0].compute_dtype
     batch_size = dim(video, 0)
     first_target = frame_target(0)
+    # Streams carry the targets in flight and return every step's target; a plain clip (a fresh
+    # start, no restarts, no updates inside) reads the target of frame s - latency directly.
+    record_targets = stream is not None or starts is not None or updater is not None
     if stream is None:
-        stream = fresh_stream(params, batch_size, activation_shapes, dtype, first_target, rule.latency)
-    output_dtypes = (dtype, keras.tree.map_structure(lambda t: t.dtype, first_target), "bool")
+        stream = fresh_stream(params, batch_size, activation_shapes, dtype, first_target,
+                              rule.latency if record_targets else 0)
+    target_dtypes = (keras.tree.map_structure(lambda t: t.dtype, first_target),) if record_targets else ()
+    output_dtypes = (dtype, *target_dtypes, "bool")
     carry = (stream, [list(p) for p in params], [list(s) for s in states], optimizer_state, ops.zeros((), "float32"),
              ops.zeros((), "float32"))
 
@@ -240,7 +246,10 @@ def train_episode(
         pipe = stream.pipe
         if starts is not None:
             pipe = pipeline.restart(pipe, ops.take(starts, s, axis=1))
-        target, line = _delay(stream.targets, frame_target(s))
+        if record_targets:
+            target, line = _delay(stream.targets, frame_target(s))
+        else:
+            target, line = frame_target(ops.maximum(s - rule.latency, 0)), stream.targets
 
         def head(out):
             return top_loss(target, out)
@@ -259,11 +268,13 @@ def train_episode(
             )
         top_valid = result.counted[-1]
         loss_count = loss_count + ops.cast(ops.any(top_valid), "float32")
-        outputs = (result.top_output, target, top_valid)
+        outputs = (result.top_output, *((target,) if record_targets else ()), top_valid)
         return (stream, params, [list(x) for x in result.states], optimizer_state, loss_sum + result.loss,
                 loss_count), outputs
 
-    final, (outputs, output_targets, output_valid) = backend.scan(body, carry, dim(video, 1), output_dtypes)
+    final, scanned = backend.scan(body, carry, dim(video, 1), output_dtypes)
+    outputs, output_valid = scanned[0], scanned[-1]
+    output_targets = keras.tree.map_structure(_batch_major, scanned[1]) if record_targets else None
     stream, params, states, optimizer_state, loss_sum, loss_count = final
     gradients = window_gradients(stream)
     if updater is not None and flush:
@@ -275,7 +286,7 @@ def train_episode(
         states=states,
         loss=loss_sum / ops.maximum(loss_count, 1.0),
         outputs=_batch_major(outputs),
-        output_targets=keras.tree.map_structure(_batch_major, output_targets),
+        output_targets=output_targets,
         output_valid=_batch_major(output_valid),
         stream=stream,
         params=params,
