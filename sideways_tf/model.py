@@ -10,14 +10,13 @@ Only Keras' public API is used: `compute_loss`, `compute_metrics`, `stateless_ca
 
 from __future__ import annotations
 
-import functools
 from typing import Optional, Sequence
 
 import keras
 from keras import ops
 
 from sideways_tf import input_checks, stream_state
-from sideways_tf.core import backends, episode, schedule, targets
+from sideways_tf.core import backends, schedule, targets
 from sideways_tf.core.engine import ClipResult, Engine, build_stages
 from sideways_tf.core.shortcut import FUSIONS, SHORTCUTS
 
@@ -495,7 +494,7 @@ class SidewaysModel(keras.Model):
         if self.check_finite:
             video = input_checks.finite_video(video, backends.current().check_finite)
         if self.stateful or self.update_every is not None or starts is not None:
-            return self._train_streaming(params, states, video, starts, y, sample_weight)
+            return stream_state.train_chunk(self, params, states, video, starts, y, sample_weight)
         result = self._finite(self.clip_gradients(params, states, video, y, sample_weight))
         self.optimizer.apply(result.gradients, self.trainable_variables)
         self._assign(self.non_trainable_variables, result.non_trainable)
@@ -504,42 +503,6 @@ class SidewaysModel(keras.Model):
         y, y_pred, sample_weight = targets.flatten_steps(
             result.predictions, y, sample_weight, result.labels_per_frame, result.weights_per_frame
         )
-        return keras.Model.compute_metrics(self, video, y, y_pred, sample_weight)
-
-    def _train_streaming(self, params, states, video, starts, y, sample_weight):
-        """A batch as a chunk of streams: updates inside the loop and/or state carried across batches."""
-        stream = None
-        if self.stateful:
-            if not self.stream_state.created:
-                raise ValueError("`stateful=True`: the stream state is made by `fit` or `train_on_batch`; a custom "
-                                 "loop must call `model.train_on_batch` once first.")
-            stream = self.stream_state.value()
-        updater, optimizer_state = None, ()
-        if self.update_every is not None:
-            if backends.current().num_replicas() > 1:
-                raise ValueError("`update_every` applies the optimizer inside the frame loop, which tf.distribute "
-                                 "cannot do with more than one replica; use update_every=None under a strategy.")
-            updater = self.engine.updater(self.update_every, functools.partial(stream_state.optimizer_step, self),
-                                          self.trainable_variables)
-            if keras.backend.backend() == "jax":
-                optimizer_state = _values(self.optimizer.variables)
-        result = self._finite(self.clip_gradients(params, states, video, y, sample_weight, stream=stream,
-                                                  starts=starts, updater=updater, optimizer_state=optimizer_state,
-                                                  flush=not self.stateful))
-        outcome = result.episode
-        if updater is None:
-            self.optimizer.apply(result.gradients, self.trainable_variables)
-            outcome = outcome._replace(stream=episode.empty_window(outcome.stream))
-        else:
-            self._assign(self.trainable_variables, result.params)
-            if keras.backend.backend() == "jax":
-                self._assign(self.optimizer.variables, outcome.optimizer_state)
-        self._assign(self.non_trainable_variables, result.non_trainable)
-        if self.stateful:
-            self.stream_state.assign(outcome.stream)
-        self._track_gradients(result.gradients)
-        self._track_loss(result.loss, video)
-        y, y_pred, sample_weight = targets.flatten_stream(outcome.outputs, outcome.output_targets, outcome.output_valid)
         return keras.Model.compute_metrics(self, video, y, y_pred, sample_weight)
 
     def _finite(self, result: ClipResult) -> ClipResult:

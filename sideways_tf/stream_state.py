@@ -15,7 +15,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from sideways_tf.core import episode, targets
+from sideways_tf.core import backends, episode, targets
 
 RESTART_KEY = "restart"
 VIDEO_KEY = "video"
@@ -178,8 +178,7 @@ def optimizer_step(model, values, optimizer_state, gradients, keep):
         # refuses TensorFlow); the loop carries the values read back.
         optimizer.apply(list(gradients), variables)
         new = [ops.where(k, old, v.value) for v, old, k in zip(variables, values, keep, strict=True)]
-        for variable, value in zip(variables, new, strict=True):
-            variable.assign(value)
+        model._assign(variables, new)
         return new, optimizer_state
     mapping = list(zip(variables, values, strict=True)) + list(zip(optimizer.variables, optimizer_state,
                                                                   strict=True))
@@ -187,3 +186,46 @@ def optimizer_step(model, values, optimizer_state, gradients, keep):
         optimizer.apply(list(gradients), variables)
     new = [ops.where(k, old, scope.get_current_value(v)) for v, old, k in zip(variables, values, keep, strict=True)]
     return new, [scope.get_current_value(v) for v in optimizer.variables]
+
+
+def train_chunk(model, params, states, video, starts, y, sample_weight) -> dict:
+    """`model`'s training step on a batch read as a chunk of streams (`update_every`, `stateful`, restarts).
+
+    Updates run inside the frame loop and/or the streams' state carries across batches.
+
+    Returns:
+      The metrics' logs, as `train_step` returns them.
+    """
+    stream = None
+    if model.stateful:
+        if not model.stream_state.created:
+            raise ValueError("`stateful=True`: the stream state is made by `fit` or `train_on_batch`; a custom "
+                             "loop must call `model.train_on_batch` once first.")
+        stream = model.stream_state.value()
+    updater, optimizer_state = None, ()
+    if model.update_every is not None:
+        if backends.current().num_replicas() > 1:
+            raise ValueError("`update_every` applies the optimizer inside the frame loop, which tf.distribute "
+                             "cannot do with more than one replica; use update_every=None under a strategy.")
+        updater = model.engine.updater(model.update_every, functools.partial(optimizer_step, model),
+                                      model.trainable_variables)
+        if keras.backend.backend() == "jax":
+            optimizer_state = [v.value for v in model.optimizer.variables]
+    result = model._finite(model.clip_gradients(params, states, video, y, sample_weight, stream=stream,
+                                              starts=starts, updater=updater, optimizer_state=optimizer_state,
+                                              flush=not model.stateful))
+    outcome = result.episode
+    if updater is None:
+        model.optimizer.apply(result.gradients, model.trainable_variables)
+        outcome = outcome._replace(stream=episode.empty_window(outcome.stream))
+    else:
+        model._assign(model.trainable_variables, result.params)
+        if keras.backend.backend() == "jax":
+            model._assign(model.optimizer.variables, outcome.optimizer_state)
+    model._assign(model.non_trainable_variables, result.non_trainable)
+    if model.stateful:
+        model.stream_state.assign(outcome.stream)
+    model._track_gradients(result.gradients)
+    model._track_loss(result.loss, video)
+    y, y_pred, sample_weight = targets.flatten_stream(outcome.outputs, outcome.output_targets, outcome.output_valid)
+    return keras.Model.compute_metrics(model, video, y, y_pred, sample_weight)
