@@ -42,6 +42,24 @@ def test_xla_equals_graph_mode_in_every_mode(mode):
     np.testing.assert_allclose(xla.predict(video, verbose=0), graph.predict(video, verbose=0), atol=1e-5)
 
 
+@pytest.mark.parametrize("mode", sw.MODES)
+def test_steps_per_execution_four_equals_one_in_every_mode(mode):
+    """Several steps per compiled call (what TPUs need) change nothing: weights, statistics, logs."""
+    video = random_clip((12, 9, 8, 8, 3))
+    labels = np.arange(12) % 5
+    models = []
+    for steps in (1, 4):
+        keras.utils.set_random_seed(0)
+        model = sw.SidewaysModel(conv_units(), mode=mode)
+        model.compile(optimizer=keras.optimizers.SGD(0.1), loss=SPARSE_CE, steps_per_execution=steps)
+        logs = model.fit(video, labels, batch_size=3, epochs=1, shuffle=False, verbose=0).history
+        models.append((model, logs))
+    (one, one_logs), (four, four_logs) = models
+    for a, b in zip(one.get_weights(), four.get_weights(), strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-5, rtol=1e-5)
+    np.testing.assert_allclose(one_logs["loss"], four_logs["loss"], rtol=1e-5)
+
+
 @pytest.fixture
 def mixed_bfloat16():
     keras.mixed_precision.set_global_policy("mixed_bfloat16")
