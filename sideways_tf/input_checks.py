@@ -160,3 +160,17 @@ def finite_gradients(gradients: Sequence, variables: Sequence, stages: Sequence,
         checked.append(check(gradient, f"check_finite: the pseudo-gradient of {unit} for {variable.path} holds NaN "
                                         f"or Inf values (the input video was finite)."))
     return checked
+
+
+def check_no_activity_regularizers(units: Sequence) -> None:
+    """Activity regularizers inside units are refused: their loss would be counted at every step."""
+    def visit(layer, where):
+        if getattr(layer, "activity_regularizer", None) is not None:
+            raise ValueError(f"{where} ({layer.name}) has an activity regularizer, which SidewaysModel does not "
+                             "support (its loss would enter every computation step); use a weight regularizer "
+                             "(kernel_regularizer=...), added once per clip.")
+        for k, inner in enumerate(getattr(layer, "layers", None) or []):
+            visit(inner, f"{where}.layers[{k}]")
+
+    for k, unit in enumerate(units):
+        visit(unit, f"units[{k}]")

@@ -111,6 +111,7 @@ class SidewaysModel(keras.Model):
             if not isinstance(unit, keras.layers.Layer):
                 raise ValueError(f"`units[{k}]` must be a keras.layers.Layer; got {type(unit).__name__}.")
         input_checks.check_skip_depth(mode, len(units))
+        input_checks.check_no_activity_regularizers(units)
         if devices is not None:
             if isinstance(devices, str) or len(devices) != len(units) or not all(isinstance(d, str) for d in devices):
                 raise ValueError(

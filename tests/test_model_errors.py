@@ -174,3 +174,10 @@ def test_without_check_finite_the_same_step_runs():
     video[1, 3, 2] = np.nan
     model.fit(video, np.array([0, 1]), verbose=0)  # what check_finite exists to catch
     assert not np.isfinite(model.get_weights()[0]).all()
+
+
+def test_activity_regularizers_inside_units_are_refused_up_front():
+    inner = keras.layers.Dense(4, activity_regularizer=keras.regularizers.L2(0.1))
+    units = [keras.Sequential([keras.layers.Dense(8), inner]), keras.layers.Dense(3)]
+    with pytest.raises(ValueError, match=r"units\[0\].layers\[1\] \(dense(_\d+)?\) has an activity regularizer"):
+        sw.SidewaysModel(units)

@@ -109,7 +109,11 @@ def _steps(dataset, configured: Optional[int], what: str) -> int:
     if configured is not None:
         return configured
     count = int(tf.data.experimental.cardinality(dataset))
-    if count <= 0:
+    if count == 0:
+        raise ValueError(f"the {'training' if what == 'steps_per_epoch' else 'evaluation'} split yields no batch: "
+                         "its clips are fewer than batch_size (the last, smaller batch is dropped); lower "
+                         "batch_size or raise num_examples.")
+    if count < 0:
         raise ValueError(f"cannot count the batches of this dataset: set `--set {what}=N`.")
     return count
 

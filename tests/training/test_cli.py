@@ -131,3 +131,11 @@ def test_a_diverging_run_stops_and_exits_nonzero_naming_the_problem(tmp_path):
     assert "training stopped:" in result.stderr and ("loss became nan" in result.stderr
                                                      or "NaN or infinite values" in result.stderr)
     assert not (tmp_path / "results.json").exists()
+
+
+@pytest.mark.backend_independent("tf.data cardinality")
+def test_a_split_smaller_than_a_batch_is_named(tmp_path, capsys):
+    args = ["--experiment", "quickstart", "--model_dir", str(tmp_path), "--set", "num_examples=2", "--set",
+            "batch_size=4"]
+    assert _cli_in_process(*args) == 2
+    assert "the training split yields no batch" in capsys.readouterr().err
