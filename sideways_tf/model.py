@@ -619,11 +619,15 @@ class SidewaysModel(keras.Model):
     # ------------------------------------------------------------------ serialization
 
     def load_weights(self, filepath, *args, **kwargs):
-        """Keras' `load_weights`; a file that is not readable, or that another model wrote, is named in one line."""
+        """Keras' `load_weights`; a file that is not readable, or that another model wrote, is named in one line.
+
+        An unreadable file raises `OSError` (as Keras does, so that `BackupAndRestore` falls back
+        to its previous backup), weights of another model `ValueError`.
+        """
         try:
             return super().load_weights(filepath, *args, **kwargs)
         except OSError as error:
-            raise ValueError(f"{filepath} is not a readable Keras weights file: {error}") from error
+            raise OSError(f"{filepath} is not a readable Keras weights file: {error}") from error
         except ValueError as error:
             first = str(error).strip().splitlines()[0]
             raise ValueError(f"the weights in {filepath} do not fit this model (mode={self.mode!r}, "

@@ -179,9 +179,16 @@ def run(config: Config, model_dir: str, data_dir: Optional[str] = None, verbose:
               f"logs: tensorboard --logdir {model_dir}", flush=True)
     train_input = train.repeat() if config.steps_per_epoch else train
     # The datasets shuffle themselves (shuffle=False only silences Keras' warning about it).
-    history = model.fit(train_input, epochs=config.epochs, steps_per_epoch=config.steps_per_epoch,
-                        validation_data=evaluation, validation_steps=config.validation_steps, callbacks=callbacks,
-                        verbose=2 if verbose == 2 else 0, shuffle=False)
+    try:
+        history = model.fit(train_input, epochs=config.epochs, steps_per_epoch=config.steps_per_epoch,
+                            validation_data=evaluation, validation_steps=config.validation_steps,
+                            callbacks=callbacks, verbose=2 if verbose == 2 else 0, shuffle=False)
+    except (OSError, json.JSONDecodeError) as error:
+        backup = os.path.join(model_dir, run_dir.BACKUP_DIR)
+        if not os.path.isdir(backup):
+            raise
+        raise ValueError(f"cannot resume from the backup in {backup}: {error} (both backup copies are unreadable); "
+                         f"delete that folder to restart the run, or pass --overwrite.") from error
     if non_finite.problem:
         raise ValueError(f"training stopped: {non_finite.problem}. Lower the learning rate, check the inputs for "
                          f"NaN or infinite values, or clip gradients; results.json was not written.")

@@ -46,5 +46,5 @@ def test_weights_of_another_model_or_a_broken_file_are_named(tmp_path):
         add.load_weights(path)
     broken = tmp_path / "broken.weights.h5"
     broken.write_bytes(b"truncated")
-    with pytest.raises(ValueError, match=r"broken.weights.h5 is not a readable Keras weights file"):
+    with pytest.raises(OSError, match=r"broken.weights.h5 is not a readable Keras weights file"):
         concat.load_weights(str(broken))

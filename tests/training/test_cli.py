@@ -139,3 +139,19 @@ def test_a_split_smaller_than_a_batch_is_named(tmp_path, capsys):
             "batch_size=4"]
     assert _cli_in_process(*args) == 2
     assert "the training split yields no batch" in capsys.readouterr().err
+
+
+@pytest.mark.backend_independent("Keras' BackupAndRestore")
+def test_an_unreadable_backup_is_named(tmp_path, capsys):
+    args = ["--experiment", "quickstart", "--model_dir", str(tmp_path), *TINY]
+    from sideways_tf.training import config as config_lib
+    from sideways_tf.training import experiments, run_dir
+
+    config = config_lib.apply_overrides(experiments.get("quickstart"), TINY[1::2])
+    run_dir.claim(str(tmp_path), config)  # a run of this configuration was started ...
+    backup = tmp_path / "backup"
+    backup.mkdir()
+    for name in ("latest.weights.h5", "latest.weights.h5.bkp"):  # ... and both its backups are broken
+        (backup / name).write_bytes(b"truncated")
+    assert _cli_in_process(*args) == 2
+    assert "cannot resume from the backup in" in capsys.readouterr().err
