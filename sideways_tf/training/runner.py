@@ -148,6 +148,7 @@ def run(config: Config, model_dir: str, data_dir: Optional[str] = None, verbose:
         if verbose:
             print(f"{model_dir} holds this run, finished: its results follow (--overwrite trains it again).")
         return {**finished, "already_finished": True}
+    run_dir.check_backup(model_dir)
     keras.utils.set_random_seed(config.seed)
     train, evaluation = build_datasets(config, data_dir, manual_dir)
     steps_per_epoch = _steps(train, config.steps_per_epoch, "steps_per_epoch")
