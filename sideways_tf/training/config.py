@@ -39,6 +39,7 @@ class Config:
     future_offset: Optional[int] = None
     montage: Optional[str] = None
     montage_shots: int = 2
+    whole_video_eval: bool = False  # the final evaluation over every frame of each test video
     # model
     model: str = "vgg8"
     num_classes: int = 51
@@ -49,6 +50,7 @@ class Config:
     mode: str = "sideways"
     fusion: str = "concat"
     shortcut: str = "auto"
+    update_every: Optional[int] = None  # None: one update per clip; L: every L frames (streaming)
     # optimisation
     optimizer: str = "adam"
     learning_rate: float = 1e-4
@@ -166,6 +168,8 @@ def validate(config: Config) -> Config:
                              f"{classes} classes.")
     if any(e < 1 for e in config.decay_epochs) or list(config.decay_epochs) != sorted(set(config.decay_epochs)):
         raise ValueError(f"config decay_epochs={config.decay_epochs!r}: must be increasing positive epochs.")
+    if config.update_every is not None and config.update_every < 1:
+        raise ValueError(f"config update_every={config.update_every!r}: must be positive, or none (once per clip).")
     if config.frame_prediction and config.montage is not None:
         raise ValueError("config montage: montage shots are for classification, not frame prediction.")
     return config

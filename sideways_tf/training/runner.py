@@ -52,7 +52,7 @@ def build_model(config: Config) -> keras.Model:
                                 frame_shape=(config.resolution, config.resolution, 3))
     else:
         model = SidewaysModel(build_units(config), mode=config.mode, fusion=config.fusion, shortcut=config.shortcut,
-                              gradient_stats=True)
+                              gradient_stats=True, update_every=config.update_every)
         model.build(input_shape(config))
     return model
 
@@ -85,6 +85,16 @@ def build_datasets(config: Config, data_dir: Optional[str] = None, manual_dir: O
     if config.future_offset == 0:  # auto-encoding: the targets are the frames themselves
         train, evaluation = (d.map(lambda v, y: (v, v)) for d in (train, evaluation))
     return train, evaluation
+
+
+def whole_video_dataset(config: Config, data_dir: Optional[str] = None, manual_dir: Optional[str] = None):
+    """The evaluation split one whole video per batch (every frame, central crop), for `whole_video_eval`."""
+    videos = data.load(config.dataset, config.eval_split, training=False, whole_videos=True, batch_size=1,
+                       num_frames=config.num_frames, resolution=config.resolution, stride=config.stride,
+                       data_dir=data_dir, manual_dir=manual_dir, root_dir=config.root_dir,
+                       label_set=config.label_set, num_examples=config.num_examples, seed=config.seed,
+                       future_offset=config.future_offset or None)
+    return videos.map(lambda v, y: (v, v)) if config.future_offset == 0 else videos
 
 
 def compile_model(model: keras.Model, config: Config, steps_per_epoch: int) -> None:
@@ -193,9 +203,13 @@ def run(config: Config, model_dir: str, data_dir: Optional[str] = None, verbose:
     if non_finite.problem:
         raise ValueError(f"training stopped: {non_finite.problem}. Lower the learning rate, check the inputs for "
                          f"NaN or infinite values, or clip gradients; results.json was not written.")
-    scores = model.evaluate(evaluation, steps=config.validation_steps, return_dict=True, verbose=0)
+    # Validation during training scores central clips; the final evaluation follows the papers'
+    # protocol where the config asks for it (every frame of each test video).
+    final = whole_video_dataset(config, data_dir, manual_dir) if config.whole_video_eval else evaluation
+    scores = model.evaluate(final, steps=config.validation_steps, return_dict=True, verbose=0)
     results = {
         "config": dataclasses.asdict(config),
+        "evaluation_protocol": "whole videos" if config.whole_video_eval else "central clips",
         "evaluation": {k: float(v) for k, v in scores.items()},
         "optimizer_steps": int(model.optimizer.iterations.numpy()),
         "first_epoch_this_run": first_epoch.first_epoch,

@@ -9,9 +9,25 @@ import pytest
 from sideways_tf.training import config as config_lib
 from sideways_tf.training import experiments, runner
 
+MODEL_KEYS = ("model", "num_classes", "width", "dropout", "space_to_depth", "layers_per_unit", "mode", "fusion",
+              "shortcut", "resolution", "update_every")
+
+
+def _one_per_model() -> list[str]:
+    """The first experiment of each distinct model (the sweeps share theirs)."""
+    seen = {}
+    for name, config in experiments.EXPERIMENTS.items():
+        seen.setdefault(tuple(getattr(config, k) for k in MODEL_KEYS), name)
+    return list(seen.values())
+
+
+def test_every_experiment_validates():
+    for name in experiments.EXPERIMENTS:
+        config_lib.validate(experiments.get(name))
+
 
 @pytest.mark.backend_independent("configs; the zoo's builders are tested under both backends in tests/models")
-@pytest.mark.parametrize("name", list(experiments.EXPERIMENTS))
+@pytest.mark.parametrize("name", _one_per_model())
 def test_every_experiment_builds(name):
     config = config_lib.validate(experiments.get(name))
     # Full size for the VGGs and Full-Res; the 3D baselines at a narrower width to spare CI's memory.
@@ -55,3 +71,44 @@ def test_overrides_parse_by_type():
 def test_impossible_configs_name_the_key(changes, key):
     with pytest.raises(ValueError, match=f"config {key}"):
         config_lib.validate(dataclasses.replace(config_lib.Config(), **changes))
+
+
+def _has_space_to_depth(config) -> bool:
+    import sideways_tf as sw
+
+    def layers(layer):
+        yield layer
+        for inner in getattr(layer, "layers", None) or []:
+            yield from layers(inner)
+
+    return any(isinstance(layer, sw.layers.SpaceToDepth) for unit in runner.build_units(config)
+               for layer in layers(unit))
+
+
+def test_configs_follow_the_papers():
+    get = experiments.get
+    # Sideways paper: no space-to-depth (never mentioned); Skip-Sideways: "in all our experiments".
+    for name in ("sideways_t1_simple_cnn_hmdb51", "sideways_t1_vgg8_ucf101", "sideways_t1_vgg8_dropout_hmdb51"):
+        assert not get(name).space_to_depth, name
+    assert not _has_space_to_depth(get("sideways_t1_vgg8_hmdb51"))
+    assert _has_space_to_depth(get("skip_t1_vgg8_hmdb51")) and get("skip_t2_fa_ucf101").space_to_depth
+    # "at test time we evaluate over the whole video sequence"
+    assert get("sideways_t1_vgg8_hmdb51").whole_video_eval and get("skip_t1_vgg8_ucf101").whole_video_eval
+    assert not get("quickstart").whole_video_eval
+    # Batch sizes: 16 per host over 8 hosts; Table 6 256; Table 7 64.
+    assert get("skip_t1_vgg16_kinetics600").batch_size == 128
+    assert {get(n).batch_size for n in ("skip_t6_vgg16_kinetics600", "skip_t6_vgg16_3d_kinetics600",
+                                        "skip_t6_causal_vgg16_3d_kinetics600")} == {256}
+    assert get("skip_t7_full_res_kinetics600").batch_size == 64
+    # The 3D baselines: Adam with the cosine schedule.
+    for name in ("skip_t6_vgg16_3d_kinetics600", "skip_t6_causal_vgg16_3d_kinetics600"):
+        assert (get(name).optimizer, get(name).schedule) == ("adam", "cosine")
+    # Full-Res keeps the frame's resolution.
+    assert not get("skip_t7_full_res_kinetics600").space_to_depth
+    assert not _has_space_to_depth(get("skip_t7_full_res_kinetics600"))
+    # Auto-encoding: 240x240 crops, the test split, an update after every frame.
+    auto = get("sideways_t3_autoencoding")
+    assert (auto.resolution, auto.eval_split, auto.update_every) == (240, "test", 1)
+    # The supplement's sweeps: the learning-rate x frame-rate grid and the montage learning rates.
+    assert len([n for n in experiments.EXPERIMENTS if n.startswith("stability_lr") and n.endswith("fps")]) == 12
+    assert len([n for n in experiments.EXPERIMENTS if n.startswith("stability_montage_concat") and "_lr" in n]) == 6
