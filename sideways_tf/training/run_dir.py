@@ -81,17 +81,3 @@ def claim(model_dir: str, config: Config, overwrite: bool = False) -> Optional[d
         json.dump(current, f, indent=1)
     return None
 
-
-def check_backup(model_dir: str) -> None:
-    """A backup that would resume at a later epoch from fresh weights is refused.
-
-    Keras' `BackupAndRestore` keeps the weights (`latest.weights.h5`, and with two copies its
-    `.bkp`) and the training metadata (`training_metadata.json`, the epoch to resume at) apart;
-    with the weights gone it would start from fresh weights while claiming to resume.
-    """
-    backup = os.path.join(model_dir, BACKUP_DIR)
-    metadata = os.path.join(backup, "training_metadata.json")
-    weights = [os.path.join(backup, name) for name in ("latest.weights.h5", "latest.weights.h5.bkp")]
-    if os.path.exists(metadata) and not any(os.path.exists(w) for w in weights):
-        raise ValueError(f"the backup in {backup} records the epoch to resume at but holds no weights; delete that "
-                         f"folder to restart the run, or pass --overwrite.")

@@ -6,6 +6,7 @@ import contextlib
 import dataclasses
 import json
 import os
+import shutil
 from typing import Optional
 
 import keras
@@ -13,7 +14,7 @@ import tensorflow as tf
 
 from sideways_tf import data, models
 from sideways_tf.model import SidewaysModel
-from sideways_tf.training import run_dir
+from sideways_tf.training import backup, run_dir
 from sideways_tf.training.callbacks import (
     EpochSummary,
     FramePredictionImages,
@@ -128,6 +129,29 @@ def _steps(dataset, configured: Optional[int], what: str) -> int:
     return count
 
 
+def _fit(model, train, evaluation, config: Config, steps_per_epoch: int, steps_done: int, callbacks, verbose: int):
+    """`fit` from optimizer step `steps_done` on: the rest of an interrupted epoch, then the others.
+
+    Returns the merged history (`{metric: [one value per epoch trained here]}`).
+    """
+    # The datasets shuffle themselves (shuffle=False only silences Keras' warning about it).
+    common = dict(validation_data=evaluation, validation_steps=config.validation_steps, callbacks=callbacks,
+                  verbose=2 if verbose == 2 else 0, shuffle=False)
+    history: dict = {}
+    epoch, left = backup.remaining_schedule(steps_done, steps_per_epoch)
+    if left < steps_per_epoch and epoch < config.epochs:  # resumed in the middle of an epoch
+        partial = model.fit(train.repeat(), initial_epoch=epoch, epochs=epoch + 1, steps_per_epoch=left, **common)
+        history = {k: list(v) for k, v in partial.history.items()}
+        epoch += 1
+    if epoch < config.epochs and not getattr(model, "stop_training", False):
+        train_input = train.repeat() if config.steps_per_epoch else train
+        rest = model.fit(train_input, initial_epoch=epoch, epochs=config.epochs, steps_per_epoch=config.steps_per_epoch,
+                         **common)
+        for key, values in rest.history.items():
+            history.setdefault(key, []).extend(values)
+    return history
+
+
 def run(config: Config, model_dir: str, data_dir: Optional[str] = None, verbose: int = 1,
         backup_every: Optional[int] = None, manual_dir: Optional[str] = None, distribution=None,
         overwrite: bool = False) -> dict:
@@ -158,13 +182,14 @@ def run(config: Config, model_dir: str, data_dir: Optional[str] = None, verbose:
         if verbose:
             print(f"{model_dir} holds this run, finished: its results follow (--overwrite trains it again).")
         return {**finished, "already_finished": True}
-    run_dir.check_backup(model_dir)
     keras.utils.set_random_seed(config.seed)
     train, evaluation = build_datasets(config, data_dir, manual_dir)
     steps_per_epoch = _steps(train, config.steps_per_epoch, "steps_per_epoch")
     with distribution.scope() if distribution is not None else contextlib.nullcontext():
         model = build_model(config)
         compile_model(model, config, steps_per_epoch)
+    backup_folder = os.path.join(model_dir, run_dir.BACKUP_DIR)
+    steps_done = backup.restore(model, backup_folder)
     probe = next(iter(evaluation))
     first_epoch = _FirstEpoch()
     non_finite = StopOnNonFinite()
@@ -173,9 +198,8 @@ def run(config: Config, model_dir: str, data_dir: Optional[str] = None, verbose:
         non_finite,
         FramesPerSecond(config.batch_size * config.num_frames),
         keras.callbacks.TensorBoard(log_dir=model_dir, update_freq="epoch"),
-        # Two states kept: a run killed while writing one resumes from the other.
-        keras.callbacks.BackupAndRestore(os.path.join(model_dir, "backup"), save_freq=backup_every or "epoch",
-                                         double_checkpoint=True),
+        # Two copies kept: a run killed while writing one resumes from the other.
+        backup.Backup(backup_folder, every=backup_every),
     ]
     if config.fidelity_every and isinstance(model, SidewaysModel):
         callbacks.append(PseudoGradientFidelity(probe, config.fidelity_every, os.path.join(model_dir, "train")))
@@ -188,18 +212,7 @@ def run(config: Config, model_dir: str, data_dir: Optional[str] = None, verbose:
               f"{config.dataset}: {config.epochs} epochs of "
               f"{steps_per_epoch} batches of {config.batch_size} x {config.num_frames} frames; "
               f"logs: tensorboard --logdir {model_dir}", flush=True)
-    train_input = train.repeat() if config.steps_per_epoch else train
-    # The datasets shuffle themselves (shuffle=False only silences Keras' warning about it).
-    try:
-        history = model.fit(train_input, epochs=config.epochs, steps_per_epoch=config.steps_per_epoch,
-                            validation_data=evaluation, validation_steps=config.validation_steps,
-                            callbacks=callbacks, verbose=2 if verbose == 2 else 0, shuffle=False)
-    except (OSError, json.JSONDecodeError) as error:
-        backup = os.path.join(model_dir, run_dir.BACKUP_DIR)
-        if not os.path.isdir(backup):
-            raise
-        raise ValueError(f"cannot resume from the backup in {backup}: {error} (both backup copies are unreadable); "
-                         f"delete that folder to restart the run, or pass --overwrite.") from error
+    history = _fit(model, train, evaluation, config, steps_per_epoch, steps_done, callbacks, verbose)
     if non_finite.problem:
         raise ValueError(f"training stopped: {non_finite.problem}. Lower the learning rate, check the inputs for "
                          f"NaN or infinite values, or clip gradients; results.json was not written.")
@@ -214,12 +227,13 @@ def run(config: Config, model_dir: str, data_dir: Optional[str] = None, verbose:
         "optimizer_steps": int(model.optimizer.iterations.numpy()),
         "first_epoch_this_run": first_epoch.first_epoch,
         "parameters": int(model.count_params()),
-        "history": {k: [float(x) for x in v] for k, v in history.history.items()},
+        "history": {k: [float(x) for x in v] for k, v in history.items()},
     }
     if not config.frame_prediction:
         results["chance_accuracy"] = 1.0 / config.num_classes
     with open(os.path.join(model_dir, run_dir.RESULTS_FILE), "w") as f:
         json.dump(results, f, indent=1)
+    shutil.rmtree(backup_folder, ignore_errors=True)  # finished: nothing to resume
     return results
 
 

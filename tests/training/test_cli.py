@@ -59,10 +59,12 @@ def test_tiny_experiment_end_to_end(tmp_path):
 
 
 @pytest.mark.backend_independent("Keras' BackupAndRestore")
-def test_interrupted_run_resumes(tmp_path):
-    # Backups at epoch ends: a run killed mid-epoch resumes from the last finished epoch, so the
-    # optimizer's step count ends exactly where an uninterrupted run would.
-    args = ["--experiment", "quickstart", "--model_dir", str(tmp_path), *TINY, "--set", "epochs=40"]
+def test_interrupted_run_resumes_at_the_exact_step(tmp_path):
+    # Backups every 2 steps with 3 steps per epoch, so most land in the middle of an epoch: killed
+    # anywhere, the run resumes at the backed-up optimizer step and ends with exactly the steps of
+    # an uninterrupted run (Keras' BackupAndRestore would replay the epoch's first steps).
+    args = ["--experiment", "quickstart", "--model_dir", str(tmp_path), *TINY, "--set", "epochs=40",
+            "--backup_every", "2"]
     process = subprocess.Popen([sys.executable, "-m", "sideways_tf.train", *args], env=ENV,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     backup = tmp_path / "backup"
@@ -149,9 +151,10 @@ def test_an_unreadable_backup_is_named(tmp_path, capsys):
 
     config = config_lib.apply_overrides(experiments.get("quickstart"), TINY[1::2])
     run_dir.claim(str(tmp_path), config)  # a run of this configuration was started ...
-    backup = tmp_path / "backup"
-    backup.mkdir()
-    for name in ("latest.weights.h5", "latest.weights.h5.bkp"):  # ... and both its backups are broken
-        (backup / name).write_bytes(b"truncated")
+    for copy in ("current", "previous"):  # ... and both copies of its backup are broken
+        folder = tmp_path / "backup" / copy
+        folder.mkdir(parents=True)
+        (folder / "weights.weights.h5").write_bytes(b"truncated")
+        (folder / "state.json").write_text('{"optimizer_steps": 3}')
     assert _cli_in_process(*args) == 2
     assert "cannot resume from the backup in" in capsys.readouterr().err

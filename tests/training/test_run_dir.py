@@ -36,17 +36,6 @@ def test_another_configuration_is_refused_naming_the_keys(tmp_path):
     assert run_dir.claim(str(tmp_path), other, overwrite=True) is None
 
 
-def test_a_backup_without_weights_is_refused(tmp_path):
-    run_dir.claim(str(tmp_path), CONFIG)
-    (tmp_path / "backup").mkdir()
-    run_dir.check_backup(str(tmp_path))  # an empty backup folder: nothing to resume, nothing wrong
-    (tmp_path / "backup" / "training_metadata.json").write_text('{"epoch": 6, "batch": 0}')
-    with pytest.raises(ValueError, match="records the epoch to resume at but holds no weights"):
-        run_dir.check_backup(str(tmp_path))
-    (tmp_path / "backup" / "latest.weights.h5.bkp").write_bytes(b"")
-    run_dir.check_backup(str(tmp_path))  # Keras falls back to the previous copy
-
-
 def test_an_unrecorded_or_unreadable_run_is_refused(tmp_path):
     (tmp_path / "backup").mkdir()
     with pytest.raises(ValueError, match="configuration was not recorded"):

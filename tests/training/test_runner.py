@@ -19,3 +19,22 @@ def test_whole_video_evaluation_scores_every_frame_of_each_video(tmp_path):
     assert results["evaluation_protocol"] == "whole videos" and np.isfinite(results["evaluation"]["loss"])
     videos = list(runner.whole_video_dataset(config).take(2))
     assert all(v.shape[0] == 1 and v.shape[1] >= config.num_frames for v, _ in videos)
+
+
+def test_a_run_backed_up_mid_epoch_resumes_at_that_step(tmp_path):
+    from sideways_tf.training import backup, run_dir
+
+    config = dataclasses.replace(experiments.get("quickstart"), **{**TINY, "epochs": 3})
+    run_dir.claim(str(tmp_path), config)
+    model = runner.build_model(config)
+    runner.compile_model(model, config, steps_per_epoch=2)
+    video = np.random.default_rng(0).uniform(-1, 1, size=runner.input_shape(config)).astype("float32")
+    for _ in range(3):  # one epoch and a half, then "killed"
+        model.train_on_batch(video, np.arange(config.batch_size) % config.num_classes)
+    saver = backup.Backup(str(tmp_path / "backup"))
+    saver.set_model(model)
+    saver.save()
+    results = runner.run(config, str(tmp_path), verbose=0)
+    assert results["optimizer_steps"] == 6  # 3 epochs x 2 steps, none replayed
+    assert results["first_epoch_this_run"] == 1 and len(results["history"]["loss"]) == 2
+    assert not (tmp_path / "backup").exists()  # finished: nothing left to resume
