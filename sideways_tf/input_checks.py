@@ -11,6 +11,8 @@ from typing import Any, Optional, Sequence
 import keras
 import numpy as np
 
+from sideways_tf.core import schedule
+
 SPARSE_LOSS_NAMES = ("sparse_categorical_crossentropy", "SparseCategoricalCrossentropy")
 
 
@@ -103,7 +105,7 @@ def check_element_spec(spec: Any) -> None:
 
 def check_skip_depth(mode: str, depth: int) -> None:
     """The skip modes need a unit i-2 to send a shortcut to unit i: D >= 3."""
-    if mode in ("skip_sideways", "fa_skip_sideways") and depth < 3:
+    if mode in schedule.SKIP_MODES and depth < 3:
         raise ValueError(f"mode={mode!r} adds shortcuts from unit i-2 into unit i, which needs at least 3 units; "
                          f"with {depth} there is none and it would train as mode='sideways'. Use that, or more units.")
 

@@ -621,8 +621,8 @@ class SidewaysModel(keras.Model):
     def load_weights(self, filepath, *args, **kwargs):
         """Keras' `load_weights`; a file that is not readable, or that another model wrote, is named in one line.
 
-        An unreadable file raises `OSError` (as Keras does, so that `BackupAndRestore` falls back
-        to its previous backup), weights of another model `ValueError`.
+        An unreadable file raises `OSError` (as Keras does; a backup's restore then falls back to
+        its previous copy), weights of another model `ValueError`.
         """
         try:
             return super().load_weights(filepath, *args, **kwargs)

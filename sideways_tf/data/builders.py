@@ -17,6 +17,7 @@ What to download (these builders never download; they read `manual_dir`):
 from __future__ import annotations
 
 import csv
+import functools
 import hashlib
 import os
 from typing import Iterable, Optional
@@ -130,6 +131,7 @@ class VideoFolder(_VideoFilesBuilder):
         present = {s: d for s, d in named.items() if os.path.isdir(d)}
         return present if present else {"train": self.root_dir}
 
+    @functools.cached_property
     def _classes(self) -> list[str]:
         first = next(iter(self._split_dirs().values()))
         folders = _class_dirs(first)
@@ -143,7 +145,7 @@ class VideoFolder(_VideoFilesBuilder):
         return classes
 
     def _info(self):
-        classes = self._classes()
+        classes = self._classes
         return tfds.core.DatasetInfo(builder=self, features=_features(classes),
                                      description=f"Videos from {self.root_dir}.")
 
@@ -151,11 +153,11 @@ class VideoFolder(_VideoFilesBuilder):
         return {split: self._generate_split(folder, split) for split, folder in self._split_dirs().items()}
 
     def _generate_split(self, folder, split):
-        classes = set(self._classes())
-        unknown = [c for c in _class_dirs(folder) if c not in classes and _videos_in(os.path.join(folder, c))]
+        videos = {c: _videos_in(os.path.join(folder, c)) for c in _class_dirs(folder)}
+        unknown = [c for c, paths in videos.items() if paths and c not in self._classes]
         if unknown:
             logging.warning("video_folder %s: classes not in the first split are left out: %s", folder, unknown)
-        items = [(path, c) for c in _class_dirs(folder) if c in classes for path in _videos_in(os.path.join(folder, c))]
+        items = [(path, c) for c in self._classes for path in videos.get(c, [])]
         return self._generate_videos(items, split)
 
     def _generate_examples(self, **kwargs):  # pragma: no cover - generators come from _split_generators

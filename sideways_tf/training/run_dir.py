@@ -30,9 +30,11 @@ def as_record(config: Config) -> dict:
 
 def differences(saved: dict, current: dict) -> list[str]:
     """`key: saved -> current` for every key whose value differs (or exists in one only)."""
-    missing = object()
-    return [f"{key}: {saved.get(key, missing)!r} -> {current.get(key, missing)!r}".replace(repr(missing), "absent")
-            for key in sorted(set(saved) | set(current)) if saved.get(key, missing) != current.get(key, missing)]
+    def shown(record: dict, key: str) -> str:
+        return repr(record[key]) if key in record else "absent"
+
+    return [f"{key}: {shown(saved, key)} -> {shown(current, key)}"
+            for key in sorted(set(saved) | set(current)) if shown(saved, key) != shown(current, key)]
 
 
 def claim(model_dir: str, config: Config, overwrite: bool = False) -> Optional[dict]:

@@ -75,27 +75,27 @@ def build_optimizer(config: Config, steps_per_epoch: int) -> keras.optimizers.Op
 
 def build_datasets(config: Config, data_dir: Optional[str] = None, manual_dir: Optional[str] = None):
     """`(train, evaluation)` datasets of `config`."""
-    common = dict(num_frames=config.num_frames, resolution=config.resolution, batch_size=config.batch_size,
-                  stride=config.stride, data_dir=data_dir, manual_dir=manual_dir, root_dir=config.root_dir,
-                  label_set=config.label_set,
-                  num_examples=config.num_examples, seed=config.seed,
-                  future_offset=config.future_offset or None)
-    train = data.load(config.dataset, config.train_split, training=True, montage=config.montage,
-                      montage_shots=config.montage_shots, **common)
-    evaluation = data.load(config.dataset, config.eval_split, training=False, **common)
-    if config.future_offset == 0:  # auto-encoding: the targets are the frames themselves
-        train, evaluation = (d.map(lambda v, y: (v, v)) for d in (train, evaluation))
+    train = _load(config, config.train_split, data_dir, manual_dir, training=True, montage=config.montage,
+                  montage_shots=config.montage_shots)
+    evaluation = _load(config, config.eval_split, data_dir, manual_dir, training=False)
     return train, evaluation
 
 
 def whole_video_dataset(config: Config, data_dir: Optional[str] = None, manual_dir: Optional[str] = None):
     """The evaluation split one whole video per batch (every frame, central crop), for `whole_video_eval`."""
-    videos = data.load(config.dataset, config.eval_split, training=False, whole_videos=True, batch_size=1,
-                       num_frames=config.num_frames, resolution=config.resolution, stride=config.stride,
-                       data_dir=data_dir, manual_dir=manual_dir, root_dir=config.root_dir,
-                       label_set=config.label_set, num_examples=config.num_examples, seed=config.seed,
-                       future_offset=config.future_offset or None)
-    return videos.map(lambda v, y: (v, v)) if config.future_offset == 0 else videos
+    return _load(config, config.eval_split, data_dir, manual_dir, training=False, whole_videos=True, batch_size=1)
+
+
+def _load(config: Config, split: str, data_dir, manual_dir, **changes):
+    """`data.load` of one split with `config`'s settings (`changes` override them)."""
+    settings = dict(num_frames=config.num_frames, resolution=config.resolution, batch_size=config.batch_size,
+                    stride=config.stride, data_dir=data_dir, manual_dir=manual_dir, root_dir=config.root_dir,
+                    label_set=config.label_set, num_examples=config.num_examples, seed=config.seed,
+                    future_offset=config.future_offset or None)
+    dataset = data.load(config.dataset, split, **{**settings, **changes})
+    if config.future_offset == 0:  # auto-encoding: the targets are the frames themselves
+        dataset = dataset.map(lambda v, y: (v, v))
+    return dataset
 
 
 def compile_model(model: keras.Model, config: Config, steps_per_epoch: int) -> None:
