@@ -34,6 +34,7 @@ setup(
             "sideways-train=sideways_tf_cli:train",
             "sideways-quickstart=sideways_tf_cli:quickstart",
             "sideways-stream=sideways_tf_cli:stream",
+            "sideways-reproduce=sideways_tf_cli:reproduce",
         ],
     },
     license="Apache-2.0",

@@ -1,4 +1,5 @@
-"""Console entry points of sideways_tf: `sideways-train`, `sideways-quickstart`, `sideways-stream`.
+"""Console entry points of sideways_tf: `sideways-train`, `sideways-quickstart`, `sideways-stream`,
+`sideways-reproduce`.
 
 A module outside the package, so that TensorFlow can be imported before `sideways_tf` (whose
 import pulls in Keras and its backend) with its C++ start-up banner silenced: the oneDNN and CUDA
@@ -47,6 +48,13 @@ def quickstart() -> None:
 def stream() -> None:
     import_tensorflow_quietly()
     from sideways_tf import stream as command
+
+    command.run_main()
+
+
+def reproduce() -> None:
+    import_tensorflow_quietly()
+    from sideways_tf.reproduce import cli as command
 
     command.run_main()
 

@@ -25,6 +25,11 @@ SECTIONS = [
     ("sideways_tf.data", None),
     ("sideways_tf.training", None),
     ("sideways_tf.training.runner", ["run", "build_model", "build_datasets", "format_results"]),
+    ("sideways_tf.training.distribution", ["strategy", "is_chief", "num_processes", "barrier"]),
+    ("sideways_tf.training.worker_loop", ["WorkerLoop", "distribute"]),
+    ("sideways_tf.reproduce.study", ["reproduce"]),
+    ("sideways_tf.reproduce.claims", ["Claim", "Arm", "CLAIMS", "MINIATURE"]),
+    ("sideways_tf.reproduce.verdict", ["Greater", "Similar", "AtLeast", "Metric", "Difference", "judge"]),
     ("sideways_tf.streaming", None),
     ("sideways_tf.streaming.learner", ["autoencoder", "OnlineLearner", "to_float"]),
 ]

@@ -27,3 +27,9 @@ def run(main: Callable, module_name: str, argv=None) -> None:
         print(command_help(module_name))
         sys.exit(0)
     app.run(main, argv=argv)
+
+
+def fail(command: str, message: str) -> None:
+    """Prints `<command>: error: <message>` to stderr and exits with status 2 (a usage error)."""
+    print(f"{command}: error: {message}", file=sys.stderr)
+    sys.exit(2)

@@ -12,7 +12,6 @@ Also `python -m sideways_tf.train`.
 from __future__ import annotations
 
 import dataclasses
-import sys
 
 from absl import flags
 
@@ -34,12 +33,16 @@ flags.DEFINE_bool("overwrite", False, "Replace the run that --model_dir holds (b
 flags.DEFINE_enum("strategy", "auto", ["auto", "tpu", "gpu", "cpu", "multiworker"],
                   "Where to train: auto (a TPU, the TF_CONFIG workers or the local GPUs if there are any), tpu, "
                   "gpu, cpu or multiworker.")
+flags.DEFINE_string("coordinator", None, "JAX with --strategy multiworker: process 0's host:port (TensorFlow reads "
+                    "TF_CONFIG instead).")
+flags.DEFINE_integer("num_processes", None, "JAX with --strategy multiworker: how many processes train together.")
+flags.DEFINE_integer("process_id", None, "JAX with --strategy multiworker: this process's index, 0 to "
+                     "num_processes - 1.")
 flags.DEFINE_string("tpu", None, "The TPU's name or grpc:// address (default: TPU_NAME, COLAB_TPU_ADDR, this TPU VM).")
 
 
 def _fail(message: str) -> None:
-    print(f"sideways-train: error: {message}", file=sys.stderr)
-    sys.exit(2)
+    absl_cli.fail("sideways-train", message)
 
 
 def main(argv) -> None:
@@ -81,7 +84,8 @@ def main(argv) -> None:
     from sideways_tf.training import distribution
 
     try:
-        strategy = distribution.strategy(FLAGS.strategy, tpu=FLAGS.tpu)
+        strategy = distribution.strategy(FLAGS.strategy, tpu=FLAGS.tpu, coordinator=FLAGS.coordinator,
+                                         num_processes=FLAGS.num_processes, process_id=FLAGS.process_id)
         results = runner.run(config, FLAGS.model_dir, FLAGS.data_dir, backup_every=FLAGS.backup_every,
                              manual_dir=FLAGS.manual_dir, distribution=strategy, overwrite=FLAGS.overwrite)
     except ValueError as error:

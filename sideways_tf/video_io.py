@@ -54,3 +54,31 @@ def read_video(path: str, max_frames: Optional[int] = None, smallest_side: Optio
     if not frames:
         raise VideoReadError(f"{path}: no frames could be decoded.")
     return np.stack(frames)
+
+
+def write_video(path: str, frames: np.ndarray, fps: int = 25) -> None:
+    """Encodes frames as an MPEG-4 video file (PyAV's `mpeg4` codec, yuv420p).
+
+    Args:
+      path: the file to write (`.mp4`).
+      frames: uint8 `[N, H, W, 3]`, RGB, with even H and W (yuv420p halves the chroma planes).
+      fps: frames per second.
+
+    Raises:
+      ValueError: `frames` is not uint8 `[N, H, W, 3]` with N >= 1 and even H and W.
+    """
+    frames = np.asarray(frames)
+    if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3 or not len(frames):
+        raise ValueError(f"`frames` must be uint8 [N, H, W, 3] with N >= 1; got {frames.dtype} {frames.shape}.")
+    if frames.shape[1] % 2 or frames.shape[2] % 2:
+        raise ValueError(f"`frames` must have an even height and width (yuv420p); got {frames.shape[1:3]}.")
+    av = _import_av()
+    with av.open(path, mode="w") as container:
+        stream = container.add_stream("mpeg4", rate=fps)
+        stream.height, stream.width = frames.shape[1:3]
+        stream.pix_fmt = "yuv420p"
+        for array in frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(array, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)

@@ -20,7 +20,7 @@ import pytest  # noqa: E402
 BACKEND = keras.backend.backend()
 
 # Test folders that import TensorFlow (tf.data/tfds pipelines, the training front end).
-NEEDS_TENSORFLOW = ("data", "training")
+NEEDS_TENSORFLOW = ("data", "training", "reproduce")
 
 # Where TensorFlow is not installed at all (the GPU machines carry only JAX and Keras), the
 # TensorFlow-only folders cannot even be imported: leave them out of collection.

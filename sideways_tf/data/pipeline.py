@@ -115,8 +115,9 @@ def load(
     total = num_frames + (future_offset or 0)
 
     if name == "moving_shapes":
+        # Rendered long enough for the strided span: loop padding would cut the smooth motion.
         source = moving_shapes(split, label_set=label_set, num_examples=num_examples,
-                               num_frames=max(32, total), resolution=resolution, seed=seed or 0)
+                               num_frames=max(32, (total - 1) * stride + 1), resolution=resolution, seed=seed or 0)
         frame_size, resize_to = resolution, None
 
         def frames_of(example, indices):

@@ -28,7 +28,8 @@ STRATEGIES = ("auto", "tpu", "gpu", "cpu", "multiworker")
 TPU_VARIABLES = ("TPU_NAME", "COLAB_TPU_ADDR")
 
 
-def strategy(name: str = "auto", tpu: Optional[str] = None) -> Any:
+def strategy(name: str = "auto", tpu: Optional[str] = None, coordinator: Optional[str] = None,
+             num_processes: Optional[int] = None, process_id: Optional[int] = None) -> Any:
     """The distribution for `name` under the current Keras backend.
 
     Args:
@@ -38,6 +39,10 @@ def strategy(name: str = "auto", tpu: Optional[str] = None) -> Any:
         `keras.distribution.initialize` finds in `KERAS_DISTRIBUTION_*` or the TPU environment).
       tpu: the TPU's name or `grpc://` address (default: `TPU_NAME`, `COLAB_TPU_ADDR`, or the TPU
         of this TPU VM).
+      coordinator, num_processes, process_id: JAX's "multiworker" only: process 0's `host:port`,
+        the number of processes and this one's index (`jax.distributed.initialize`'s arguments;
+        default: from `KERAS_DISTRIBUTION_*` or the TPU environment). TensorFlow reads the
+        cluster from `TF_CONFIG` instead.
 
     Returns:
       Under TensorFlow a `tf.distribute.Strategy`; under JAX a `keras.distribution.DataParallel`,
@@ -49,8 +54,15 @@ def strategy(name: str = "auto", tpu: Optional[str] = None) -> Any:
     """
     if name not in STRATEGIES:
         raise ValueError(f"strategy={name!r} is not one of {STRATEGIES}.")
+    cluster = {"coordinator": coordinator, "num_processes": num_processes, "process_id": process_id}
+    given = [k for k, v in cluster.items() if v is not None]
+    if given and name != "multiworker":
+        raise ValueError(f"{', '.join(given)} only apply to strategy='multiworker'; got strategy={name!r}.")
     if keras.backend.backend() == "jax":
-        return _jax_distribution(name)
+        return _jax_distribution(name, cluster)
+    if given:
+        raise ValueError(f"{', '.join(given)}: under TensorFlow the workers come from TF_CONFIG (every worker's "
+                         "address and this process's task); set it instead (docs/distributed.md).")
     return _tf_strategy(name, tpu)
 
 
@@ -115,9 +127,14 @@ def _tf_config_workers() -> int:
     return len(cluster.get("worker", [])) + len(cluster.get("chief", []))
 
 
-def _jax_distribution(name: str):
+def _jax_distribution(name: str, cluster: dict):
     if name == "multiworker":
-        keras.distribution.initialize()
+        if cluster["num_processes"] is not None and (cluster["num_processes"] < 1 or not (
+                0 <= (cluster["process_id"] if cluster["process_id"] is not None else 0) < cluster["num_processes"])):
+            raise ValueError(f"num_processes={cluster['num_processes']} and process_id={cluster['process_id']}: "
+                             "need num_processes >= 1 and 0 <= process_id < num_processes.")
+        keras.distribution.initialize(job_addresses=cluster["coordinator"], num_processes=cluster["num_processes"],
+                                      process_id=cluster["process_id"])
         return _data_parallel(keras.distribution.list_devices())
     if name == "auto":
         for kind in ("tpu", "gpu"):
@@ -160,3 +177,49 @@ def num_replicas(distribution: Any) -> int:
     if hasattr(distribution, "num_replicas_in_sync"):
         return int(distribution.num_replicas_in_sync)
     return int(distribution.device_mesh.devices.size)
+
+
+def is_chief(distribution: Any) -> bool:
+    """Whether this process writes the run's files: always, but in a cluster of several processes only
+    the `chief` task (or worker 0 without one) under TensorFlow, process 0 under JAX."""
+    if keras.backend.backend() == "jax":
+        import jax
+
+        return jax.process_index() == 0
+    resolver = getattr(distribution, "cluster_resolver", None)
+    if resolver is None or not resolver.task_type:
+        return True
+    if resolver.task_type == "chief":
+        return True
+    return resolver.task_type == "worker" and resolver.task_id == 0 and "chief" not in resolver.cluster_spec().jobs
+
+
+def num_processes(distribution: Any) -> int:
+    """The processes training together: TensorFlow's workers, JAX's processes (1 on one host)."""
+    if keras.backend.backend() == "jax":
+        import jax
+
+        return jax.process_count()
+    resolver = getattr(distribution, "cluster_resolver", None)
+    if resolver is None or not resolver.task_type:
+        return 1
+    jobs = resolver.cluster_spec().as_dict()
+    return sum(len(jobs.get(job, [])) for job in ("chief", "worker"))
+
+
+def barrier(distribution: Any) -> None:
+    """Returns once every process has reached it (at once with a single process)."""
+    if num_processes(distribution) == 1:
+        return
+    if keras.backend.backend() == "jax":
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices("sideways_tf barrier")
+        return
+    import tensorflow as tf
+
+    def all_reduce():
+        return tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, tf.constant(1.0))
+
+    tf.function(lambda: distribution.run(all_reduce))()
+

