@@ -21,7 +21,7 @@ def _entry(name, *args, timeout=600):
 
 @pytest.mark.backend_independent("absl flags")
 @pytest.mark.parametrize("name, flag", [("train", "--experiment"), ("quickstart", "--epochs"),
-                                        ("stream", "--video")])
+                                        ("stream", "--video"), ("reproduce", "--claims")])
 def test_help_exits_zero_and_lists_the_commands_own_flags(name, flag):
     result = _entry(name, "--help")
     assert result.returncode == 0, result.stderr[-2000:]

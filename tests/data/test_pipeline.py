@@ -33,6 +33,16 @@ def test_ucf101_eval_and_whole_videos():
 
 
 @pytest.mark.backend_independent("tf.data only")
+def test_strided_moving_shapes_are_rendered_long_enough_not_to_wrap():
+    """16 frames at stride 4 span 61: rendered that long, the clip is frames 0, 4, ..., 60 of one motion."""
+    from sideways_tf.data.moving_shapes import moving_shapes
+
+    clip, _ = next(iter(data.load("moving_shapes", "validation", num_frames=16, stride=4, resolution=32, batch_size=1,
+                                  training=False, num_examples=1, seed=3, normalize=False)))
+    rendered = next(iter(moving_shapes("validation", num_examples=1, num_frames=61, resolution=32, seed=3)))
+    np.testing.assert_array_equal(clip[0].numpy(), rendered["video"].numpy()[::4])
+
+
 def test_moving_shapes_future_targets_and_montage():
     inputs, targets = next(iter(data.load("moving_shapes", "train", num_frames=8, resolution=32, batch_size=2,
                                           future_offset=4, num_examples=4, seed=1)))
