@@ -62,6 +62,7 @@ def _header(seeds: int, size: str, names: Sequence[str], minutes: float, trained
     import keras
     import tensorflow as tf
 
+    m = claims_lib.MINIATURE
     everything = list(names) == list(claims_lib.CLAIMS)
     command = "sideways-reproduce" + ("" if everything else f" --claims {','.join(names)}") + \
         ("" if seeds == 3 else f" --seeds {seeds}") + ("" if size == "full" else f" --size {size}")
@@ -72,8 +73,10 @@ def _header(seeds: int, size: str, names: Sequence[str], minutes: float, trained
         f"{platform.python_version()}, TensorFlow {tf.__version__}, Keras {keras.__version__} "
         f"({keras.backend.backend()}); {seeds} seeds per arm, {workers} runs at a time; {minutes:.1f} min "
         f"in all ({trained:.1f} min of training summed over runs, read back runs included).", "",
-        "Every arm is the quickstart's setting made smaller (moving shapes, 16 frames of 32x32 at stride 2, "
-        "the 6-unit small CNN, Adam 2e-3, batch 16, 1024 clips, 7 epochs, 256 held-out clips) with the "
+        f"Every arm is the quickstart's setting made smaller (moving shapes, {m.num_frames} frames of "
+        f"{m.resolution}x{m.resolution} at stride {m.stride}, the 6-unit small CNN, Adam {m.learning_rate:g}, batch "
+        f"{m.batch_size}, {m.num_examples} clips, {m.epochs} epochs, {m.validation_steps * m.batch_size} held-out "
+        f"clips{'' if size == 'full' else '; here at the tiny size: 2 steps per run, no science'}) with the "
         "claim's changes; the checks were fixed before the runs and nothing was tuned until they held. "
         "`a > b` holds when the means differ by more than the margin and twice the standard error of their "
         "difference; `a ~ b` when they are within the tolerance.",
