@@ -296,3 +296,18 @@ def test_a_saved_stateful_model_loads_and_starts_its_streams_afresh(tmp_path):
     loaded.compile(optimizer=keras.optimizers.Adam(0.05), loss=SPARSE_CE)
     loaded.train_on_batch(video, labels)
     assert np.asarray(loaded.stream_state.value().pipe.steps).tolist() == [6, 6]
+
+
+@pytest.mark.tensorflow_only("tf.distribute")
+@pytest.mark.parametrize("mode", ["sideways", "skip_sideways"])
+def test_stateful_streams_under_mirrored_strategy_match_one_device(mode, mirrored_strategy):
+    """Each replica keeps the streams of its share of the batch between chunks: the updates are one device's."""
+    video, labels = _clip(frames=10, batch=4)
+    single = _model(mode, stateful=True)
+    with mirrored_strategy.scope():
+        mirrored = _model(mode, stateful=True)
+    _copy_weights(single, mirrored)
+    for part_video, part_labels in zip(np.split(video, 2, axis=1), np.split(labels, 2, axis=1), strict=True):
+        single.train_on_batch(part_video, part_labels)
+        mirrored.train_on_batch(part_video, part_labels)
+    _assert_same_weights(single, mirrored)

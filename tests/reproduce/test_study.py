@@ -21,7 +21,7 @@ def tiny(tmp_path_factory):
     pytest.importorskip("matplotlib")
     root = tmp_path_factory.mktemp("reproduce")
     lines = []
-    verdicts = study.reproduce(list(claims.CLAIMS), 1, str(root / "out"), str(root / "runs"), workers=1,
+    verdicts = study.reproduce(list(claims.CLAIMS), 1, str(root / "out"), str(root / "runs"), workers=2,
                                size="tiny", print_fn=lines.append)
     return root, verdicts, lines
 
