@@ -84,6 +84,7 @@ def plot(path: str, claim: Claim, runs: dict, chance: Optional[float] = None) ->
         return False
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
     import numpy as np
 
     names = [arm.name for arm in claim.arms]
@@ -117,6 +118,7 @@ def plot(path: str, claim: Claim, runs: dict, chance: Optional[float] = None) ->
         if chance is not None:
             for axis in (curves, bars):
                 axis.axhline(chance, color="k", linestyle="--", linewidth=1, label="chance")
+        curves.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
         curves.set_xlabel("epoch")
         curves.set_ylabel(METRIC_WORDS[claim.metric])
         curves.legend(fontsize=8)
