@@ -105,9 +105,12 @@ class StreamState(keras.layers.Layer):
         # by Keras' tracking (dicts become TrackedDicts, another tree node type).
         self._pack = functools.partial(keras.tree.pack_sequence_as, template)
         self.batch_size = int(template.pipe.steps.shape[0])
+        # Per replica: under a tf.distribute strategy each replica keeps the streams of its share of
+        # the batch, so the slots are read and written locally (on_read), never made equal across
+        # replicas; TPUStrategy needs the synchronization spelled out (keras-team/keras#20601).
         self.slots = [
-            self.add_weight(shape=tuple(x.shape), dtype=x.dtype, initializer="zeros", trainable=False,
-                            name=f"stream_{i}")
+            keras.Variable(initializer="zeros", shape=tuple(x.shape), dtype=x.dtype, trainable=False,
+                           name=f"stream_{i}", synchronization="on_read", aggregation="only_first_replica")
             for i, x in enumerate(keras.tree.flatten(template))
         ]
         self.built = True

@@ -311,3 +311,13 @@ def test_stateful_streams_under_mirrored_strategy_match_one_device(mode, mirrore
         single.train_on_batch(part_video, part_labels)
         mirrored.train_on_batch(part_video, part_labels)
     _assert_same_weights(single, mirrored)
+
+
+def test_stream_slots_are_per_replica_variables():
+    """keras-team/keras#20601: state that TPUStrategy must not mirror says so (read and written locally)."""
+    model = _model("sideways", stateful=True)
+    video, labels = _clip()
+    model.train_on_batch(video[:, :5], labels[:, :5])
+    assert model.stream_state.slots
+    for slot in model.stream_state.slots:
+        assert (slot.synchronization, slot.aggregation, slot.trainable) == ("on_read", "only_first_replica", False)
