@@ -70,7 +70,10 @@ def plan(claims: Sequence[Claim], seeds: int, size: str, runs_dir: str) -> list[
         raise ValueError(f"`seeds` must be a positive integer; got {seeds!r}.")
     jobs = []
     for claim in claims:
-        root = footage.prepare(os.path.join(runs_dir, "footage")) if claim.data == FOOTAGE_DATA else None
+        root = None
+        if claim.data == FOOTAGE_DATA:
+            root = footage.prepare(os.path.join(runs_dir, "footage"))
+            footage.prepare_dataset(root, tfds_dir(runs_dir))
         for arm in claim.arms:
             width = _matched_width(claim, arm, size) if arm.match_parameters_of else None
             for seed in range(seeds):
@@ -157,6 +160,11 @@ def _one_thread() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 
+def tfds_dir(runs_dir: str) -> str:
+    """Where the runs' prepared tfds datasets go (the footage's), shared by every run."""
+    return os.path.join(runs_dir, "tfds")
+
+
 def read_metrics(folder: str) -> Optional[dict]:
     """A finished run's metrics, or None."""
     path = os.path.join(folder, METRICS_FILE)
@@ -186,7 +194,7 @@ def train_run(config, folder: str) -> dict:
     absl_logging.set_verbosity(absl_logging.ERROR)  # tfds' and TensorFlow's notices, once per run and worker
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
     start = time.perf_counter()
-    data_dir = os.path.join(os.path.dirname(folder), "tfds")
+    data_dir = tfds_dir(os.path.dirname(folder))
     try:
         results = runner.run(config, folder, data_dir=data_dir, verbose=0)
         metrics = {**results["evaluation"], "history": results["history"], "parameters": results["parameters"],

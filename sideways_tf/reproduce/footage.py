@@ -54,3 +54,12 @@ def prepare(root: str, segment_frames: int = SEGMENT_FRAMES, size: int = FRAME_S
                 write_video(os.path.join(folder, f"{stem}_{k}.mp4"), segment)
     open(done, "w").close()
     return root
+
+
+def prepare_dataset(root: str, data_dir: str) -> None:
+    """Prepares the tfds `video_folder` copy of the tree once, before runs read it in parallel
+    (two processes preparing it at the same time would trip over each other's files)."""
+    from sideways_tf.data import builders
+
+    builders.VideoFolder(root_dir=root, data_dir=data_dir).download_and_prepare()
+

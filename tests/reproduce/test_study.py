@@ -68,6 +68,8 @@ def test_the_footage_is_real_video_split_by_clip(tiny):
     frames = read_video(str(tree / "test" / "a" / test[0]))
     assert frames.shape == (footage.SEGMENT_FRAMES, footage.FRAME_SIZE, footage.FRAME_SIZE, 3)
     assert frames.std() > 10  # footage, not a blank frame
+    # Prepared into tfds by `plan`, in this process, before two workers could race to prepare it.
+    assert list((root / "runs" / "tfds" / "video_folder").glob("footage_*/*/dataset_info.json"))
 
 
 def test_a_second_call_resumes_without_training(tiny):
