@@ -14,6 +14,7 @@ from sideways_tf.reproduce import execute, report
 
 RESULTS_MD = "miniature.md"
 RESULTS_JSON = "miniature.json"
+KEPT_CURVES = ("loss", "accuracy", "val_loss", "val_accuracy")
 
 
 def reproduce(names: Sequence[str], seeds: int, out: str, runs_dir: str, workers: int = 1, size: str = "full",
@@ -45,7 +46,8 @@ def reproduce(names: Sequence[str], seeds: int, out: str, runs_dir: str, workers
         decided, text = report.claim_section(claim, values, runs, png if drawn else None)
         sections.append((claim, decided, text))
         verdicts[claim.name] = decided
-        numbers[claim.name] = {"verdict": decided, "runs": {arm: [{"seed": j.seed, "run": j.key, **results[j.key]}
+        numbers[claim.name] = {"verdict": decided, "runs": {arm: [{"seed": j.seed, "run": j.key,
+                                                                    **_compact(results[j.key])}
                                                                    for j in mine if j.arm == arm]
                                                              for arm in runs}}
     minutes = (time.perf_counter() - start) / 60
@@ -56,6 +58,12 @@ def reproduce(names: Sequence[str], seeds: int, out: str, runs_dir: str, workers
     with open(os.path.join(out, RESULTS_JSON), "w") as f:
         json.dump(numbers, f, indent=1, default=float)
     return verdicts
+
+
+def _compact(metrics: dict) -> dict:
+    """A run's metrics with only the learning curves of its table and plot (not every per-unit statistic)."""
+    history = {k: v for k, v in metrics.get("history", {}).items() if k in KEPT_CURVES}
+    return {**metrics, "history": history}
 
 
 def _header(seeds: int, size: str, names: Sequence[str], minutes: float, trained: float, workers: int) -> str:
