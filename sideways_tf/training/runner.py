@@ -164,6 +164,11 @@ def run(config: Config, model_dir: str, data_dir: Optional[str] = None, verbose:
     `"already_finished": True`); another configuration in the same `model_dir` is refused
     (`run_dir.claim`).
 
+    Over several processes (`strategy("multiworker")`), every process calls `run` with the same
+    arguments: the chief alone writes `model_dir` (the others write to a scratch folder), and
+    all of them resume from the chief's backup. Under TensorFlow the training loop is
+    `worker_loop.WorkerLoop`, since Keras' `fit` fails under `MultiWorkerMirroredStrategy`.
+
     Args:
       verbose: 0 silent; 1 a header line and one compact line per epoch (per-unit gradient
         statistics go to TensorBoard only); 2 Keras' own progress output.
