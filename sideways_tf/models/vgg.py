@@ -7,7 +7,7 @@ activations whose spatial sizes are integer multiples of each other.
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Callable, Optional
 
 import keras
 
@@ -123,13 +123,18 @@ def wide_vgg8_width(num_classes: int, fusion: str = "concat", resolution: int = 
         raise ValueError(f"`fusion` must be 'concat' or 'add'; got {fusion!r}.")
     target = vgg8_num_params(num_classes, 1.0, resolution, space_to_depth, fusion)
 
-    def count(w):
-        return vgg8_num_params(num_classes, w, resolution, space_to_depth)
+    return matching_width(lambda w: vgg8_num_params(num_classes, w, resolution, space_to_depth), target)
 
+
+def matching_width(count: Callable[[float], int], target: int, iterations: int = 40) -> float:
+    """The width >= 1 at which `count(width)` (a parameter count growing with width) is closest to `target`.
+
+    Doubles the width until it is enough, then bisects `iterations` times.
+    """
     low, high = 1.0, 2.0
     while count(high) < target:
         low, high = high, 2 * high
-    for _ in range(40):
+    for _ in range(iterations):
         mid = (low + high) / 2
         low, high = (mid, high) if count(mid) < target else (low, mid)
     return high if abs(count(high) - target) <= abs(count(low) - target) else low

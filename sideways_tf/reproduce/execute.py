@@ -88,6 +88,7 @@ def plan(claims: Sequence[Claim], seeds: int, size: str, runs_dir: str) -> list[
 
 def _matched_width(claim: Claim, arm: Arm, size: str) -> float:
     """The `width` at which `arm`'s model has as many parameters as its reference arm's (within a unit's rounding)."""
+    from sideways_tf.models.vgg import matching_width
     from sideways_tf.training import runner
 
     reference = sized(claim.config(claim.arm(arm.match_parameters_of), 0), size)
@@ -97,13 +98,7 @@ def _matched_width(claim: Claim, arm: Arm, size: str) -> float:
     def count(width: float) -> int:
         return runner.build_model(dataclasses.replace(base, width=width)).count_params()
 
-    low, high = 1.0, 2.0
-    while count(high) < target:
-        low, high = high, 2 * high
-    for _ in range(12):
-        middle = (low + high) / 2
-        low, high = (middle, high) if count(middle) < target else (low, middle)
-    return round(high if abs(count(high) - target) <= abs(count(low) - target) else low, 4)
+    return round(matching_width(count, target, iterations=12), 4)
 
 
 def execute(jobs: Sequence[Job], runs_dir: str, workers: int = 1, print_fn: Optional[Callable] = print) -> dict:

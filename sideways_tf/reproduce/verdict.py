@@ -113,8 +113,7 @@ class Greater:
     statement: str = ""
 
     def evaluate(self, values: Values) -> Outcome:
-        left, right = values_of(self.left, values), values_of(self.right, values)
-        difference = mean_std(left)[0] - mean_std(right)[0]
+        left, right, difference = _sides(self.left, self.right, values)
         noise = 2 * math.hypot(standard_error(left), standard_error(right))
         holds = math.isfinite(difference) and difference > max(self.margin, noise)
         return _outcome(self.statement or f"{self.left} > {self.right}", left, right, holds)
@@ -130,8 +129,7 @@ class Similar:
     statement: str = ""
 
     def evaluate(self, values: Values) -> Outcome:
-        left, right = values_of(self.left, values), values_of(self.right, values)
-        difference = mean_std(left)[0] - mean_std(right)[0]
+        left, right, difference = _sides(self.left, self.right, values)
         holds = math.isfinite(difference) and abs(difference) <= self.tolerance
         return _outcome(self.statement or f"{self.left} ~ {self.right} (within {self.tolerance:g})", left, right,
                         holds)
@@ -147,13 +145,18 @@ class AtLeast:
     statement: str = ""
 
     def evaluate(self, values: Values) -> Outcome:
-        left, right = values_of(self.left, values), values_of(self.right, values)
-        difference = mean_std(left)[0] - mean_std(right)[0]
+        left, right, difference = _sides(self.left, self.right, values)
         holds = math.isfinite(difference) and difference >= -self.tolerance
         return _outcome(self.statement or f"{self.left} >= {self.right} - {self.tolerance:g}", left, right, holds)
 
 
 Check = Union[Greater, Similar, AtLeast]
+
+
+def _sides(left: Operand, right: Operand, values: Values) -> tuple[list[float], list[float], float]:
+    """Both operands' per-seed values and the difference of their means."""
+    left_values, right_values = values_of(left, values), values_of(right, values)
+    return left_values, right_values, mean_std(left_values)[0] - mean_std(right_values)[0]
 
 
 def _outcome(statement: str, left: Sequence[float], right: Sequence[float], holds: bool) -> Outcome:
