@@ -58,7 +58,10 @@ class SidewaysModel(keras.Model):
       mode: `"bp"`, `"sideways"`, `"skip_sideways"` or `"fa_skip_sideways"`.
       fusion: how a unit merges its direct and shortcut inputs: `"concat"` or `"add"`.
       shortcut: tau, `"auto"`, `"maxpool"`, `"avgpool"`, `"tile"` or `"project"`.
-      devices: None, or one device string per unit (e.g. `["/CPU:0", "/CPU:1"]`; TensorFlow only).
+      devices: None, or one device string per unit (e.g. `["/GPU:0", "/GPU:0", "/GPU:1"]`): the
+        units on different devices run concurrently at each step. Under TensorFlow each unit
+        runs in its `tf.device`; under JAX the frame loop is one program over the distinct
+        devices, each running its own units (`sw.parallel.balance` chooses the groups).
       gradient_stats: also report, per unit, the mean and the L2 norm of its pseudo-gradient
         (metrics `unit{i}_grad_mean` and `unit{i}_grad_norm`, averaged over the epoch).
       update_every: None (one update per clip), or L: the optimizer is applied inside the
@@ -117,12 +120,7 @@ class SidewaysModel(keras.Model):
                 raise ValueError(
                     f"`devices` must be None or a list of {len(units)} device strings (one per unit); got {devices!r}."
                 )
-            if keras.backend.backend() != "tensorflow":
-                raise ValueError(
-                    f"`devices` places units with tf.device and needs KERAS_BACKEND=tensorflow; the backend is "
-                    f"{keras.backend.backend()!r}. Use devices=None."
-                )
-            input_checks.check_devices(devices)
+            backends.current().placement(devices)  # names a device that does not exist
             devices = list(devices)
         self.frame_units = list(units)
         self.gradient_stats = gradient_stats

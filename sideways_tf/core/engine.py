@@ -15,6 +15,7 @@ import keras
 from keras import ops
 
 from sideways_tf.core import backends, episode, pipeline, schedule, targets
+from sideways_tf.core.placement import Placement
 from sideways_tf.core.shortcut import make_shortcut
 from sideways_tf.core.stage import Stage
 
@@ -123,6 +124,14 @@ class Engine:
         self.activation_shapes = [tuple(s) for s in activation_shapes]
         self.prediction_shape = tuple(prediction_shape)
         self.devices = devices
+        self.place = backends.current().placement(devices)
+        # Exact per-frame backprop and frame-by-frame inference have no concurrency across
+        # units to gain: they run in one program (under TensorFlow still in each unit's tf.device).
+        self.local_place = Placement(devices)
+
+    def placement(self, rule: schedule.Rule) -> Placement:
+        """Where a call with `rule` runs its units: across devices only for the pipelined rules."""
+        return self.local_place if rule.synchronous else self.place
 
     @property
     def depth(self) -> int:
@@ -237,7 +246,8 @@ class Engine:
         def top_loss(target, out):
             return frame_loss(target["y"], out, target.get("w"))
 
-        result = episode.train_episode(
+        place = self.placement(rule)
+        result = place.wrap(episode.train_episode)(
             self.stages,
             rule,
             self.split(params, trainable_variables, trainable=True),
@@ -246,7 +256,7 @@ class Engine:
             frame_target,
             top_loss,
             self.activation_shapes,
-            self.devices,
+            place,
             stream=stream,
             starts=starts,
             updater=updater,
@@ -301,12 +311,13 @@ class Engine:
             return out, {"steps": state["steps"] + 1}
         activations = tuple(state[f"h{k}"] for k in range(self.depth - 1))
         pipe = pipeline.PipelineState(steps=state["steps"], activations=activations, gradients=activations)
-        pipe, out = pipeline.inference_step(self.stages, rule, params, states, pipe, frame, self.devices)
+        pipe, out = pipeline.inference_step(self.stages, rule, params, states, pipe, frame, self.local_place)
         return out, {"steps": pipe.steps, **{f"h{k}": a for k, a in enumerate(pipe.activations)}}
 
     def predict_clip(self, video):
         """Per-frame predictions `[B, T', *O]` of a clip `[B, T, *F]` (no gradients, no state change)."""
         params, states = self.current_values()
-        return episode.inference_episode(
-            self.stages, self.rule(training=False), params, states, video, self.activation_shapes, self.devices
+        rule = self.rule(training=False)
+        return self.placement(rule).wrap(episode.inference_episode)(
+            self.stages, rule, params, states, video, self.activation_shapes, self.placement(rule)
         )

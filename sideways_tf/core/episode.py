@@ -21,6 +21,7 @@ import keras
 from keras import ops
 
 from sideways_tf.core import backends, pipeline
+from sideways_tf.core.placement import Placement
 from sideways_tf.core.schedule import Rule
 from sideways_tf.core.stage import Stage
 
@@ -148,17 +149,19 @@ def _delay(line, target):
     return oldest, line
 
 
-def _accumulate(stream: Stream, result: pipeline.StepResult, devices) -> tuple[list, list]:
-    backend = backends.current()
-    accumulators, counts = [], []
-    for k, (unit_acc, unit_grads, counted, count) in enumerate(
-        zip(stream.accumulators, result.variable_gradients, result.counted, stream.counts, strict=True)
-    ):
-        with backend.unit_scope(k, devices):
-            # Slots that do not count sent zero messages, so their gradients are zero already.
-            accumulators.append([acc + ops.cast(g, acc.dtype) for acc, g in zip(unit_acc, unit_grads, strict=True)])
-            counts.append(count + ops.mean(ops.cast(counted, "float32")))
-    return accumulators, counts
+def _counts(stream: Stream, result: pipeline.StepResult) -> list:
+    """Per stage, its counted (step, slot) pairs since its last update, divided by B."""
+    return [count + ops.mean(ops.cast(c, "float32")) for count, c in zip(stream.counts, result.counted, strict=True)]
+
+
+def gathered(stream: Stream, place: Placement) -> Stream:
+    """The stream with every unit's part as its own device holds it (`Placement.gather`)."""
+    pipe = stream.pipe
+    return stream._replace(
+        pipe=pipe._replace(activations=tuple(place.gather(a, k) for k, a in enumerate(pipe.activations)),
+                           gradients=tuple(place.gather(g, k) for k, g in enumerate(pipe.gradients))),
+        accumulators=[place.gather(acc, k) for k, acc in enumerate(stream.accumulators)],
+    )
 
 
 def empty_window(stream: Stream) -> Stream:
@@ -169,18 +172,20 @@ def empty_window(stream: Stream) -> Stream:
     )
 
 
-def _update(updater: Updater, params, optimizer_state, stream: Stream):
-    """Applies the window's mean gradients; empties the window."""
+def _update(updater: Updater, params, optimizer_state, stream: Stream, place: Placement):
+    """Applies the window's mean gradients (each unit's from its own device); empties the window."""
     counted = [count > 0 for count in stream.counts]
-    params, optimizer_state = updater.apply(params, optimizer_state, window_gradients(stream), counted)
+    gradients = window_gradients(stream._replace(
+        accumulators=[place.gather(acc, k) for k, acc in enumerate(stream.accumulators)]))
+    params, optimizer_state = updater.apply(params, optimizer_state, gradients, counted)
     return params, optimizer_state, empty_window(stream)
 
 
-def _update_if(condition, updater: Updater, params, optimizer_state, stream: Stream):
-    """`_update` where `condition` (a bool scalar) holds, else everything unchanged."""
+def _update_if(condition, updater: Updater, params, optimizer_state, stream: Stream, place: Placement):
+    """`_update` where `condition` (a bool scalar, the same on every device) holds, else nothing."""
     return ops.cond(
         condition,
-        lambda: _update(updater, params, optimizer_state, stream),
+        lambda: _update(updater, params, optimizer_state, stream, place),
         lambda: (params, optimizer_state, stream),
     )
 
@@ -194,7 +199,7 @@ def train_episode(
     frame_target: FrameTarget,
     top_loss: TopLoss,
     activation_shapes: Sequence[Sequence[int]],
-    devices: Optional[Sequence[str]] = None,
+    place: Optional[Placement] = None,
     stream: Optional[Stream] = None,
     starts=None,
     updater: Optional[Updater] = None,
@@ -213,7 +218,9 @@ def train_episode(
         s is scored against the target of frame `s - rule.latency`, kept in a delay line.
       top_loss: `top_loss(target, output)`, the loss of one step's top output.
       activation_shapes: `S_k` (no batch axis) of units 0..D-2.
-      devices: None, or one device string per unit.
+      place: where the units run (`placement.Placement`; None: one program). When it spans
+        devices the call must run inside `place.wrap`, and its results are the same on every
+        device.
       stream: where the streams stand (None: a fresh start, as for one clip).
       starts: None, or `[B, T]` bool: slot b begins a new video at frame s (its pipeline
         restarts there; `pipeline.restart`).
@@ -227,6 +234,7 @@ def train_episode(
       An `EpisodeResult`.
     """
     backend = backends.current()
+    place = place or Placement()
     dtype = stages[0].compute_dtype
     batch_size = dim(video, 0)
     first_target = frame_target(0)
@@ -256,15 +264,16 @@ def train_episode(
 
         frame = frame_at(video, s, dtype)
         if rule.synchronous:
-            result = pipeline.synchronous_step(stages, rule, params, states, frame, head, devices)
+            result = pipeline.synchronous_step(stages, rule, params, states, frame, head, stream.accumulators,
+                                               place.devices)
             pipe = pipe._replace(steps=pipe.steps + 1)
         else:
-            pipe, result = pipeline.sideways_step(stages, rule, params, states, pipe, frame, head, devices)
-        accumulators, counts = _accumulate(stream, result, devices)
-        stream = Stream(pipe, accumulators, counts, stream.step + 1, line)
+            pipe, result = pipeline.sideways_step(stages, rule, params, states, pipe, frame, head,
+                                                  stream.accumulators, place)
+        stream = Stream(pipe, result.accumulators, _counts(stream, result), stream.step + 1, line)
         if updater is not None:
             params, optimizer_state, stream = _update_if(
-                stream.step % updater.every == 0, updater, params, optimizer_state, stream
+                stream.step % updater.every == 0, updater, params, optimizer_state, stream, place
             )
         top_valid = result.counted[-1]
         loss_count = loss_count + ops.cast(ops.any(top_valid), "float32")
@@ -276,10 +285,15 @@ def train_episode(
     outputs, output_valid = scanned[0], scanned[-1]
     output_targets = keras.tree.map_structure(_batch_major, scanned[1]) if record_targets else None
     stream, params, states, optimizer_state, loss_sum, loss_count = final
+    depth = len(stages)
+    # Each unit's results are valid on its own device (all of them, in one program).
+    stream = gathered(stream, place)
+    states = [place.gather(s, k) for k, s in enumerate(states)]
+    loss_sum, outputs = place.gather((loss_sum, outputs), depth - 1)
     gradients = window_gradients(stream)
     if updater is not None and flush:
         params, optimizer_state, stream = _update_if(
-            ops.any(ops.stack([c > 0 for c in stream.counts])), updater, params, optimizer_state, stream
+            ops.any(ops.stack([c > 0 for c in stream.counts])), updater, params, optimizer_state, stream, place
         )
     return EpisodeResult(
         gradients=gradients,
@@ -306,7 +320,7 @@ def inference_episode(
     states: Sequence[Sequence],
     video,
     activation_shapes: Sequence[Sequence[int]],
-    devices: Optional[Sequence[str]] = None,
+    place: Optional[Placement] = None,
 ):
     """Predictions for one clip without gradients.
 
@@ -314,22 +328,23 @@ def inference_episode(
     depth-parallel pipeline.
 
     Args:
-      stages, rule, params, states, activation_shapes, devices: as in `train_episode`.
+      stages, rule, params, states, activation_shapes, place: as in `train_episode`.
       video: `[B, T, *F]`.
 
     Returns:
       `[B, T', *S_{D-1}]` with `T' = T - rule.latency`: the prediction for frame j at index j.
     """
     backend = backends.current()
+    place = place or Placement()
     dtype = stages[0].compute_dtype
     if rule.synchronous:
         shape = ops.shape(video)
         frames = ops.cast(ops.reshape(video, (-1,) + tuple(video.shape[2:])), dtype)
-        out, _ = pipeline.synchronous_forward(stages, rule, params, states, frames, devices)
+        out, _ = pipeline.synchronous_forward(stages, rule, params, states, frames, place.devices)
         return ops.reshape(out, (shape[0], shape[1]) + tuple(out.shape[1:]))
 
     def body(s, pipe):
-        return pipeline.inference_step(stages, rule, params, states, pipe, frame_at(video, s, dtype), devices)
+        return pipeline.inference_step(stages, rule, params, states, pipe, frame_at(video, s, dtype), place)
 
     _, outputs = backend.scan(body, pipeline.zero_state(dim(video, 0), activation_shapes, dtype), dim(video, 1), dtype)
-    return _batch_major(outputs)[:, rule.latency:]
+    return _batch_major(place.gather(outputs, len(stages) - 1))[:, rule.latency:]

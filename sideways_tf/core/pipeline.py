@@ -4,7 +4,8 @@ At step s every unit works at once on a different frame: unit k reads what unit 
 the skip modes, unit k-2 through tau) produced at step s-1, and the gradient messages sent to it
 at step s-1; it takes the VJP of its own function at its current input and sends its messages
 on, to arrive at step s+1. Nothing in a step depends on another unit's work in the same step,
-so with `devices` every unit runs on its own device concurrently.
+so with `devices` every unit runs on its own device concurrently (`placement`: under TensorFlow
+each unit in its `tf.device`, under JAX each device's group in one program over a mesh axis).
 
 Everything is explicit: each stage's parameters (`params[k]`, its trainable values) and
 non-trainable state (`states[k]`: batch-norm statistics, RNG seeds) come in as tensors and the
@@ -20,6 +21,7 @@ from typing import Callable, NamedTuple, Optional, Sequence
 from keras import ops
 
 from sideways_tf.core import backends
+from sideways_tf.core.placement import Placement
 from sideways_tf.core.schedule import Rule, first_valid_input_step
 from sideways_tf.core.stage import Stage
 
@@ -50,15 +52,16 @@ class StepResult(NamedTuple):
     Attributes:
       top_output: the top unit's output at this step, `[B, *S_{D-1}]`.
       loss: the top unit's loss at this step over its valid slots (zero where none is).
-      variable_gradients: per stage, the gradients of its parameters; slots that do not
-        count contribute nothing (their messages and top loss are masked out).
+      accumulators: per stage, per parameter, the accumulators given to the step plus this
+        step's gradients; slots that do not count contribute nothing (their messages and top
+        loss are masked out).
       counted: per stage, `[B]` bool: which slots count for its update at this step.
       states: per stage, its non-trainable state after this step.
     """
 
     top_output: object
     loss: object
-    variable_gradients: list
+    accumulators: list
     counted: list
     states: list
 
@@ -137,6 +140,11 @@ def _unit_inputs(k: int, rule: Rule, state: PipelineState, frame):
     return direct, shortcut
 
 
+def _readers(k: int, rule: Rule, depth: int) -> list[int]:
+    """The units that read `h_k` at the next step: unit k+1, and unit k+2 through a shortcut."""
+    return [k + 1] + ([k + 2] if rule.shortcuts and k + 2 < depth else [])
+
+
 def sideways_step(
     stages: Sequence[Stage],
     rule: Rule,
@@ -145,7 +153,8 @@ def sideways_step(
     state: PipelineState,
     frame,
     head: Head,
-    devices: Optional[Sequence[str]] = None,
+    accumulators: Sequence[Sequence],
+    place: Optional[Placement] = None,
     training: bool = True,
 ) -> tuple[PipelineState, StepResult]:
     """One training step of `"sideways"`, `"skip_sideways"` or `"fa_skip_sideways"`.
@@ -158,51 +167,65 @@ def sideways_step(
       state: the pipeline state after the previous step.
       frame: `x_s`, `[B, *F]`, already cast to the compute dtype.
       head: the top unit's loss at this step as a function of its output (unmasked).
-      devices: None, or one device string per unit.
+      accumulators: per stage, per parameter, the sum of its gradients so far (this step's
+        are added to them).
+      place: where the units run (`placement.Placement`; None: one program, no devices).
       training: passed to the units (dropout, batch norm).
 
     Returns:
-      `(new_state, StepResult)`. The caller averages `variable_gradients` over `counted` steps.
+      `(new_state, StepResult)`. The caller divides the accumulators by the `counted` steps.
     """
     backend = backends.current()
+    place = place or Placement()
     depth = len(stages)
     steps = state.steps
-    outputs, direct_msgs, shortcut_msgs, var_grads, counted, new_states = [], [], [], [], [], []
-    loss = None
-    for k, stage in enumerate(stages):
+    counted = [steps >= rule.first_counted_step(k, depth) for k in range(depth)]
+
+    def work(k: int) -> dict:
+        stage = stages[k]
         direct, shortcut = _unit_inputs(k, rule, state, frame)
-        counts = steps >= rule.first_counted_step(k, depth)
         input_valid = ops.all(steps >= first_valid_input_step(k, rule.mode))
         shortcut_is_primal = shortcut is not None and rule.shortcut_gradients
-        with backend.unit_scope(k, devices):
-            primals = [list(params[k])] + ([] if k == 0 else [direct]) + ([shortcut] if shortcut_is_primal else [])
+        primals = [list(params[k])] + ([] if k == 0 else [direct]) + ([shortcut] if shortcut_is_primal else [])
 
-            def unit_fn(p, *inputs, _k=k, _direct=direct, _shortcut=shortcut, _stage=stage, _sp=shortcut_is_primal):
-                d = _direct if _k == 0 else inputs[0]
-                sc = inputs[-1] if _sp else _shortcut
-                return apply_stage(_stage, p, states[_k], d, sc, training)
+        def unit_fn(p, *inputs):
+            d = direct if k == 0 else inputs[0]
+            sc = inputs[-1] if shortcut_is_primal else shortcut
+            return apply_stage(stage, p, states[k], d, sc, training)
 
-            if k == depth - 1:
-                out, unit_state, loss, grads = backend.value_and_vjp(unit_fn, primals, head=_masked(head, counts))
-            else:
-                out, unit_state, _, grads = backend.value_and_vjp(unit_fn, primals, cotangent=state.gradients[k])
-            new_states.append(_keep_if(input_valid, unit_state, states[k]))
-            direct_msgs.append(grads[1] * per_slot(counts, grads[1]) if k > 0 else None)
-            shortcut_msgs.append(grads[-1] * per_slot(counts, grads[-1]) if shortcut_is_primal else None)
-        outputs.append(out)
-        var_grads.append(list(grads[0]))
-        counted.append(counts)
+        if k == depth - 1:
+            out, unit_state, loss, grads = backend.value_and_vjp(unit_fn, primals, head=_masked(head, counted[k]))
+        else:
+            out, unit_state, _, grads = backend.value_and_vjp(unit_fn, primals, cotangent=state.gradients[k])
+            loss = None
+        return {
+            "out": out,
+            "loss": loss,
+            "state": _keep_if(input_valid, unit_state, states[k]),
+            # Slots that do not count sent zero messages, so their gradients are zero already.
+            "accumulators": [a + ops.cast(g, a.dtype) for a, g in zip(accumulators[k], grads[0], strict=True)],
+            "direct": grads[1] * per_slot(counted[k], grads[1]) if k > 0 else None,
+            "shortcut": grads[-1] * per_slot(counted[k], grads[-1]) if shortcut_is_primal else None,
+        }
+
+    def idle(k: int) -> dict:
+        return {"state": list(states[k]), "accumulators": list(accumulators[k])}
+
+    units = place.run_units(work, idle, depth)
     new_gradients = []
     for k in range(depth - 1):
-        message = direct_msgs[k + 1]
-        if k + 2 < depth and shortcut_msgs[k + 2] is not None:
+        message = place.share(units[k + 1]["direct"], k + 1, [k])
+        if k + 2 < depth and units[k + 2]["shortcut"] is not None:
             # The shortcut message becomes valid one step before the direct one; a sum
             # with an invalid part is invalid, hence zero.
             complete = steps + 1 >= rule.first_counted_step(k, depth)
-            message = (message + shortcut_msgs[k + 2]) * per_slot(complete, message)
+            message = (message + place.share(units[k + 2]["shortcut"], k + 2, [k])) * per_slot(complete, message)
         new_gradients.append(message)
-    new_state = PipelineState(steps=steps + 1, activations=tuple(outputs[:-1]), gradients=tuple(new_gradients))
-    return new_state, StepResult(outputs[-1], loss, var_grads, counted, new_states)
+    activations = tuple(place.share(units[k]["out"], k, _readers(k, rule, depth)) for k in range(depth - 1))
+    new_state = PipelineState(steps=steps + 1, activations=activations, gradients=tuple(new_gradients))
+    top = units[-1]
+    return new_state, StepResult(top["out"], top["loss"], [u["accumulators"] for u in units], counted,
+                                 [u["state"] for u in units])
 
 
 def inference_step(
@@ -212,25 +235,29 @@ def inference_step(
     states: Sequence[Sequence],
     state: PipelineState,
     frame,
-    devices: Optional[Sequence[str]] = None,
+    place: Optional[Placement] = None,
 ) -> tuple[PipelineState, object]:
     """One step of depth-parallel inference in a sideways mode (no gradients, state unchanged).
 
     Args:
-      stages, rule, params, states, state, devices: as in `sideways_step`.
+      stages, rule, params, states, state, place: as in `sideways_step`.
       frame: `x_s`, `[B, *F]`.
 
     Returns:
-      `(new_state, top_output)`; the output is valid from step `D - 1` on.
+      `(new_state, top_output)`; the output is valid from step `D - 1` on (on the top unit's
+      device when `place` spans devices).
     """
-    backend = backends.current()
-    outputs = []
-    for k, stage in enumerate(stages):
+    place = place or Placement()
+    depth = len(stages)
+
+    def work(k: int) -> dict:
         direct, shortcut = _unit_inputs(k, rule, state, frame)
-        with backend.unit_scope(k, devices):
-            outputs.append(apply_stage(stage, params[k], states[k], direct, shortcut, training=False)[0])
-    new_state = PipelineState(steps=state.steps + 1, activations=tuple(outputs[:-1]), gradients=state.gradients)
-    return new_state, outputs[-1]
+        return {"out": apply_stage(stages[k], params[k], states[k], direct, shortcut, training=False)[0]}
+
+    units = place.run_units(work, lambda k: {}, depth)
+    activations = tuple(place.share(units[k]["out"], k, _readers(k, rule, depth)) for k in range(depth - 1))
+    new_state = PipelineState(steps=state.steps + 1, activations=activations, gradients=state.gradients)
+    return new_state, units[-1]["out"]
 
 
 def synchronous_forward(
@@ -248,7 +275,8 @@ def synchronous_forward(
     `stop_gradient` unless `rule.shortcut_gradients` (the FA ablation's limit).
 
     Args:
-      stages, rule, params, states, devices: as in `sideways_step`.
+      stages, rule, params, states: as in `sideways_step`.
+      devices: None, or one device string per unit (`backends.unit_scope`).
       frame: `[N, *F]`.
       training: passed to the units.
 
@@ -276,6 +304,7 @@ def synchronous_step(
     states: Sequence[Sequence],
     frame,
     head: Head,
+    accumulators: Sequence[Sequence],
     devices: Optional[Sequence[str]] = None,
     training: bool = True,
 ) -> StepResult:
@@ -285,6 +314,7 @@ def synchronous_step(
       stages, rule, params, states, devices, training: as in `synchronous_forward`.
       frame: `x_s`, `[B, *F]`.
       head: the loss of this frame's prediction.
+      accumulators: as in `sideways_step`.
 
     Returns:
       A `StepResult` in which every unit counts.
@@ -298,4 +328,6 @@ def synchronous_step(
     out, new_states, loss, (grads,) = backend.value_and_vjp(
         network, [[list(p) for p in params]], head=lambda o: ops.cast(head(o), "float32")
     )
-    return StepResult(out, loss, [list(g) for g in grads], [every_slot] * len(stages), new_states)
+    summed = [[a + ops.cast(g, a.dtype) for a, g in zip(unit_acc, unit_grads, strict=True)]
+              for unit_acc, unit_grads in zip(accumulators, grads, strict=True)]
+    return StepResult(out, loss, summed, [every_slot] * len(stages), new_states)

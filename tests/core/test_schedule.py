@@ -35,9 +35,10 @@ def test_unit_first_counts_at_2d_minus_1_minus_i(mode):
         def head(out):
             return SPARSE_CE(labels, out)
 
-        state, result = pipeline.sideways_step(model.stages, rule, params, states, state, video[:, s], head)
+        fresh = [[ops.zeros_like(p) for p in unit] for unit in params]
+        state, result = pipeline.sideways_step(model.stages, rule, params, states, state, video[:, s], head, fresh)
         for k in range(depth):
-            nonzero = any(float(np.abs(np.asarray(g)).max()) > 0 for g in result.variable_gradients[k])
+            nonzero = any(float(np.abs(np.asarray(g)).max()) > 0 for g in result.accumulators[k])
             assert list(np.asarray(result.counted[k])) == [s >= 2 * depth - 1 - (k + 1)] * 2
             if nonzero and first_nonzero[k] is None:
                 first_nonzero[k] = s
@@ -54,7 +55,7 @@ def test_messages_are_zero_until_valid():
     state = pipeline.zero_state(2, model.activation_shapes, "float32")
     for s in range(8):
         state, _ = pipeline.sideways_step(model.stages, rule, params, states, state, video[:, s],
-                                          lambda out: SPARSE_CE(np.array([0, 1]), out))
+                                          lambda out: SPARSE_CE(np.array([0, 1]), out), params)
         for k, grad in enumerate(state.gradients):
             # The message about h_k sent at step s is used at step s + 1.
             valid = s + 1 >= schedule.first_counted_step(k, depth, "skip_sideways")

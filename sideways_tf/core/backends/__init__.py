@@ -1,6 +1,6 @@
 """What differs between Keras backends, and nothing else.
 
-Each backend module provides the same eight functions:
+Each backend module provides the same nine functions:
 
 * `value_and_vjp(fn, primals, cotangent=None, head=None)`: a unit's output and its
   vector-Jacobian product at given inputs (TF: `GradientTape`; JAX: `jax.vjp`);
@@ -8,6 +8,8 @@ Each backend module provides the same eight functions:
   (TF: `tf.while_loop` + `TensorArray`; JAX: `jax.lax.scan`);
 * `compile_function(fn, jit_compile)`: a compiled pure function (`tf.function` / `jax.jit`);
 * `unit_scope(k, devices)`: the name scope of unit k's work, on `devices[k]` (TF: `tf.device`);
+* `placement(devices)`: where the units run (`placement.Placement`; TF: each unit in its
+  `tf.device`; JAX: one program over a "stage" mesh axis of the devices, `jax_stages`);
 * `num_replicas()`: replicas of the current data-parallel strategy (what Keras' losses divide by);
 * `mean_over_replicas(values)`: batch-norm statistics averaged over those replicas (TF:
   `all_reduce` in the replica context; JAX: as they are, already over the global batch);

@@ -65,10 +65,22 @@ def compile_function(fn: Callable, jit_compile: bool = True) -> Callable:
 
 
 def unit_scope(k: int, devices: Optional[Sequence[str]] = None):
-    """Unit k's work: the name scope `stage_k` in profiles (placement per unit is not implemented
-    under JAX yet; the model refuses `devices=`)."""
+    """Unit k's work: the name scope `stage_k` in profiles (devices are the placement's business)."""
     del devices
     return jax.named_scope(f"stage_{k}")
+
+
+def placement(devices: Optional[Sequence[str]] = None):
+    """None: every unit in one program (`placement.Placement`). A device per unit: one program
+    over a "stage" mesh axis of those devices, each running its own units (`jax_stages`).
+
+    Raises:
+      ValueError: naming the entry of `devices` that is malformed or names no device JAX has.
+    """
+    from sideways_tf.core.backends.jax_stages import StagePlacement
+    from sideways_tf.core.placement import Placement
+
+    return Placement() if devices is None else StagePlacement(devices)
 
 
 def num_replicas() -> int:

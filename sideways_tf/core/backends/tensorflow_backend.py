@@ -93,6 +93,20 @@ def unit_scope(k: int, devices: Optional[Sequence[str]] = None):
         yield
 
 
+def placement(devices: Optional[Sequence[str]] = None):
+    """Units in one program, unit k's work in `tf.device(devices[k])` (`placement.Placement`).
+
+    Raises:
+      ValueError: naming the entry of `devices` that names no device TensorFlow has.
+    """
+    from sideways_tf import input_checks
+    from sideways_tf.core.placement import Placement
+
+    if devices is not None:
+        input_checks.check_devices(devices)
+    return Placement(devices)
+
+
 def num_replicas() -> int:
     """Replicas in sync of the current `tf.distribute` strategy (1 without one)."""
     return tf.distribute.get_strategy().num_replicas_in_sync

@@ -1,0 +1,146 @@
+"""Units over devices under JAX: one compiled program over a "stage" mesh axis.
+
+The frame loop runs inside `shard_map` over a one-axis mesh of the distinct devices of
+`devices=`. Every device runs the same program, but at each step a `lax.switch` on its index in
+the axis computes only its own group of units; for the others it passes on their state and
+accumulators and produces zeros. What a unit reads from a unit on another device (the activation
+`h_k`, through a shortcut `h_{k-2}`, a gradient message) crosses with a `ppermute` from producer
+to reader, once per step and pair of devices. At the end of the loop each unit's results are
+taken from its own device (a `psum` of values masked to that device), so the loop's results are
+the same on every device and equal the single-device ones.
+
+Parameters and the optimizer state are replicated on every device (the optimizer step inside a
+streaming loop runs on each); only the per-step work and the accumulated gradients are split.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, PartitionSpec
+
+from sideways_tf.core.placement import Placement, UnitWork, groups_of
+
+AXIS = "stage"
+_NAME = re.compile(r"^/?(?:device:)?(cpu|gpu|tpu|cuda|rocm)[:/](\d+)$", re.IGNORECASE)
+
+
+def jax_device(name: str, position: int):
+    """The JAX device that `name` (`"gpu:1"`, `"/GPU:1"`, `"/device:GPU:1"`, `"cpu:0"`, `"tpu:3"`) names.
+
+    Raises:
+      ValueError: naming `devices[position]` when the name is malformed or names no device.
+    """
+    match = _NAME.match(name.strip())
+    if match is None:
+        raise ValueError(f"devices[{position}]={name!r} is not a device name; use 'gpu:0', '/GPU:0', 'tpu:3' or "
+                         f"'cpu:0'.")
+    platform, index = match.group(1).lower(), int(match.group(2))
+    platform = {"cuda": "gpu", "rocm": "gpu"}.get(platform, platform)
+    try:
+        found = jax.devices(platform)
+    except RuntimeError:
+        found = []
+    if index >= len(found):
+        raise ValueError(f"devices[{position}]={name!r} names no device on this machine; JAX has "
+                         f"{[str(d) for d in jax.devices()]}.")
+    return found[index]
+
+
+def _shard_map(fn: Callable, mesh: Mesh) -> Callable:
+    """`shard_map(fn)` with replicated inputs and outputs, unchecked (both JAX spellings)."""
+    spec = dict(mesh=mesh, in_specs=(), out_specs=PartitionSpec())
+    if hasattr(jax, "shard_map"):
+        return jax.shard_map(fn, check_vma=False, **spec)
+    from jax.experimental.shard_map import shard_map
+
+    return shard_map(fn, check_rep=False, **spec)
+
+
+def _zeros_like(spec):
+    return None if spec is None else jnp.zeros(spec.shape, spec.dtype)
+
+
+class StagePlacement(Placement):
+    """Unit k on `devices[k]`, its group's units on one device of a "stage" mesh axis.
+
+    Args:
+      devices: one device string per unit (consecutive or not; units sharing a device form its
+        group).
+
+    Raises:
+      ValueError: naming the entry of `devices` that is malformed or names no device, or when
+        two names give the same device.
+    """
+
+    spans_devices = True
+
+    def __init__(self, devices: Sequence[str]):
+        super().__init__(devices)
+        names, self.stage_of = groups_of(self.devices)
+        first = {name: self.devices.index(name) for name in names}
+        found = [jax_device(name, first[name]) for name in names]
+        if len(set(found)) != len(found):
+            raise ValueError(f"`devices` names the same device twice under different names: {self.devices!r}.")
+        self.mesh = Mesh(np.array(found), (AXIS,))
+        self.num_stages = len(found)
+
+    def _index(self):
+        return jax.lax.axis_index(AXIS)
+
+    def run_units(self, work: UnitWork, idle: UnitWork, depth: int) -> list[dict]:
+        """Every device computes its own group's units; the others' entries are `idle(k)` or zeros."""
+        shapes = [jax.eval_shape(work, k) for k in range(depth)]
+
+        def stand_in(k):
+            kept = idle(k)
+            return {key: kept[key] if key in kept else jax.tree.map(_zeros_like, spec, is_leaf=lambda s: s is None)
+                    for key, spec in shapes[k].items()}
+
+        def branch(stage):
+            def run():
+                results = []
+                for k in range(depth):
+                    if self.stage_of[k] == stage:
+                        with jax.named_scope(f"stage_{k}"):
+                            results.append(work(k))
+                    else:
+                        results.append(stand_in(k))
+                return jax.tree.map(lambda x, s: x.astype(s.dtype), results, shapes)
+
+            return run
+
+        return jax.lax.switch(self._index(), [branch(stage) for stage in range(self.num_stages)])
+
+    def share(self, value, producer: int, readers: Sequence[int]):
+        """`ppermute` from the producer's device to each other device that reads `value`."""
+        source = self.stage_of[producer]
+        index = self._index()
+        for target in sorted({self.stage_of[r] for r in readers} - {source}):
+            received = jax.lax.ppermute(value, AXIS, [(source, target)])
+            value = jnp.where(index == target, received, value)
+        return value
+
+    def gather(self, value, unit: int):
+        """Every leaf of `value` as `unit`'s device holds it, on every device."""
+        mine = self._index() == self.stage_of[unit]
+
+        def take(x):
+            x = jnp.asarray(x)
+            if x.dtype == jnp.bool_:
+                return jax.lax.psum(jnp.where(mine, x, False).astype(jnp.int32), AXIS) > 0
+            return jax.lax.psum(jnp.where(mine, x, jnp.zeros_like(x)), AXIS)
+
+        return jax.tree.map(take, value)
+
+    def wrap(self, fn: Callable) -> Callable:
+        """`fn` run on every device of the stage axis, inside one `shard_map` (arguments replicated)."""
+
+        def across_stages(*args, **kwargs):
+            return _shard_map(lambda: fn(*args, **kwargs), self.mesh)()
+
+        return across_stages

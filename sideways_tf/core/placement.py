@@ -1,0 +1,79 @@
+"""Where the units of a pipeline run: what a computation step asks of its placement.
+
+A step computes every unit's work (`run_units`), moves what one unit produced to the units that
+read it (`share`), and at the end of the frame loop collects each unit's results from the device
+that computed them (`gather`). `wrap` puts the whole frame loop around that.
+
+`Placement` is the single-program case: every unit runs in the same program, one after the other
+in program order, each in its backend scope (`backends.unit_scope`: under TensorFlow `tf.device`,
+so units on different devices still run concurrently; under JAX a name scope). Sharing and
+gathering are then the identity.
+
+Under JAX, `devices=` gives the subclass of the JAX backend (`backends.jax_stages`): one compiled
+program over a "stage" mesh axis in which each device runs only its own group of units.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Optional, Sequence
+
+from sideways_tf.core import backends
+
+UnitWork = Callable[[int], dict]
+"""`work(k)`: unit k's results at one step, a dict of tensors (and lists of tensors)."""
+
+
+def groups_of(devices: Sequence[str]) -> tuple[tuple[str, ...], tuple[int, ...]]:
+    """The distinct devices in order of first use, and each unit's index into them.
+
+    `["gpu:0", "gpu:0", "gpu:1"]` -> `(("gpu:0", "gpu:1"), (0, 0, 1))`.
+    """
+    distinct = tuple(dict.fromkeys(devices))
+    return distinct, tuple(distinct.index(d) for d in devices)
+
+
+class Placement:
+    """Every unit in one program, in its backend scope (`devices[k]` under TensorFlow).
+
+    Args:
+      devices: None, or one device string per unit.
+    """
+
+    spans_devices = False
+    """Whether the frame loop runs as one program per device (JAX stages), so that units'
+    results must be shared and gathered."""
+
+    def __init__(self, devices: Optional[Sequence[str]] = None):
+        self.devices = None if devices is None else list(devices)
+
+    def run_units(self, work: UnitWork, idle: UnitWork, depth: int) -> list[dict]:
+        """`[work(k) for k in range(depth)]`, each in unit k's scope.
+
+        Args:
+          work: unit k's work at this step.
+          idle: what stands for unit k's results on a device that does not run it: the values it
+            passes on unchanged (its state, its accumulators); every other entry is zeros. Unused
+            here, where every unit runs.
+          depth: D.
+        """
+        del idle
+        backend = backends.current()
+        results = []
+        for k in range(depth):
+            with backend.unit_scope(k, self.devices):
+                results.append(work(k))
+        return results
+
+    def share(self, value, producer: int, readers: Sequence[int]):
+        """`value`, made by unit `producer`, where units `readers` run (here: already there)."""
+        del producer, readers
+        return value
+
+    def gather(self, value, unit: int):
+        """`value`, held valid by the device of `unit`, on every device (here: already)."""
+        del unit
+        return value
+
+    def wrap(self, fn: Callable) -> Callable:
+        """`fn` (the frame loop) run by this placement (here: as it is)."""
+        return fn
