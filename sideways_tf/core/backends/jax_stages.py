@@ -47,13 +47,13 @@ def jax_device(name: str, position: int):
         found = []
     if index >= len(found):
         raise ValueError(f"devices[{position}]={name!r} names no device on this machine; JAX has "
-                         f"{[str(d) for d in jax.devices()]}.")
+                         f"{[f'{d.platform}:{i}' for i, d in enumerate(jax.devices())]}.")
     return found[index]
 
 
-def _shard_map(fn: Callable, mesh: Mesh) -> Callable:
+def _shard_map(fn: Callable, mesh: Mesh, num_inputs: int) -> Callable:
     """`shard_map(fn)` with replicated inputs and outputs, unchecked (both JAX spellings)."""
-    spec = dict(mesh=mesh, in_specs=(), out_specs=PartitionSpec())
+    spec = dict(mesh=mesh, in_specs=(PartitionSpec(),) * num_inputs, out_specs=PartitionSpec())
     if hasattr(jax, "shard_map"):
         return jax.shard_map(fn, check_vma=False, **spec)
     from jax.experimental.shard_map import shard_map
@@ -94,7 +94,7 @@ class StagePlacement(Placement):
 
     def run_units(self, work: UnitWork, idle: UnitWork, depth: int) -> list[dict]:
         """Every device computes its own group's units; the others' entries are `idle(k)` or zeros."""
-        shapes = [jax.eval_shape(work, k) for k in range(depth)]
+        shapes = [jax.eval_shape(lambda k=k: work(k)) for k in range(depth)]
 
         def stand_in(k):
             kept = idle(k)
@@ -138,9 +138,24 @@ class StagePlacement(Placement):
         return jax.tree.map(take, value)
 
     def wrap(self, fn: Callable) -> Callable:
-        """`fn` run on every device of the stage axis, inside one `shard_map` (arguments replicated)."""
+        """`fn` run on every device of the stage axis, inside one `shard_map` (arguments replicated).
+
+        The arrays among the arguments enter the `shard_map` as its inputs (an array closed over
+        would keep the mesh sharding it may carry from an earlier call, which the body's
+        operations refuse); everything else (stages, the rule, functions) is passed as it is.
+        """
 
         def across_stages(*args, **kwargs):
-            return _shard_map(lambda: fn(*args, **kwargs), self.mesh)()
+            leaves, tree = jax.tree.flatten((args, kwargs))
+            arrays = [i for i, leaf in enumerate(leaves) if isinstance(leaf, (jax.Array, np.ndarray))]
+
+            def body(*values):
+                filled = list(leaves)
+                for i, value in zip(arrays, values, strict=True):
+                    filled[i] = value
+                inner_args, inner_kwargs = jax.tree.unflatten(tree, filled)
+                return fn(*inner_args, **inner_kwargs)
+
+            return _shard_map(body, self.mesh, len(arrays))(*[leaves[i] for i in arrays])
 
         return across_stages

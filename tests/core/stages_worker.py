@@ -1,0 +1,101 @@
+"""Run in a subprocess under JAX with several host devices: units over devices equal one device.
+
+    XLA_FLAGS=--xla_force_host_platform_device_count=4 KERAS_BACKEND=jax python -m tests.core.stages_worker CHECK
+
+The test session has one JAX device, and the device count is fixed when JAX starts, hence a
+process of its own. Each check prints `ok CHECK` at its end; any difference raises.
+"""
+
+import os
+import sys
+
+import keras
+import numpy as np
+
+import sideways_tf as sw
+from tests.helpers import compiled, conv_units, dense_units, random_clip
+
+# Groups of consecutive units, one unit per device, and groups that are not consecutive:
+# shortcuts (h_{k-2}) then cross one or two device boundaries, forward and back.
+PLACEMENTS = {
+    "grouped": ["cpu:0", "cpu:0", "cpu:1", "cpu:1", "cpu:1"],
+    "one_per_device": ["cpu:0", "cpu:1", "cpu:2", "cpu:3", "cpu:0"],
+    "interleaved": ["cpu:1", "cpu:0", "cpu:1", "cpu:0", "cpu:0"],
+}
+MODES = ("sideways", "skip_sideways", "fa_skip_sideways")
+
+
+def _pair(devices, mode, units=lambda: conv_units(), **kwargs):
+    """A model placed on `devices` and the same model (same weights) on one device."""
+    keras.utils.set_random_seed(0)
+    placed = compiled(sw.SidewaysModel(units(), mode=mode, devices=devices, **kwargs), keras.optimizers.Adam(0.01))
+    keras.utils.set_random_seed(0)
+    alone = compiled(sw.SidewaysModel(units(), mode=mode, **kwargs), keras.optimizers.Adam(0.01))
+    return placed, alone
+
+
+def _close(actual, expected, what, atol=1e-5):
+    assert len(actual) == len(expected), what
+    for k, (a, b) in enumerate(zip(actual, expected, strict=True)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=atol, rtol=1e-4, err_msg=f"{what} [{k}]")
+
+
+def gradients():
+    """Pseudo-gradients, exact gradients and predictions, in every mode and placement (conv units, batch norm)."""
+    video, labels = random_clip((2, 11, 8, 8, 3)), np.array([0, 3])
+    for name, devices in PLACEMENTS.items():
+        for mode in MODES:
+            placed, alone = _pair(devices, mode)
+            placed.build(video.shape)
+            alone.build(video.shape)
+            alone.set_weights(placed.get_weights())
+            got = placed.pseudo_gradients(video, labels)
+            _close(got, alone.pseudo_gradients(video, labels), f"{name} {mode} pseudo-gradients")
+            assert min(float(np.abs(np.asarray(g)).max()) for g in got[:-2]) > 0, "a unit got no gradient"
+            _close(placed.exact_gradients(video, labels), alone.exact_gradients(video, labels), f"{name} {mode} exact")
+            _close([placed.predict(video, verbose=0)], [alone.predict(video, verbose=0)], f"{name} {mode} predict")
+            text = placed.gradient_function().lower(
+                [v.value for v in placed.trainable_variables], [v.value for v in placed.non_trainable_variables],
+                video, labels, None).as_text()
+            assert "collective_permute" in text and f"num_partitions = {len(set(devices))}" in text, \
+                f"{name} {mode}: the program does not span the devices"
+    print("ok gradients")
+
+
+def fit():
+    """`fit` with batch norm (moving statistics) and metrics: the same weights and logs as one device."""
+    video, labels = random_clip((4, 9, 8, 8, 3)), np.array([0, 1, 2, 3])
+    for mode in ("bp", "skip_sideways"):
+        placed, alone = _pair(PLACEMENTS["grouped"], mode)
+        placed.build(video.shape)
+        alone.build(video.shape)
+        alone.set_weights(placed.get_weights())
+        a = placed.fit(video, labels, batch_size=2, epochs=2, verbose=0, shuffle=False).history
+        b = alone.fit(video, labels, batch_size=2, epochs=2, verbose=0, shuffle=False).history
+        _close(placed.get_weights(), alone.get_weights(), f"{mode} weights after fit")
+        _close(a["loss"], b["loss"], f"{mode} loss")
+        _close([placed.evaluate(video, labels, verbose=0)], [alone.evaluate(video, labels, verbose=0)], f"{mode} eval")
+    print("ok fit")
+
+
+def streaming():
+    """Updates inside the clip and state across batches (a stream cut in two chunks) equal one device."""
+    video = random_clip((2, 14, 6))
+    labels = np.array([[0] * 14, [2] * 14])
+    for mode in ("sideways", "skip_sideways"):
+        placed, alone = _pair(PLACEMENTS["one_per_device"], mode, lambda: dense_units(5), update_every=3,
+                              stateful=True)
+        for model in (placed, alone):
+            model.build((2, 7, 6))
+        alone.set_weights(placed.get_weights())
+        for chunk in (slice(0, 7), slice(7, 14)):
+            a = placed.train_on_batch(video[:, chunk], labels[:, chunk], return_dict=True)
+            b = alone.train_on_batch(video[:, chunk], labels[:, chunk], return_dict=True)
+            _close([a["loss"]], [b["loss"]], f"{mode} loss")
+        _close(placed.get_weights(), alone.get_weights(), f"{mode} weights after two chunks")
+    print("ok streaming")
+
+
+if __name__ == "__main__":
+    assert keras.backend.backend() == "jax" and len(__import__("jax").devices()) >= 4, os.environ.get("XLA_FLAGS")
+    {"gradients": gradients, "fit": fit, "streaming": streaming}[sys.argv[1]]()

@@ -1,0 +1,40 @@
+"""Units over devices under JAX (`devices=`): one program over a "stage" mesh axis.
+
+The checks run in `stages_worker.py`, in a process with 4 host devices (the session has one).
+"""
+
+import os
+import subprocess
+import sys
+
+import keras
+import pytest
+
+import sideways_tf as sw
+from tests.helpers import dense_units
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+jax_only = pytest.mark.skipif(keras.backend.backend() != "jax", reason="JAX only: the TensorFlow pass places units "
+                                                                       "with tf.device (test_model_training.py)")
+
+
+@jax_only
+@pytest.mark.parametrize("check", ["gradients", "fit", "streaming"])
+def test_units_over_four_host_devices_equal_one_device(check):
+    env = {**os.environ, "PYTHONPATH": ROOT, "KERAS_BACKEND": "jax", "TF_CPP_MIN_LOG_LEVEL": "3",
+           "XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
+    result = subprocess.run([sys.executable, "-m", "tests.core.stages_worker", check], capture_output=True, text=True,
+                            timeout=600, env=env, cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert f"ok {check}" in result.stdout
+
+
+@jax_only
+@pytest.mark.parametrize("devices, match", [
+    (["cpu:0", "cpu:0", "cpu:9"], r"devices\[2\]='cpu:9' names no device on this machine; JAX has \['cpu:0'\]"),
+    (["cpu:0", "gpu-0", "cpu:0"], r"devices\[1\]='gpu-0' is not a device name; use 'gpu:0', '/GPU:0'"),
+    (["cpu:0", "/CPU:0", "/device:CPU:0"], r"names the same device twice under different names"),
+])
+def test_device_names_are_checked(devices, match):
+    with pytest.raises(ValueError, match=match):
+        sw.SidewaysModel(dense_units(3), devices=devices)
