@@ -3,7 +3,7 @@
 `import sideways_tf` needs only Keras and its backend: under `KERAS_BACKEND=jax` it does not
 import TensorFlow. The TensorFlow-only parts (`sideways_tf.data`, built on tf.data and tfds, and
 `sideways_tf.training`) are imported on first use of `sw.data` / `sw.training`; so is
-`sw.streaming`.
+`sw.streaming` and `sw.parallel`.
 """
 
 import importlib
@@ -15,7 +15,7 @@ from sideways_tf.model import SidewaysModel
 
 __version__ = "0.1.0"
 
-_LAZY_SUBMODULES = ("data", "streaming", "training")
+_LAZY_SUBMODULES = ("data", "parallel", "streaming", "training")
 
 
 def __getattr__(name):
@@ -24,5 +24,5 @@ def __getattr__(name):
     raise AttributeError(f"module 'sideways_tf' has no attribute {name!r}")
 
 
-__all__ = ["FUSIONS", "MODES", "SHORTCUTS", "SidewaysModel", "__version__", "data", "layers", "models", "streaming",
-           "training"]
+__all__ = ["FUSIONS", "MODES", "SHORTCUTS", "SidewaysModel", "__version__", "data", "layers", "models", "parallel",
+           "streaming", "training"]

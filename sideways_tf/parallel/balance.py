@@ -1,0 +1,177 @@
+"""Balance by time: group consecutive units over devices so that the slowest device does the least.
+
+With units over devices, a computation step lasts as long as its slowest device's group (every
+device waits for the others' messages). `balance` times each unit's forward and VJP on a
+batch of frames, as the pipeline runs them, and `partition` cuts the units into consecutive
+groups that minimise the largest group's time (as torchgpipe's balance by time does). The
+ideal speed-up over one device is then `sum(unit times) / max(group times)`.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import NamedTuple, Optional, Sequence
+
+import keras
+import numpy as np
+
+from sideways_tf.core import backends, engine, schedule
+
+
+class Balance(NamedTuple):
+    """Units grouped over devices.
+
+    Attributes:
+      devices: one device name per unit: `SidewaysModel(units, devices=...)`.
+      groups: per device, the units (0-based) it runs.
+      unit_ms: per unit, its forward + VJP time in milliseconds (best of the repeats).
+      group_ms: per device, the sum of its units' times.
+      ideal_speedup: `sum(unit_ms) / max(group_ms)`: the speed-up over one device if
+        nothing but the units' work took time.
+    """
+
+    devices: list
+    groups: list
+    unit_ms: list
+    group_ms: list
+    ideal_speedup: float
+
+
+def partition(costs: Sequence[float], num_groups: int) -> list[list[int]]:
+    """Consecutive groups of `costs`' indices that minimise the largest group sum.
+
+    Exact (dynamic programming over the cut points). Among equally good cuts, the earliest
+    groups are kept as long as possible.
+
+    Args:
+      costs: per unit, a non-negative cost.
+      num_groups: how many groups, 1 <= num_groups <= len(costs).
+
+    Returns:
+      `num_groups` non-empty lists of consecutive indices covering `range(len(costs))`.
+
+    Raises:
+      ValueError: when `num_groups` is out of range or a cost is negative.
+    """
+    n = len(costs)
+    if not 1 <= num_groups <= n:
+        raise ValueError(f"`num_devices` must be between 1 and the number of units ({n}); got {num_groups}.")
+    if any(c < 0 for c in costs):
+        raise ValueError(f"`costs` must be non-negative; got {list(costs)}.")
+    prefix = np.concatenate([[0.0], np.cumsum(np.asarray(costs, dtype=np.float64))])
+    # best[g][i]: the smallest possible largest sum when the first i units form g groups.
+    best = np.full((num_groups + 1, n + 1), np.inf)
+    cut = np.zeros((num_groups + 1, n + 1), dtype=int)
+    best[0][0] = 0.0
+    for g in range(1, num_groups + 1):
+        for i in range(g, n - (num_groups - g) + 1):
+            for j in range(i - 1, g - 2, -1):  # the last group is units j..i-1; latest j first
+                value = max(best[g - 1][j], prefix[i] - prefix[j])
+                if value < best[g][i]:
+                    best[g][i], cut[g][i] = value, j
+    groups, end = [], n
+    for g in range(num_groups, 0, -1):
+        start = cut[g][end]
+        groups.append(list(range(start, end)))
+        end = start
+    return groups[::-1]
+
+
+def default_device_names(num_devices: int) -> list[str]:
+    """The first `num_devices` accelerators of the running backend (else CPUs), as device names."""
+    if keras.backend.backend() == "jax":
+        import jax
+
+        return [f"{d.platform}:{i}" for i, d in enumerate(jax.devices()[:num_devices])]
+    import tensorflow as tf
+
+    found = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("TPU") or \
+        tf.config.list_logical_devices("CPU")
+    return [d.name for d in found[:num_devices]]
+
+
+def unit_times(stages, activation_shapes, frame_shape, mode: str, batch_size: int, repeats: int) -> list[float]:
+    """Per stage, the best time in ms of its compiled forward + VJP on `batch_size` random inputs."""
+    backend = backends.current()
+    shapes = [tuple(frame_shape)] + [tuple(s) for s in activation_shapes]
+    skip = mode in schedule.SKIP_MODES
+    rng = np.random.default_rng(0)
+    times = []
+    for k, stage in enumerate(stages):
+        dtype = stage.compute_dtype
+        inputs = [rng.normal(size=(batch_size,) + shapes[k]).astype(dtype)]
+        if skip and k >= 2:
+            inputs.append(rng.normal(size=(batch_size,) + shapes[k - 1]).astype(dtype))
+        params = [keras.ops.convert_to_tensor(v.value) for v in stage.trainable_variables]
+        compiled = backend.compile_function(_forward_and_vjp(stage), jit_compile=True)
+        keras.tree.map_structure(np.asarray, compiled(params, *inputs))  # compile, and wait
+        best = np.inf
+        for _ in range(repeats):
+            start = time.perf_counter()
+            keras.tree.map_structure(np.asarray, compiled(params, *inputs))
+            best = min(best, time.perf_counter() - start)
+        times.append(1e3 * best)
+    return times
+
+
+def _forward_and_vjp(stage):
+    """`(params, *inputs) -> gradients`: the stage's forward and VJP, as a step of the pipeline runs them."""
+    state = [keras.ops.convert_to_tensor(v.value) for v in stage.non_trainable_variables]
+
+    def fn(params, *inputs):
+        return stage.stateless_call(list(params), state, *inputs, training=True)
+
+    def forward_and_vjp(params, *inputs):
+        return backends.current().value_and_vjp(fn, [list(params), *inputs], head=keras.ops.sum)[3]
+
+    return forward_and_vjp
+
+
+def balance(
+    units: Sequence[keras.layers.Layer],
+    frame_shape: Sequence[int],
+    num_devices: int,
+    mode: str = "sideways",
+    fusion: str = "concat",
+    shortcut: str = "auto",
+    batch_size: int = 8,
+    repeats: int = 10,
+    device_names: Optional[Sequence[str]] = None,
+) -> Balance:
+    """Times each unit and groups consecutive units over `num_devices` devices by time.
+
+    Example:
+    ```python
+    plan = sw.parallel.balance(units, frame_shape=(112, 112, 3), num_devices=2, mode="skip_sideways")
+    print(plan.groups, plan.ideal_speedup)
+    model = sw.SidewaysModel(units, mode="skip_sideways", devices=plan.devices)
+    ```
+
+    Args:
+      units: the D units, as given to `SidewaysModel` (built here if they are not).
+      frame_shape: `F`, one frame's shape without the batch axis.
+      num_devices: how many devices to spread the units over (at most D).
+      mode, fusion, shortcut: as in `SidewaysModel` (the skip modes' units read a fused input).
+      batch_size: frames per timed call (time the batch you will train with).
+      repeats: timed calls per unit; the best counts.
+      device_names: `num_devices` device names (default: the backend's first accelerators,
+        else CPUs).
+
+    Returns:
+      A `Balance`.
+
+    Raises:
+      ValueError: when `num_devices` is out of range, or `device_names` has the wrong length.
+    """
+    if not 1 <= num_devices <= len(units):
+        raise ValueError(f"`num_devices` must be between 1 and the number of units ({len(units)}); got {num_devices}.")
+    names = list(device_names) if device_names is not None else default_device_names(num_devices)
+    if len(names) != num_devices:
+        raise ValueError(f"`device_names` must name {num_devices} devices (`num_devices`); got {names!r}.")
+    stages, activation_shapes, _ = engine.build_stages(units, frame_shape, mode, fusion, shortcut)
+    unit_ms = unit_times(stages, activation_shapes, frame_shape, mode, batch_size, repeats)
+    groups = partition(unit_ms, num_devices)
+    group_ms = [sum(unit_ms[k] for k in group) for group in groups]
+    devices = [names[g] for g, group in enumerate(groups) for _ in group]
+    return Balance(devices=devices, groups=groups, unit_ms=unit_ms, group_ms=group_ms,
+                   ideal_speedup=sum(unit_ms) / max(group_ms))

@@ -1,0 +1,80 @@
+"""`sw.parallel.balance`: consecutive units grouped over devices by their measured time."""
+
+import keras
+import numpy as np
+import pytest
+
+import sideways_tf as sw
+from sideways_tf.parallel import partition
+
+
+@pytest.mark.backend_independent("pure Python")
+@pytest.mark.parametrize("costs, num_groups, expected", [
+    ([1, 1, 1, 1], 2, [[0, 1], [2, 3]]),
+    ([4, 1, 1, 1, 1], 2, [[0], [1, 2, 3, 4]]),
+    ([1, 1, 1, 1, 4], 2, [[0, 1, 2, 3], [4]]),
+    ([5, 1, 1, 1], 1, [[0, 1, 2, 3]]),
+    ([3, 1, 1, 1], 4, [[0], [1], [2], [3]]),
+    ([1, 2, 3, 4, 5, 6, 7, 8, 9], 3, [[0, 1, 2, 3, 4], [5, 6], [7, 8]]),
+])
+def test_partition_minimises_the_slowest_group(costs, num_groups, expected):
+    groups = partition(costs, num_groups)
+    assert groups == expected
+    assert [k for g in groups for k in g] == list(range(len(costs)))
+
+
+@pytest.mark.backend_independent("pure Python")
+def test_partition_is_optimal_against_every_cut():
+    import itertools
+
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        costs = list(rng.uniform(0, 10, size=7))
+        best = min(max(sum(costs[a:b]) for a, b in zip((0, *cuts), (*cuts, 7), strict=True))
+                   for cuts in itertools.combinations(range(1, 7), 2))
+        assert max(sum(costs[k] for k in g) for g in partition(costs, 3)) == pytest.approx(best)
+
+
+@pytest.mark.backend_independent("argument checks")
+@pytest.mark.parametrize("costs, num_groups, match", [
+    ([1, 2], 3, r"`num_devices` must be between 1 and the number of units \(2\); got 3"),
+    ([1, 2], 0, r"`num_devices` must be between 1 and the number of units \(2\); got 0"),
+    ([1, -2], 1, r"`costs` must be non-negative"),
+])
+def test_partition_arguments_are_checked(costs, num_groups, match):
+    with pytest.raises(ValueError, match=match):
+        partition(costs, num_groups)
+
+
+def _units():
+    """Four dense units on 64-vectors; unit 2 has ~100x the work of the others."""
+    return [keras.layers.Dense(64), keras.layers.Dense(64), keras.Sequential([keras.layers.Dense(4096),
+                                                                                keras.layers.Dense(64)]),
+            keras.layers.Dense(3)]
+
+
+@pytest.mark.parametrize("mode", ["sideways", "skip_sideways"])
+def test_balance_puts_the_heavy_unit_alone(mode):
+    plan = sw.parallel.balance(_units(), (64,), num_devices=2, mode=mode, batch_size=64, repeats=5,
+                               device_names=["a", "b"])
+    assert len(plan.unit_ms) == 4 and min(plan.unit_ms) > 0
+    assert plan.unit_ms[2] > 5 * max(plan.unit_ms[0], plan.unit_ms[1], plan.unit_ms[3])
+    # The heavy unit 2 goes alone or with the light unit 3; every other cut is slower.
+    assert plan.groups in ([[0, 1], [2, 3]], [[0, 1, 2], [3]])
+    assert plan.devices == [name for name, group in zip(["a", "b"], plan.groups, strict=True) for _ in group]
+    assert plan.ideal_speedup == pytest.approx(sum(plan.unit_ms) / max(plan.group_ms))
+    assert 1.0 <= plan.ideal_speedup <= sum(plan.unit_ms) / plan.unit_ms[2] + 1e-9  # the heavy unit bounds it
+
+
+def test_balance_devices_work_as_the_models_devices():
+    plan = sw.parallel.balance(_units(), (64,), num_devices=1, repeats=1)
+    model = sw.SidewaysModel(_units(), devices=plan.devices)
+    assert model.devices == plan.devices and len(set(plan.devices)) == 1
+
+
+@pytest.mark.backend_independent("argument checks")
+def test_balance_arguments_are_checked():
+    with pytest.raises(ValueError, match=r"`device_names` must name 2 devices \(`num_devices`\); got \['a'\]"):
+        sw.parallel.balance(_units(), (64,), num_devices=2, device_names=["a"])
+    with pytest.raises(ValueError, match=r"between 1 and the number of units \(4\); got 5"):
+        sw.parallel.balance(_units(), (64,), num_devices=5)
