@@ -96,6 +96,28 @@ def streaming():
     print("ok streaming")
 
 
+def gpipe():
+    """The GPipe baseline gives exactly `"bp"`'s gradients, per-clip and per-frame labels, 1 to 4 devices."""
+    from sideways_tf.parallel import gpipe as gp
+
+    video = random_clip((2, 7, 8, 8, 3))
+    clip_labels, frame_labels = np.array([0, 3]), np.array([[0, 1, 2, 3, 4, 0, 1], [4, 4, 3, 3, 2, 2, 1]])
+    weights = np.array([[1, 0, 1, 1, 0.5, 1, 1], [0, 1, 1, 1, 1, 2, 1]], "float32")
+    for devices in (["cpu:0"] * 5, ["cpu:0", "cpu:0", "cpu:1", "cpu:1", "cpu:1"], ["cpu:0", "cpu:1", "cpu:2", "cpu:3",
+                                                                                   "cpu:3"]):
+        placed, _ = _pair(devices, "bp")
+        placed.build(video.shape)
+        for labels, w in ((clip_labels, None), (frame_labels, weights)):
+            function = gp.gradient_function(placed)
+            params = [v.value for v in placed.trainable_variables]
+            states = [v.value for v in placed.non_trainable_variables]
+            got, loss = function(params, states, video, labels, w)
+            _close(got, placed.exact_gradients(video, labels, w), f"gpipe {devices}")
+            assert min(float(np.abs(np.asarray(g)).max()) for g in got[:-2]) > 1e-3
+            assert np.isfinite(float(loss)) and float(loss) > 0
+    print("ok gpipe")
+
+
 if __name__ == "__main__":
     assert keras.backend.backend() == "jax" and len(__import__("jax").devices()) >= 4, os.environ.get("XLA_FLAGS")
-    {"gradients": gradients, "fit": fit, "streaming": streaming}[sys.argv[1]]()
+    {"gradients": gradients, "fit": fit, "streaming": streaming, "gpipe": gpipe}[sys.argv[1]]()

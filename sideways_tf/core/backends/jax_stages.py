@@ -61,8 +61,14 @@ def _shard_map(fn: Callable, mesh: Mesh, num_inputs: int) -> Callable:
     return shard_map(fn, check_rep=False, **spec)
 
 
-def _zeros_like(spec):
-    return None if spec is None else jnp.zeros(spec.shape, spec.dtype)
+def _stand_in(spec, kept):
+    """Zeros shaped like `spec` (from `jax.eval_shape`), except the entries `kept` gives (dicts nest)."""
+    if isinstance(spec, dict):
+        return {key: _stand_in(value, kept.get(key)) if isinstance(kept, dict) and key in kept
+                else _stand_in(value, None) for key, value in spec.items()}
+    if kept is not None:
+        return kept
+    return jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), spec)
 
 
 class StagePlacement(Placement):
@@ -92,29 +98,46 @@ class StagePlacement(Placement):
     def _index(self):
         return jax.lax.axis_index(AXIS)
 
-    def run_units(self, work: UnitWork, idle: UnitWork, depth: int) -> list[dict]:
-        """Every device computes its own group's units; the others' entries are `idle(k)` or zeros."""
-        shapes = [jax.eval_shape(lambda k=k: work(k)) for k in range(depth)]
+    def groups(self) -> list[list[int]]:
+        """Per device of the stage axis, the units it runs."""
+        return [[k for k, stage in enumerate(self.stage_of) if stage == g] for g in range(self.num_stages)]
 
-        def stand_in(k):
-            kept = idle(k)
-            return {key: kept[key] if key in kept else jax.tree.map(_zeros_like, spec, is_leaf=lambda s: s is None)
-                    for key, spec in shapes[k].items()}
+    def run_stages(self, work: Callable[[int], dict], idle: Callable[[int], dict]) -> list[dict]:
+        """Device g computes `work(g)`; for every other stage h it holds `idle(h)`, zeros elsewhere.
+
+        Args:
+          work: stage g's work, a dict (of dicts) of tensors.
+          idle: what stands for stage h's results where h does not run: a dict (of dicts) of the
+            entries passed on unchanged; every entry it leaves out is zeros.
+
+        Returns:
+          Per stage, its results: valid on its own device.
+        """
+        shapes = [jax.eval_shape(lambda g=g: work(g)) for g in range(self.num_stages)]
 
         def branch(stage):
             def run():
-                results = []
-                for k in range(depth):
-                    if self.stage_of[k] == stage:
-                        with jax.named_scope(f"stage_{k}"):
-                            results.append(work(k))
-                    else:
-                        results.append(stand_in(k))
+                results = [work(g) if g == stage else _stand_in(shapes[g], idle(g)) for g in range(self.num_stages)]
                 return jax.tree.map(lambda x, s: x.astype(s.dtype), results, shapes)
 
             return run
 
         return jax.lax.switch(self._index(), [branch(stage) for stage in range(self.num_stages)])
+
+    def run_units(self, work: UnitWork, idle: UnitWork, depth: int) -> list[dict]:
+        """Every device computes its own group's units; the others' entries are `idle(k)` or zeros."""
+        del depth
+        groups = self.groups()
+
+        def group_work(g):
+            results = {}
+            for k in groups[g]:
+                with jax.named_scope(f"stage_{k}"):
+                    results[k] = work(k)
+            return results
+
+        per_stage = self.run_stages(group_work, lambda g: {k: idle(k) for k in groups[g]})
+        return [per_stage[g][k] for k, g in enumerate(self.stage_of)]
 
     def share(self, value, producer: int, readers: Sequence[int]):
         """`ppermute` from the producer's device to each other device that reads `value`."""

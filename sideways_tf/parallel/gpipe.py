@@ -1,0 +1,188 @@
+"""The GPipe baseline (JAX): exact per-frame backprop, the units pipelined over devices, frames as micro-batches.
+
+What the papers compare Skip-Sideways with on several devices (Skip-Sideways Table 5). The
+units of a `"bp"` (or `"sideways"`) model with `devices=` are cut into the same consecutive
+groups as depth-parallel training; the T frames of a clip are the micro-batches. The forward
+pass runs every micro-batch through the groups (group g works on frame `t - g` at tick t),
+each group keeping only its input per frame; then the backward pass runs from the top group
+down, recomputing each group's forward from its kept input (GPipe's re-materialisation). Each
+phase takes `M + S - 1` ticks for M frames and S devices, so a device idles for a fraction
+`(S - 1) / (M + S - 1)` of the clip (the bubble). The gradients are exactly those of `"bp"`: the
+mean over frames of each frame's gradient.
+
+Everything runs in one program over the model's "stage" mesh axis (`core.backends.jax_stages`),
+with a `ppermute` of the boundary activation (forward) or its gradient (backward) per tick.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import jax
+import jax.numpy as jnp
+import keras
+
+from sideways_tf.core import targets
+from sideways_tf.core.backends.jax_stages import StagePlacement
+from sideways_tf.core.pipeline import apply_stage
+
+
+def bubble(num_frames: int, num_devices: int) -> float:
+    """The fraction of a GPipe clip a device idles: `(S - 1) / (M + S - 1)`."""
+    return (num_devices - 1) / (num_frames + num_devices - 1)
+
+
+def _check(model) -> StagePlacement:
+    if keras.backend.backend() != "jax":
+        raise ValueError(f"the GPipe baseline runs under KERAS_BACKEND=jax; the backend is "
+                         f"{keras.backend.backend()!r}.")
+    if model.mode not in ("bp", "sideways"):
+        raise ValueError(f"the GPipe baseline pipelines the plain chain of units: `model.mode` must be 'bp' or "
+                         f"'sideways' (no shortcuts); got {model.mode!r}.")
+    if model.devices is None:
+        raise ValueError("the GPipe baseline pipelines the units over the model's `devices`; build the model with "
+                         "devices=[...] (one device per unit, consecutive units grouped).")
+    if not model.built:
+        raise ValueError("the GPipe baseline needs a built model: call model.build(video_shape) first.")
+    if model.losses:
+        raise ValueError("the GPipe baseline does not take weight regularizers (the model has "
+                         f"{len(model.losses)} regularization losses).")
+    place = model.engine.place
+    stage_of = list(place.stage_of)
+    if stage_of != sorted(stage_of):
+        raise ValueError(f"the GPipe baseline needs consecutive units on each device; `devices` is {model.devices!r}.")
+    return place
+
+
+def clip_gradients(model, params, states, video, labels, sample_weight=None):
+    """The GPipe gradients of one clip, a pure function of values (for `jax.jit`).
+
+    Args:
+      model: a built `SidewaysModel` in `"bp"` or `"sideways"` mode with `devices=`, compiled
+        (its loss scores each frame).
+      params: the values of `model.trainable_variables`.
+      states: the values of `model.non_trainable_variables`.
+      video: `[B, T, *F]`.
+      labels: `[B, ...]` or `[B, T, ...]`.
+      sample_weight: None, `[B]` or `[B, T]`.
+
+    Returns:
+      `(gradients, loss)`: one gradient per trainable variable, equal to `model.exact_gradients`,
+      and the mean per-frame loss.
+    """
+    place = _check(model)
+    engine = model.engine
+    stages = engine.stages
+    groups = place.groups()
+    num_stages, num_frames = len(groups), video.shape[1]
+    per_stage_params = engine.split(params, model.trainable_variables, trainable=True)
+    per_stage_states = engine.split(states, model.non_trainable_variables, trainable=False)
+    dtype = stages[0].compute_dtype
+    per_frame, weights_per_frame = engine.label_layout(labels, sample_weight, num_frames)
+    in_shapes = [tuple(video.shape[2:])] + [engine.activation_shapes[g[0] - 1] for g in groups[1:]]
+    batch = video.shape[0]
+
+    def run_group(g, p, x):
+        for k in groups[g]:
+            x, _ = apply_stage(stages[k], p[k], per_stage_states[k], x, training=True)
+        return x
+
+    def own(g):
+        return [per_stage_params[k] if k in groups[g] else [] for k in range(len(stages))]
+
+    def active(g, t, backward):
+        m = (num_frames - 1) - (t - (num_stages - 1 - g)) if backward else t - g
+        return (m >= 0) & (m < num_frames), jnp.clip(m, 0, num_frames - 1)
+
+    def across_stages(video_, labels_, weights_):
+        def frame(m):
+            return jax.lax.dynamic_index_in_dim(video_, m, axis=1, keepdims=False).astype(dtype)
+
+        # ---- forward: group g reads frame t - g (group 0) or what group g-1 sent at tick t-1.
+        kept = [jnp.zeros((num_frames, batch) + in_shapes[g], dtype) for g in range(num_stages)]
+        incoming = [jnp.zeros((batch,) + in_shapes[g], dtype) for g in range(num_stages)]
+
+        def forward_tick(carry, t):
+            kept, incoming = carry
+
+            def work(g):
+                on, m = active(g, t, backward=False)
+                x = frame(m) if g == 0 else incoming[g]
+                new = {"kept": kept[g].at[m].set(jnp.where(on, x, kept[g][m]))}
+                if g < num_stages - 1:
+                    new["out"] = run_group(g, own(g), x)
+                return new
+
+            results = place.run_stages(work, lambda g: {"kept": kept[g]})
+            kept = [r["kept"] for r in results]
+            incoming = [incoming[0]] + [place.share(results[g]["out"], groups[g][-1], [groups[g + 1][0]])
+                                        for g in range(num_stages - 1)]
+            return (kept, incoming), None
+
+        ticks = jnp.arange(num_frames + num_stages - 1)
+        (kept, _), _ = jax.lax.scan(forward_tick, (kept, incoming), ticks)
+
+        # ---- backward: the top group starts with the last frame; group g gets the gradient of
+        # its output from group g+1 one tick after group g+1 computed it.
+        accumulators = [[jnp.zeros_like(v) for v in unit] for unit in per_stage_params]
+        cotangents = [jnp.zeros((batch,) + in_shapes[g + 1], dtype) for g in range(num_stages - 1)]
+
+        def backward_tick(carry, t):
+            accumulators, cotangents, loss_sum = carry
+
+            def work(g):
+                on, m = active(g, t, backward=True)
+                x = frame(m) if g == 0 else kept[g][m]
+                if g == num_stages - 1:
+                    target = targets.frame_target(labels_, weights_, m, per_frame, weights_per_frame)
+
+                    def loss(p, x_):
+                        out = run_group(g, p, x_)
+                        return jnp.asarray(model.compute_frame_loss(target["y"], out, target.get("w")), jnp.float32)
+
+                    value, (grads, dx) = jax.value_and_grad(loss, argnums=(0, 1))(own(g), x)
+                else:
+                    _, pullback = jax.vjp(lambda p, x_: run_group(g, p, x_), own(g), x)
+                    grads, dx = pullback(cotangents[g])
+                    value = jnp.zeros((), jnp.float32)
+                scale = jnp.where(on, 1.0, 0.0)
+                return {
+                    "accumulators": {k: [a + scale.astype(a.dtype) * d for a, d in zip(accumulators[k], grads[k],
+                                                                                         strict=True)]
+                                     for k in groups[g]},
+                    "message": (dx * scale.astype(dx.dtype)) if g > 0 else None,
+                    "loss": value * scale,
+                }
+
+            results = place.run_stages(work, lambda g: {"accumulators": {k: accumulators[k] for k in groups[g]}})
+            accumulators = [results[g]["accumulators"][k] for k, g in enumerate(place.stage_of)]
+            cotangents = [place.share(results[g + 1]["message"], groups[g + 1][0], [groups[g][-1]])
+                          for g in range(num_stages - 1)]
+            return (accumulators, cotangents, loss_sum + results[-1]["loss"]), None
+
+        start = (accumulators, cotangents, jnp.zeros((), jnp.float32))
+        (accumulators, _, loss_sum), _ = jax.lax.scan(backward_tick, start, ticks)
+        gradients = [[a / num_frames for a in place.gather(unit, k)] for k, unit in enumerate(accumulators)]
+        return gradients, place.gather(loss_sum, len(stages) - 1) / num_frames
+
+    gradients, loss = place.wrap(across_stages)(video, labels, sample_weight)
+    return engine.merge_gradients(gradients, model.trainable_variables), loss
+
+
+def gradients(model, video, labels, sample_weight=None, compiled: Optional[dict] = None) -> list:
+    """`clip_gradients` at the model's current weights, compiled once per model.
+
+    Returns:
+      One gradient per trainable variable of `model` (equal to `model.exact_gradients`).
+    """
+    step = gradient_function(model) if compiled is None else compiled
+    params = [v.value for v in model.trainable_variables]
+    states = [v.value for v in model.non_trainable_variables]
+    return step(params, states, video, labels, sample_weight)[0]
+
+
+def gradient_function(model):
+    """`jax.jit(clip_gradients)` for `model`: `(params, states, video, labels, sample_weight) -> (gradients, loss)`."""
+    _check(model)
+    return jax.jit(lambda params, states, video, labels, sample_weight=None: clip_gradients(
+        model, params, states, video, labels, sample_weight))

@@ -1,0 +1,51 @@
+"""The GPipe baseline's arguments and bubble (its gradients: `tests/core/test_stages.py`, on 4 host devices)."""
+
+import keras
+import numpy as np
+import pytest
+
+import sideways_tf as sw
+from tests.helpers import compiled, dense_units
+
+
+@pytest.mark.backend_independent("arithmetic")
+def test_bubble_is_the_idle_fraction():
+    from sideways_tf.parallel.gpipe import bubble
+
+    assert bubble(16, 1) == 0
+    assert bubble(16, 2) == pytest.approx(1 / 17)
+    assert bubble(8, 8) == pytest.approx(7 / 15)
+
+
+@pytest.mark.skipif(keras.backend.backend() != "jax", reason="JAX only")
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(mode="skip_sideways", devices=["cpu:0"] * 3), r"`model.mode` must be 'bp' or 'sideways' \(no shortcuts\)"),
+    (dict(mode="bp"), r"pipelines the units over the model's `devices`"),
+])
+def test_models_it_cannot_pipeline_are_refused(kwargs, match):
+    from sideways_tf.parallel import gpipe
+
+    model = compiled(sw.SidewaysModel(dense_units(3), **kwargs))
+    model.build((2, 5, 4))
+    with pytest.raises(ValueError, match=match):
+        gpipe.gradients(model, np.zeros((2, 5, 4), "float32"), np.array([0, 1]))
+
+
+@pytest.mark.skipif(keras.backend.backend() != "jax", reason="JAX only")
+def test_one_device_gives_bp_gradients():
+    from sideways_tf.parallel import gpipe
+
+    model = compiled(sw.SidewaysModel(dense_units(3), mode="bp", devices=["cpu:0"] * 3))
+    video, labels = np.random.default_rng(0).normal(size=(2, 5, 4)).astype("float32"), np.array([0, 2])
+    model.build(video.shape)
+    for a, b in zip(gpipe.gradients(model, video, labels), model.exact_gradients(video, labels), strict=True):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-6)
+
+
+@pytest.mark.tensorflow_only("the refusal of the TensorFlow backend")
+def test_tensorflow_backend_is_refused():
+    from sideways_tf.parallel import gpipe
+
+    model = compiled(sw.SidewaysModel(dense_units(3), mode="bp"))
+    with pytest.raises(ValueError, match=r"runs under KERAS_BACKEND=jax; the backend is 'tensorflow'"):
+        gpipe.gradient_function(model)
