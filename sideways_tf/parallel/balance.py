@@ -24,7 +24,7 @@ class Balance(NamedTuple):
     Attributes:
       devices: one device name per unit: `SidewaysModel(units, devices=...)`.
       groups: per device, the units (0-based) it runs.
-      unit_ms: per unit, its forward + VJP time in milliseconds (best of the repeats).
+      unit_ms: per unit, its forward + VJP time in milliseconds (median of the repeats).
       group_ms: per device, the sum of its units' times.
       ideal_speedup: `sum(unit_ms) / max(group_ms)`: the speed-up over one device if
         nothing but the units' work took time.
@@ -91,38 +91,58 @@ def default_device_names(num_devices: int) -> list[str]:
 
 
 def unit_times(stages, activation_shapes, frame_shape, mode: str, batch_size: int, repeats: int) -> list[float]:
-    """Per stage, the best time in ms of its compiled forward + VJP on `batch_size` random inputs."""
-    backend = backends.current()
+    """Per stage, the median time in ms of its compiled forward + VJP, as a pipeline step runs it.
+
+    Unit 0 takes no gradient for its input frame; a shortcut input is differentiated in
+    `"skip_sideways"` only; the top unit's cotangent comes from a loss (here its sum).
+
+    Args:
+      stages, activation_shapes: as `engine.build_stages` returns them.
+      frame_shape: `F`.
+      mode: the model's mode.
+      batch_size: B of the random inputs.
+      repeats: timed calls per unit.
+    """
     shapes = [tuple(frame_shape)] + [tuple(s) for s in activation_shapes]
-    skip = mode in schedule.SKIP_MODES
     rng = np.random.default_rng(0)
     times = []
     for k, stage in enumerate(stages):
         dtype = stage.compute_dtype
-        inputs = [rng.normal(size=(batch_size,) + shapes[k]).astype(dtype)]
-        if skip and k >= 2:
-            inputs.append(rng.normal(size=(batch_size,) + shapes[k - 1]).astype(dtype))
+        direct = rng.normal(size=(batch_size,) + shapes[k]).astype(dtype)
+        shortcut = rng.normal(size=(batch_size,) + shapes[k - 1]).astype(dtype) if stage.has_shortcut else None
         params = [keras.ops.convert_to_tensor(v.value) for v in stage.trainable_variables]
-        compiled = backend.compile_function(_forward_and_vjp(stage), jit_compile=True)
-        keras.tree.map_structure(np.asarray, compiled(params, *inputs))  # compile, and wait
-        best = np.inf
+        top = k == len(stages) - 1
+        cotangent = None if top else np.ones((batch_size,) + shapes[k + 1], dtype)
+        work = _forward_and_vjp(stage, k == 0, shortcut is not None and mode == "skip_sideways", top)
+        compiled = backends.current().compile_function(work, jit_compile=True)
+        args = (params, direct, shortcut, cotangent)
+        keras.tree.map_structure(np.asarray, compiled(*args))  # compile, and wait
+        samples = []
         for _ in range(repeats):
             start = time.perf_counter()
-            keras.tree.map_structure(np.asarray, compiled(params, *inputs))
-            best = min(best, time.perf_counter() - start)
-        times.append(1e3 * best)
+            keras.tree.map_structure(np.asarray, compiled(*args))
+            samples.append(time.perf_counter() - start)
+        times.append(1e3 * float(np.median(samples)))
     return times
 
 
-def _forward_and_vjp(stage):
-    """`(params, *inputs) -> gradients`: the stage's forward and VJP, as a step of the pipeline runs them."""
+def _forward_and_vjp(stage, first: bool, shortcut_is_primal: bool, top: bool):
+    """`(params, direct, shortcut, cotangent) -> (output, gradients)`: one unit's work in a pipeline step."""
     state = [keras.ops.convert_to_tensor(v.value) for v in stage.non_trainable_variables]
+    backend = backends.current()
 
-    def fn(params, *inputs):
-        return stage.stateless_call(list(params), state, *inputs, training=True)
+    def forward_and_vjp(params, direct, shortcut, cotangent):
+        def fn(p, *inputs):
+            d = direct if first else inputs[0]
+            sc = inputs[-1] if shortcut_is_primal else shortcut
+            return stage.stateless_call(list(p), state, d, sc, training=True)
 
-    def forward_and_vjp(params, *inputs):
-        return backends.current().value_and_vjp(fn, [list(params), *inputs], head=keras.ops.sum)[3]
+        primals = [list(params)] + ([] if first else [direct]) + ([shortcut] if shortcut_is_primal else [])
+        if top:
+            out, _, _, grads = backend.value_and_vjp(fn, primals, head=keras.ops.sum)
+        else:
+            out, _, _, grads = backend.value_and_vjp(fn, primals, cotangent=cotangent)
+        return out, grads
 
     return forward_and_vjp
 
@@ -153,7 +173,7 @@ def balance(
       num_devices: how many devices to spread the units over (at most D).
       mode, fusion, shortcut: as in `SidewaysModel` (the skip modes' units read a fused input).
       batch_size: frames per timed call (time the batch you will train with).
-      repeats: timed calls per unit; the best counts.
+      repeats: timed calls per unit; the median counts.
       device_names: `num_devices` device names (default: the backend's first accelerators,
         else CPUs).
 
