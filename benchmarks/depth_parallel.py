@@ -1,0 +1,167 @@
+"""Depth parallelism under JAX: units over N devices against one device, and against GPipe on the same devices.
+
+    python -m benchmarks.depth_parallel [--models vgg8 vgg16] [--modes sideways skip_sideways]
+        [--batch 8 32] [--frames 32] [--devices 2] [--resolution 112] [--dtype float32|mixed_bfloat16]
+        [--reps 5] [--png PATH] [--host_devices N]
+
+For every model, mode and batch size: the units are grouped over the first N devices by time
+(`sw.parallel.balance`), and the compiled gradient function of one clip (`gradient_function`,
+the whole training step but the optimizer) is timed on one device and on the N devices; both give
+the same pseudo-gradients (their largest relative difference is printed). GPipe
+(`sw.parallel.gpipe`: exact backprop, the same groups, frames as micro-batches) is timed on the
+same devices and clips. Frames/s are B * T over the median time of `--reps` calls.
+
+`--host_devices N` splits a CPU into N XLA host devices (set before JAX starts), so the script
+runs without accelerators; such numbers measure the program's overheads on shared cores, not a
+speed-up to expect on GPUs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+
+def _host_devices_from_argv(argv) -> int:
+    for i, arg in enumerate(argv):
+        if arg == "--host_devices" and i + 1 < len(argv):
+            return int(argv[i + 1])
+    return 0
+
+
+if _host_devices_from_argv(sys.argv):
+    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
+                               f" --xla_force_host_platform_device_count={_host_devices_from_argv(sys.argv)}")
+os.environ["KERAS_BACKEND"] = "jax"
+
+from benchmarks.common import report  # noqa: E402
+
+# isort: split
+import jax  # noqa: E402
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+import sideways_tf as sw  # noqa: E402
+from sideways_tf.parallel import gpipe  # noqa: E402
+
+BUILDERS = {"vgg8": lambda: sw.models.vgg8(51), "vgg16": lambda: sw.models.vgg16(51)}
+
+
+def _model(name: str, mode: str, devices=None) -> sw.SidewaysModel:
+    keras.utils.set_random_seed(0)
+    model = sw.SidewaysModel(BUILDERS[name](), mode=mode, devices=devices)
+    model.compile(optimizer=keras.optimizers.SGD(0.01),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    return model
+
+
+def _seconds(function, args, reps: int) -> float:
+    """Median wall time of `function(*args)`, after one call that compiles it."""
+    jax.block_until_ready(function(*args))
+    samples = []
+    for _ in range(reps):
+        start = time.perf_counter()
+        jax.block_until_ready(function(*args))
+        samples.append(time.perf_counter() - start)
+    return float(np.median(samples))
+
+
+def _values(model) -> tuple[list, list]:
+    return [v.value for v in model.trainable_variables], [v.value for v in model.non_trainable_variables]
+
+
+def _relative_error(a, b) -> float:
+    return max(float(np.abs(np.asarray(x, "float32") - np.asarray(y, "float32")).max() /
+                     (np.abs(np.asarray(y, "float32")).max() + 1e-12)) for x, y in zip(a, b, strict=True))
+
+
+def measure(name: str, mode: str, batch: int, frames: int, num_devices: int, resolution: int, reps: int) -> dict:
+    """One row: frames/s on one device, on `num_devices` (balanced), and GPipe's on the same devices."""
+    frame_shape = (resolution, resolution, 3)
+    video = np.random.default_rng(0).integers(0, 256, size=(batch, frames) + frame_shape, dtype=np.uint8)
+    labels = np.arange(batch) % 51
+    plan = sw.parallel.balance(BUILDERS[name](), frame_shape, num_devices, mode=mode, batch_size=batch)
+    one = _model(name, mode)
+    one.build(video.shape)
+    placed = _model(name, mode, plan.devices)
+    placed.build(video.shape)
+    placed.set_weights(one.get_weights())
+    args_one = (*_values(one), video, labels, None)
+    args_placed = (*_values(placed), video, labels, None)
+    seconds_one = _seconds(one.gradient_function(), args_one, reps)
+    seconds_placed = _seconds(placed.gradient_function(), args_placed, reps)
+    error = _relative_error(placed.gradient_function()(*args_placed), one.gradient_function()(*args_one))
+    row = {"model": name, "mode": mode, "B": batch, "T": frames, "dtype": keras.mixed_precision.dtype_policy().name,
+           "devices": num_devices, "groups": [len(g) for g in plan.groups],
+           "one_device_fps": batch * frames / seconds_one, "depth_parallel_fps": batch * frames / seconds_placed,
+           "speedup": seconds_one / seconds_placed, "ideal_speedup": plan.ideal_speedup, "max_rel_err": error}
+    if mode != "bp":
+        chain = sw.parallel.balance(BUILDERS[name](), frame_shape, num_devices, mode="bp", batch_size=batch)
+        pipe = _model(name, "bp", chain.devices)
+        pipe.build(video.shape)
+        seconds_gpipe = _seconds(gpipe.gradient_function(pipe), (*_values(pipe), video, labels, None), reps)
+        row.update(gpipe_fps=batch * frames / seconds_gpipe, vs_gpipe=seconds_gpipe / seconds_placed,
+                   gpipe_bubble=gpipe.bubble(frames, num_devices))
+    return row
+
+
+def plot(path: str, rows) -> None:
+    """Measured against ideal speed-up per configuration, and frames/s against GPipe's."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = [f"{r['model']}\n{r['mode']}\nB={r['B']}" for r in rows]
+    x = np.arange(len(rows))
+    figure, (left, right) = plt.subplots(1, 2, figsize=(max(8, 2.2 * len(rows)), 4))
+    left.bar(x - 0.2, [r["speedup"] for r in rows], 0.4, label="measured")
+    left.bar(x + 0.2, [r["ideal_speedup"] for r in rows], 0.4, label="ideal (sum / max group)")
+    left.axhline(1.0, color="gray", lw=0.8)
+    left.set_xticks(x, labels, fontsize=7)
+    left.set_title(f"speed-up over one device ({rows[0]['devices']} devices)")
+    left.legend()
+    right.bar(x - 0.2, [r["depth_parallel_fps"] for r in rows], 0.4, label="depth parallel")
+    right.bar(x + 0.2, [r.get("gpipe_fps", 0) for r in rows], 0.4, label="GPipe (same devices)")
+    right.set_xticks(x, labels, fontsize=7)
+    right.set_title("frames/s")
+    right.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="+", default=list(BUILDERS), choices=list(BUILDERS))
+    parser.add_argument("--modes", nargs="+", default=["sideways", "skip_sideways"], choices=list(sw.MODES))
+    parser.add_argument("--batch", type=int, nargs="+", default=[8, 32])
+    parser.add_argument("--frames", type=int, default=32)
+    parser.add_argument("--devices", type=int, default=2)
+    parser.add_argument("--resolution", type=int, default=112)
+    parser.add_argument("--dtype", default="float32", choices=["float32", "mixed_bfloat16"])
+    parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument("--png", help="also save a plot here")
+    parser.add_argument("--host_devices", type=int, default=0, help="split the CPU into this many XLA devices")
+    args = parser.parse_args()
+    if len(jax.devices()) < args.devices:
+        parser.error(f"--devices {args.devices}: JAX has {len(jax.devices())} devices ({jax.devices()}).")
+    keras.mixed_precision.set_global_policy(args.dtype)
+    rows = []
+    for name in args.models:
+        for mode in args.modes:
+            for batch in args.batch:
+                rows.append(measure(name, mode, batch, args.frames, args.devices, args.resolution, args.reps))
+                print(f"measured {rows[-1]}", file=sys.stderr, flush=True)
+    summary = {"devices": str(jax.devices()[:args.devices])}
+    columns = ["model", "mode", "B", "T", "dtype", "groups", "one_device_fps", "depth_parallel_fps", "speedup",
+               "ideal_speedup", "gpipe_fps", "vs_gpipe", "max_rel_err"]
+    report("depth_parallel", rows, columns, summary)
+    if args.png:
+        plot(args.png, rows)
+        print(f"plot: {args.png}")
+
+
+if __name__ == "__main__":
+    main()
