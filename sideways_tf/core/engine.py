@@ -240,28 +240,25 @@ class Engine:
         num_frames = video.shape[1]
         labels_per_frame, weights_per_frame = self.label_layout(labels, sample_weight, num_frames)
 
-        def frame_target(s):
-            return targets.frame_target(labels, sample_weight, s, labels_per_frame, weights_per_frame)
-
         def top_loss(target, out):
             return frame_loss(target["y"], out, target.get("w"))
 
         place = self.placement(rule)
-        result = place.wrap(episode.train_episode)(
-            self.stages,
-            rule,
+
+        def run(per_stage_params, per_stage_states, video, labels, sample_weight, stream, starts, optimizer_state):
+            # Every array is an argument, not a closure, so that `place.wrap` hands it to the
+            # program of each device (sharded on the batch under a data x stage mesh).
+            def frame_target(s):
+                return targets.frame_target(labels, sample_weight, s, labels_per_frame, weights_per_frame)
+
+            return episode.train_episode(self.stages, rule, per_stage_params, per_stage_states, video, frame_target,
+                                         top_loss, self.activation_shapes, place, stream=stream, starts=starts,
+                                         updater=updater, optimizer_state=optimizer_state, flush=flush)
+
+        result = place.wrap(run)(
             self.split(params, trainable_variables, trainable=True),
             self.split(states, non_trainable_variables, trainable=False),
-            video,
-            frame_target,
-            top_loss,
-            self.activation_shapes,
-            place,
-            stream=stream,
-            starts=starts,
-            updater=updater,
-            optimizer_state=optimizer_state,
-            flush=flush,
+            video, labels, sample_weight, stream, starts, optimizer_state,
         )
         return ClipResult(
             gradients=self.merge_gradients(result.gradients, trainable_variables),

@@ -1,10 +1,12 @@
-"""Depth parallelism beyond the engine: grouping units over devices by time (`balance`) and the
-GPipe baseline (`gpipe`, JAX, imported on use).
+"""Depth parallelism beyond the engine: grouping units over devices by time (`balance`), data and
+depth parallelism together (`data_and_stages`, JAX) and the GPipe baseline (`gpipe`, JAX,
+imported on use).
 
 `devices=` of `SidewaysModel` is the engine's (`core.placement`); this package helps choose it and
 gives what to compare it with.
 """
 
 from sideways_tf.parallel.balance import Balance, balance, partition
+from sideways_tf.parallel.mesh import data_and_stages, stage_devices
 
-__all__ = ["Balance", "balance", "partition"]
+__all__ = ["Balance", "balance", "data_and_stages", "partition", "stage_devices"]

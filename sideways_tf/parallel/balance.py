@@ -15,7 +15,8 @@ from typing import NamedTuple, Optional, Sequence
 import keras
 import numpy as np
 
-from sideways_tf.core import backends, engine, schedule
+from sideways_tf.core import backends, engine
+from sideways_tf.parallel.mesh import stage_devices
 
 
 class Balance(NamedTuple):
@@ -78,7 +79,13 @@ def partition(costs: Sequence[float], num_groups: int) -> list[list[int]]:
 
 
 def default_device_names(num_devices: int) -> list[str]:
-    """The first `num_devices` accelerators of the running backend (else CPUs), as device names."""
+    """The first `num_devices` accelerators of the running backend (else CPUs), as device names.
+
+    Under a data x stage distribution (`data_and_stages`), its first replica's stage devices.
+    """
+    stages = stage_devices()
+    if stages is not None:
+        return stages[:num_devices]
     if keras.backend.backend() == "jax":
         import jax
 
@@ -174,8 +181,8 @@ def balance(
       mode, fusion, shortcut: as in `SidewaysModel` (the skip modes' units read a fused input).
       batch_size: frames per timed call (time the batch you will train with).
       repeats: timed calls per unit; the median counts.
-      device_names: `num_devices` device names (default: the backend's first accelerators,
-        else CPUs).
+      device_names: `num_devices` device names (default: the first replica's stage devices
+        under `data_and_stages`, else the backend's first accelerators, else CPUs).
 
     Returns:
       A `Balance`.

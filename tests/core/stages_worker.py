@@ -118,6 +118,36 @@ def gpipe():
     print("ok gpipe")
 
 
+def data_and_stages():
+    """2 data replicas x 2 stages (a Keras distribution over a (batch, stage) mesh): `fit` equals one device."""
+    video, labels = random_clip((4, 9, 8, 8, 3)), np.array([0, 1, 2, 3])
+    for mode in ("sideways", "skip_sideways"):
+        keras.distribution.set_distribution(None)
+        _, alone = _pair(["cpu:0"] * 5, mode)
+        alone.build(video.shape)
+        start = alone.get_weights()
+        b = alone.fit(video, labels, batch_size=4, epochs=3, verbose=0, shuffle=False).history
+        keras.distribution.set_distribution(sw.parallel.data_and_stages(2))
+        assert sw.parallel.stage_devices() == ["cpu:0", "cpu:1"]
+        placed, _ = _pair(["cpu:0", "cpu:0", "cpu:1", "cpu:1", "cpu:1"], mode)
+        placed.build(video.shape)
+        placed.set_weights(start)
+        a = placed.fit(video, labels, batch_size=4, epochs=3, verbose=0, shuffle=False).history
+        _close(placed.get_weights(), alone.get_weights(), f"{mode} weights after fit on 2 x 2 devices")
+        _close(a["loss"], b["loss"], f"{mode} loss")
+        mesh = placed.engine.place.mesh
+        assert dict(mesh.shape) == {"batch": 2, "stage": 2}, mesh
+        try:
+            sw.SidewaysModel(dense_units(3), devices=["cpu:0", "cpu:1", "cpu:2"])
+        except ValueError as error:
+            assert "devices[2]='cpu:2' is not on the stage axis of the first data replica" in str(error), error
+        else:
+            raise AssertionError("a device of the second replica was accepted")
+    keras.distribution.set_distribution(None)
+    print("ok data_and_stages")
+
+
 if __name__ == "__main__":
     assert keras.backend.backend() == "jax" and len(__import__("jax").devices()) >= 4, os.environ.get("XLA_FLAGS")
-    {"gradients": gradients, "fit": fit, "streaming": streaming, "gpipe": gpipe}[sys.argv[1]]()
+    {"gradients": gradients, "fit": fit, "streaming": streaming, "gpipe": gpipe,
+     "data_and_stages": data_and_stages}[sys.argv[1]]()

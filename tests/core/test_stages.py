@@ -19,7 +19,7 @@ jax_only = pytest.mark.skipif(keras.backend.backend() != "jax", reason="JAX only
 
 
 @jax_only
-@pytest.mark.parametrize("check", ["gradients", "fit", "streaming", "gpipe"])
+@pytest.mark.parametrize("check", ["gradients", "fit", "streaming", "gpipe", "data_and_stages"])
 def test_units_over_four_host_devices_equal_one_device(check):
     env = {**os.environ, "PYTHONPATH": ROOT, "KERAS_BACKEND": "jax", "TF_CPP_MIN_LOG_LEVEL": "3",
            "XLA_FLAGS": "--xla_force_host_platform_device_count=4"}

@@ -52,13 +52,37 @@ def jax_device(name: str, position: int):
 
 
 def _shard_map(fn: Callable, mesh: Mesh, num_inputs: int) -> Callable:
-    """`shard_map(fn)` with replicated inputs and outputs, unchecked (both JAX spellings)."""
+    """`shard_map(fn)` over the stage axis only, inputs and outputs replicated over it, unchecked.
+
+    Other axes of `mesh` (a data axis) stay automatic: arrays keep their sharding on them and
+    XLA partitions the body over them (both JAX spellings).
+    """
     spec = dict(mesh=mesh, in_specs=(PartitionSpec(),) * num_inputs, out_specs=PartitionSpec())
+    others = frozenset(mesh.axis_names) - {AXIS}
     if hasattr(jax, "shard_map"):
-        return jax.shard_map(fn, check_vma=False, **spec)
+        return jax.shard_map(fn, check_vma=False, **spec, **({"axis_names": {AXIS}} if others else {}))
     from jax.experimental.shard_map import shard_map
 
-    return shard_map(fn, check_rep=False, **spec)
+    return shard_map(fn, check_rep=False, **spec, **({"auto": others} if others else {}))
+
+
+def distribution_mesh() -> "Mesh | None":
+    """The device mesh of the current Keras distribution, as a JAX mesh, if it has a "stage" axis."""
+    import keras
+
+    device_mesh = getattr(keras.distribution.distribution(), "device_mesh", None)
+    if device_mesh is None or AXIS not in device_mesh.axis_names:
+        return None
+    devices = np.empty(device_mesh.devices.shape, dtype=object)
+    for index, device in np.ndenumerate(device_mesh.devices):
+        devices[index] = jax_device(device, 0) if isinstance(device, str) else device
+    return Mesh(devices, tuple(device_mesh.axis_names))
+
+
+def first_replica(mesh: Mesh) -> list:
+    """The devices along the stage axis of `mesh` at index 0 of every other axis."""
+    axis = mesh.axis_names.index(AXIS)
+    return list(np.moveaxis(mesh.devices, axis, -1).reshape(-1, mesh.devices.shape[axis])[0])
 
 
 def _stand_in(spec, kept):
@@ -74,26 +98,42 @@ def _stand_in(spec, kept):
 class StagePlacement(Placement):
     """Unit k on `devices[k]`, its group's units on one device of a "stage" mesh axis.
 
+    Without a Keras distribution, the mesh is the distinct devices of `devices`, in order of
+    first use. Under a Keras distribution whose device mesh has a "stage" axis (data x stage,
+    `sw.parallel.data_and_stages`), that mesh is used: `devices` name devices of its first data
+    replica, and every replica runs the same grouping on its own row of devices, on its share
+    of the batch.
+
     Args:
       devices: one device string per unit (consecutive or not; units sharing a device form its
         group).
 
     Raises:
-      ValueError: naming the entry of `devices` that is malformed or names no device, or when
-        two names give the same device.
+      ValueError: naming the entry of `devices` that is malformed, names no device, or (under a
+        data x stage mesh) is not a device of the first replica; or when two names give the
+        same device.
     """
 
     spans_devices = True
 
     def __init__(self, devices: Sequence[str]):
         super().__init__(devices)
-        names, self.stage_of = groups_of(self.devices)
+        names, stage_of = groups_of(self.devices)
         first = {name: self.devices.index(name) for name in names}
         found = [jax_device(name, first[name]) for name in names]
         if len(set(found)) != len(found):
             raise ValueError(f"`devices` names the same device twice under different names: {self.devices!r}.")
-        self.mesh = Mesh(np.array(found), (AXIS,))
-        self.num_stages = len(found)
+        mesh = distribution_mesh()
+        if mesh is None:
+            self.mesh, self.stage_of = Mesh(np.array(found), (AXIS,)), stage_of
+        else:
+            row = first_replica(mesh)
+            for name, device in zip(names, found, strict=True):
+                if device not in row:
+                    raise ValueError(f"devices[{first[name]}]={name!r} is not on the stage axis of the first data "
+                                     f"replica of the distribution's mesh, {[str(d) for d in row]}.")
+            self.mesh, self.stage_of = mesh, tuple(row.index(found[g]) for g in stage_of)
+        self.num_stages = self.mesh.shape[AXIS]
 
     def _index(self):
         return jax.lax.axis_index(AXIS)
