@@ -1,0 +1,224 @@
+"""One accelerator under JAX: frames/s of every training rule, and memory as the clip grows.
+
+    python -m benchmarks.one_accelerator [--models vgg8 vgg16] [--batch 8 32] [--frames 32]
+        [--dtype float32 mixed_bfloat16] [--memory_frames 16 64 256] [--memory_batch 8]
+        [--resolution 112] [--reps 5] [--png PATH] [--skip_speed] [--skip_memory]
+
+Speed: for each model, batch size and dtype policy, the compiled gradient function of one clip
+(the training step but the optimizer) of `"sideways"`, `"skip_sideways"` and per-frame `"bp"`
+(a `lax.scan` over frames), and of clip-batched backprop (the frame network on all B x T
+frames at once: what users would otherwise run). Frames/s are B * T over the median of `--reps`
+calls; the ratios Sideways / per-frame bp and Sideways / clip-batched bp are summarised.
+
+Memory: for each T in `--memory_frames`, the compiled program's temporary buffers and arguments
+(XLA's memory analysis, without running: the clip and weights are arguments, not temporaries),
+for the sideways rules, clip-batched bp and the 3D VGG-16 (with `remat`, clip labels). On a
+device that reports its memory limit (GPUs), the largest batch in 1, 2, 4, ... 256 whose
+program fits (temporaries + arguments) is also given, as in the papers' Table 4.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+os.environ["KERAS_BACKEND"] = "jax"
+
+from benchmarks.common import report  # noqa: E402
+
+# isort: split
+import jax  # noqa: E402
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+import sideways_tf as sw  # noqa: E402
+from benchmarks.memory import _clip_batched_gradients  # noqa: E402
+
+BUILDERS = {"vgg8": lambda: sw.models.vgg8(51), "vgg16": lambda: sw.models.vgg16(51)}
+RULES = ("sideways", "skip_sideways", "bp")
+MB = 2.0**20
+
+
+def _model(name: str, mode: str) -> sw.SidewaysModel:
+    keras.utils.set_random_seed(0)
+    model = sw.SidewaysModel(BUILDERS[name](), mode=mode)
+    model.compile(optimizer=keras.optimizers.SGD(0.01),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    return model
+
+
+def _clip(batch: int, frames: int, resolution: int) -> np.ndarray:
+    return np.random.default_rng(0).integers(0, 256, size=(batch, frames, resolution, resolution, 3), dtype=np.uint8)
+
+
+def _program(method: str, name: str, video: np.ndarray):
+    """`(function, args)` of one training step's gradients for `method`."""
+    labels = np.arange(video.shape[0]) % 51
+    if method == "3d_vgg16_remat":
+        return _vgg3d_program(video, labels)
+    model = _model(name, "bp" if method == "clip_batched_bp" else method)
+    model.build(video.shape)
+    if method == "clip_batched_bp":
+        params, states = model.engine.current_values()
+        return _clip_batched_gradients(model), (params, states, video, labels)
+    values = ([v.value for v in model.trainable_variables], [v.value for v in model.non_trainable_variables])
+    return model.gradient_function(), (*values, video, labels, None)
+
+
+def _vgg3d_program(video: np.ndarray, labels: np.ndarray):
+    model = sw.models.vgg16_3d(51, frame_shape=video.shape[2:], remat=True)
+    model.build(video.shape)
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+    def gradients(trainable, non_trainable, video, labels):
+        def value(trainable):
+            logits, _ = model.stateless_call(trainable, non_trainable, keras.ops.cast(video, "float32"),
+                                             training=True)
+            return loss(labels, logits)
+
+        return jax.grad(value)(trainable)
+
+    values = ([v.value for v in model.trainable_variables], [v.value for v in model.non_trainable_variables])
+    return jax.jit(gradients), (*values, video, labels)
+
+
+def _seconds(function, args, reps: int) -> float:
+    jax.block_until_ready(function(*args))
+    samples = []
+    for _ in range(reps):
+        start = time.perf_counter()
+        jax.block_until_ready(function(*args))
+        samples.append(time.perf_counter() - start)
+    return float(np.median(samples))
+
+
+def speed(names, batches, frames: int, dtypes, resolution: int, reps: int) -> list[dict]:
+    rows = []
+    for dtype in dtypes:
+        keras.mixed_precision.set_global_policy(dtype)
+        for name in names:
+            for batch in batches:
+                video = _clip(batch, frames, resolution)
+                row = {"model": name, "B": batch, "T": frames, "dtype": dtype}
+                for method in (*RULES, "clip_batched_bp"):
+                    function, args = _program(method, name, video)
+                    row[f"{method}_fps"] = batch * frames / _seconds(function, args, reps)
+                row["sideways_vs_bp"] = row["sideways_fps"] / row["bp_fps"]
+                row["sideways_vs_clip_batched"] = row["sideways_fps"] / row["clip_batched_bp_fps"]
+                rows.append(row)
+                print(f"measured {row}", file=sys.stderr, flush=True)
+    keras.mixed_precision.set_global_policy("float32")
+    return rows
+
+
+def _limit_bytes():
+    stats = jax.devices()[0].memory_stats() or {}
+    return stats.get("bytes_limit")
+
+
+def _footprint(method: str, name: str, batch: int, frames: int, resolution: int) -> tuple[float, float]:
+    """(temporaries, arguments) in bytes of the compiled program, without running it."""
+    function, args = _program(method, name, _clip(batch, frames, resolution))
+    analysis = function.lower(*args).compile().memory_analysis()
+    return float(analysis.temp_size_in_bytes), float(analysis.argument_size_in_bytes)
+
+
+def largest_batch(method: str, name: str, frames: int, resolution: int, limit: float) -> int:
+    """The largest batch in 1, 2, 4, ... 256 whose program fits in `limit` bytes (0 if none)."""
+    best = 0
+    for batch in (2**i for i in range(9)):
+        temp, arguments = _footprint(method, name, batch, frames, resolution)
+        if temp + arguments > limit:
+            break
+        best = batch
+    return best
+
+
+def memory(names, batch: int, frame_counts, resolution: int) -> list[dict]:
+    rows = []
+    limit = _limit_bytes()
+    for name in names:
+        for method in ("sideways", "skip_sideways", "clip_batched_bp", "3d_vgg16_remat"):
+            if method == "3d_vgg16_remat" and name != names[0]:
+                continue
+            for frames in frame_counts:
+                temp, arguments = _footprint(method, name, batch, frames, resolution)
+                row = {"model": "vgg16_3d" if method == "3d_vgg16_remat" else name, "method": method, "B": batch,
+                       "T": frames, "temp_MB": temp / MB, "arguments_MB": arguments / MB}
+                if limit:
+                    row["largest_batch"] = largest_batch(method, name, frames, resolution, limit)
+                rows.append(row)
+                print(f"measured {row}", file=sys.stderr, flush=True)
+    return rows
+
+
+def plot(path: str, speed_rows, memory_rows) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, (left, right) = plt.subplots(1, 2, figsize=(12, 4))
+    if speed_rows:
+        x = np.arange(len(speed_rows))
+        for i, method in enumerate((*RULES, "clip_batched_bp")):
+            left.bar(x + (i - 1.5) * 0.2, [r[f"{method}_fps"] for r in speed_rows], 0.2, label=method)
+        left.set_xticks(x, [f"{r['model']} B={r['B']}\n{r['dtype']}" for r in speed_rows], fontsize=7)
+        left.set_title("frames/s, one device")
+        left.legend(fontsize=7)
+    for method in sorted({r["method"] for r in memory_rows}):
+        for model in sorted({r["model"] for r in memory_rows if r["method"] == method}):
+            points = [r for r in memory_rows if r["method"] == method and r["model"] == model]
+            right.plot([r["T"] for r in points], [r["temp_MB"] for r in points], "o-", label=f"{model} {method}")
+    right.set_xscale("log", base=2)
+    right.set_yscale("log")
+    right.set_xlabel("T (frames per clip)")
+    right.set_title("XLA temporaries of one training step (MB)")
+    right.legend(fontsize=7)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="+", default=list(BUILDERS), choices=list(BUILDERS))
+    parser.add_argument("--batch", type=int, nargs="+", default=[8, 32])
+    parser.add_argument("--frames", type=int, default=32)
+    parser.add_argument("--dtype", nargs="+", default=["float32", "mixed_bfloat16"],
+                        choices=["float32", "mixed_bfloat16"])
+    parser.add_argument("--memory_frames", type=int, nargs="+", default=[16, 64, 256])
+    parser.add_argument("--memory_batch", type=int, default=8)
+    parser.add_argument("--resolution", type=int, default=112)
+    parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument("--png", help="also save a plot here")
+    parser.add_argument("--skip_speed", action="store_true")
+    parser.add_argument("--skip_memory", action="store_true")
+    args = parser.parse_args()
+    speed_rows = [] if args.skip_speed else speed(args.models, args.batch, args.frames, args.dtype, args.resolution,
+                                                  args.reps)
+    memory_rows = [] if args.skip_memory else memory(args.models, args.memory_batch, args.memory_frames,
+                                                     args.resolution)
+    summary = {"device": str(jax.devices()[0]), "device_memory_MB": (_limit_bytes() or 0) / MB}
+    for row in speed_rows:
+        key = f"{row['model']} B={row['B']} {row['dtype']}"
+        summary[f"{key}: sideways / per-frame bp"] = row["sideways_vs_bp"]
+        summary[f"{key}: sideways / clip-batched bp"] = row["sideways_vs_clip_batched"]
+    for model, method in sorted({(r["model"], r["method"]) for r in memory_rows}):
+        points = {r["T"]: r["temp_MB"] for r in memory_rows if (r["model"], r["method"]) == (model, method)}
+        summary[f"{model} {method}: temporaries T={max(points)} / T={min(points)}"] = \
+            points[max(points)] / max(points[min(points)], 1e-9)
+    if speed_rows:
+        report("one_accelerator_speed", speed_rows, ["model", "B", "T", "dtype", "sideways_fps", "skip_sideways_fps",
+                                                     "bp_fps", "clip_batched_bp_fps", "sideways_vs_bp",
+                                                     "sideways_vs_clip_batched"], {})
+    report("one_accelerator_memory", memory_rows, ["model", "method", "B", "T", "temp_MB", "arguments_MB",
+                                                   "largest_batch"], summary)
+    if args.png:
+        plot(args.png, speed_rows, memory_rows)
+        print(f"plot: {args.png}")
+
+
+if __name__ == "__main__":
+    main()
