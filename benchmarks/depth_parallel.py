@@ -2,7 +2,7 @@
 
     python -m benchmarks.depth_parallel [--models vgg8 vgg16] [--modes sideways skip_sideways]
         [--batch 8 32] [--frames 32] [--devices 2] [--resolution 112] [--dtype float32|mixed_bfloat16]
-        [--reps 5] [--png PATH] [--host_devices N]
+        [--reps 5] [--png PATH] [--host_devices N] [--xla_flags "..."]
 
 For every model, mode and batch size: the units are grouped over the first N devices by time
 (`sw.parallel.balance`), and the compiled gradient function of one clip (`gradient_function`,
@@ -13,7 +13,8 @@ same devices and clips. Frames/s are B * T over the median time of `--reps` call
 
 `--host_devices N` splits a CPU into N XLA host devices (set before JAX starts), so the script
 runs without accelerators; such numbers measure the program's overheads on shared cores, not a
-speed-up to expect on GPUs.
+speed-up to expect on GPUs. `--xla_flags` appends to `XLA_FLAGS` (e.g. command buffers with
+conditionals, pipelined collective-permutes: `docs/depth_parallel.md`).
 """
 
 from __future__ import annotations
@@ -24,16 +25,20 @@ import sys
 import time
 
 
-def _host_devices_from_argv(argv) -> int:
+def _flag_from_argv(argv, name: str) -> str:
+    """The value of `--name` in `argv` ("" if absent): read before JAX starts."""
     for i, arg in enumerate(argv):
-        if arg == "--host_devices" and i + 1 < len(argv):
-            return int(argv[i + 1])
-    return 0
+        if arg == f"--{name}" and i + 1 < len(argv):
+            return argv[i + 1]
+        if arg.startswith(f"--{name}="):
+            return arg.split("=", 1)[1]
+    return ""
 
 
-if _host_devices_from_argv(sys.argv):
-    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
-                               f" --xla_force_host_platform_device_count={_host_devices_from_argv(sys.argv)}")
+_XLA_FLAGS = [os.environ.get("XLA_FLAGS", ""), _flag_from_argv(sys.argv, "xla_flags")]
+if _flag_from_argv(sys.argv, "host_devices"):
+    _XLA_FLAGS.append(f"--xla_force_host_platform_device_count={_flag_from_argv(sys.argv, 'host_devices')}")
+os.environ["XLA_FLAGS"] = " ".join(f for f in _XLA_FLAGS if f)
 os.environ["KERAS_BACKEND"] = "jax"
 
 from benchmarks.common import report  # noqa: E402
@@ -144,6 +149,7 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--png", help="also save a plot here")
     parser.add_argument("--host_devices", type=int, default=0, help="split the CPU into this many XLA devices")
+    parser.add_argument("--xla_flags", default="", help="appended to XLA_FLAGS before JAX starts")
     args = parser.parse_args()
     if len(jax.devices()) < args.devices:
         parser.error(f"--devices {args.devices}: JAX has {len(jax.devices())} devices ({jax.devices()}).")
@@ -154,7 +160,7 @@ def main() -> None:
             for batch in args.batch:
                 rows.append(measure(name, mode, batch, args.frames, args.devices, args.resolution, args.reps))
                 print(f"measured {rows[-1]}", file=sys.stderr, flush=True)
-    summary = {"devices": str(jax.devices()[:args.devices])}
+    summary = {"devices": str(jax.devices()[:args.devices]), "XLA_FLAGS": os.environ["XLA_FLAGS"]}
     columns = ["model", "mode", "B", "T", "dtype", "groups", "one_device_fps", "depth_parallel_fps", "speedup",
                "ideal_speedup", "gpipe_fps", "vs_gpipe", "max_rel_err"]
     report("depth_parallel", rows, columns, summary)

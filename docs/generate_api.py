@@ -11,6 +11,7 @@ import importlib
 import inspect
 import os
 import sys
+import typing
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -30,6 +31,8 @@ SECTIONS = [
     ("sideways_tf.reproduce.study", ["reproduce"]),
     ("sideways_tf.reproduce.claims", ["Claim", "Arm", "CLAIMS", "MINIATURE"]),
     ("sideways_tf.reproduce.verdict", ["Greater", "Similar", "AtLeast", "Metric", "Difference", "judge"]),
+    ("sideways_tf.parallel", None),
+    ("sideways_tf.parallel.gpipe", ["gradient_function", "gradients", "clip_gradients", "bubble"]),
     ("sideways_tf.streaming", None),
     ("sideways_tf.streaming.learner", ["autoencoder", "OnlineLearner", "to_float"]),
 ]
@@ -67,6 +70,8 @@ def _signature(obj) -> str:
 
 
 def _annotation(annotation) -> str:
+    if isinstance(annotation, typing.ForwardRef):  # a NamedTuple's fields under `from __future__ import annotations`
+        return annotation.__forward_arg__
     return annotation if isinstance(annotation, str) else inspect.formatannotation(annotation)
 
 

@@ -110,27 +110,6 @@ def check_skip_depth(mode: str, depth: int) -> None:
                          f"with {depth} there is none and it would train as mode='sideways'. Use that, or more units.")
 
 
-def check_devices(devices: Sequence[str]) -> None:
-    """Every device string names a device TensorFlow has (logical devices, after any configuration)."""
-    import tensorflow as tf
-
-    known = tf.config.list_logical_devices()
-    for k, name in enumerate(devices):
-        try:
-            wanted = tf.DeviceSpec.from_string(name)
-        except ValueError as error:
-            raise ValueError(f"devices[{k}]={name!r} is not a device name: {error}") from error
-        if not any(_same_device(wanted, tf.DeviceSpec.from_string(d.name)) for d in known):
-            raise ValueError(f"devices[{k}]={name!r} names no device on this machine; TensorFlow has "
-                             f"{[d.name for d in known]}.")
-
-
-def _same_device(wanted, known) -> bool:
-    if wanted.device_type and wanted.device_type.upper() != (known.device_type or "").upper():
-        return False
-    return wanted.device_index is None or wanted.device_index == known.device_index
-
-
 def _concrete(x) -> Optional[np.ndarray]:
     """Integer values of a NumPy array or eager tensor, else None (symbolic, or not integers)."""
     if isinstance(x, np.ndarray):

@@ -39,7 +39,7 @@ DISTRIBUTIONS = {
     "tensorflow": "tensorflow",
     "tensorflow_datasets": "tensorflow_datasets",
 }
-LAZY_SUBMODULES = ("data", "streaming", "training")  # sideways_tf.__getattr__
+LAZY_SUBMODULES = ("data", "parallel", "streaming", "training")  # sideways_tf.__getattr__
 
 
 def load_build(path: Path) -> dict:

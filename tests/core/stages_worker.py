@@ -9,6 +9,7 @@ process of its own. Each check prints `ok CHECK` at its end; any difference rais
 import os
 import sys
 
+import jax
 import keras
 import numpy as np
 
@@ -148,6 +149,6 @@ def data_and_stages():
 
 
 if __name__ == "__main__":
-    assert keras.backend.backend() == "jax" and len(__import__("jax").devices()) >= 4, os.environ.get("XLA_FLAGS")
+    assert keras.backend.backend() == "jax" and len(jax.devices()) >= 4, os.environ.get("XLA_FLAGS")
     {"gradients": gradients, "fit": fit, "streaming": streaming, "gpipe": gpipe,
      "data_and_stages": data_and_stages}[sys.argv[1]]()

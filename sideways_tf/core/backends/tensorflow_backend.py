@@ -99,12 +99,30 @@ def placement(devices: Optional[Sequence[str]] = None):
     Raises:
       ValueError: naming the entry of `devices` that names no device TensorFlow has.
     """
-    from sideways_tf import input_checks
     from sideways_tf.core.placement import Placement
 
     if devices is not None:
-        input_checks.check_devices(devices)
+        check_devices(devices)
     return Placement(devices)
+
+
+def check_devices(devices: Sequence[str]) -> None:
+    """Every device string names a device TensorFlow has (logical devices, after any configuration)."""
+    known = tf.config.list_logical_devices()
+    for k, name in enumerate(devices):
+        try:
+            wanted = tf.DeviceSpec.from_string(name)
+        except ValueError as error:
+            raise ValueError(f"devices[{k}]={name!r} is not a device name: {error}") from error
+        if not any(_same_device(wanted, tf.DeviceSpec.from_string(d.name)) for d in known):
+            raise ValueError(f"devices[{k}]={name!r} names no device on this machine; TensorFlow has "
+                             f"{[d.name for d in known]}.")
+
+
+def _same_device(wanted, known) -> bool:
+    if wanted.device_type and wanted.device_type.upper() != (known.device_type or "").upper():
+        return False
+    return wanted.device_index is None or wanted.device_index == known.device_index
 
 
 def num_replicas() -> int:
