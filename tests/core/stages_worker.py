@@ -1,9 +1,10 @@
 """Run in a subprocess under JAX with several host devices: units over devices equal one device.
 
-    XLA_FLAGS=--xla_force_host_platform_device_count=4 KERAS_BACKEND=jax python -m tests.core.stages_worker CHECK
+    XLA_FLAGS=--xla_force_host_platform_device_count=4 KERAS_BACKEND=jax python -m tests.core.stages_worker [CHECK ...]
 
 The test session has one JAX device, and the device count is fixed when JAX starts, hence a
-process of its own. Each check prints `ok CHECK` at its end; any difference raises.
+process of its own (one for all the checks: starting JAX is most of a small check's time). Each
+check prints `ok CHECK` at its end; any difference raises.
 """
 
 import os
@@ -44,22 +45,25 @@ def _close(actual, expected, what, atol=1e-5):
 def gradients():
     """Pseudo-gradients, exact gradients and predictions, in every mode and placement (conv units, batch norm)."""
     video, labels = random_clip((2, 11, 8, 8, 3)), np.array([0, 3])
-    for name, devices in PLACEMENTS.items():
-        for mode in MODES:
-            placed, alone = _pair(devices, mode)
-            placed.build(video.shape)
-            alone.build(video.shape)
-            alone.set_weights(placed.get_weights())
-            got = placed.pseudo_gradients(video, labels)
-            _close(got, alone.pseudo_gradients(video, labels), f"{name} {mode} pseudo-gradients")
-            assert min(float(np.abs(np.asarray(g)).max()) for g in got[:-2]) > 0, "a unit got no gradient"
-            _close(placed.exact_gradients(video, labels), alone.exact_gradients(video, labels), f"{name} {mode} exact")
-            _close([placed.predict(video, verbose=0)], [alone.predict(video, verbose=0)], f"{name} {mode} predict")
-            text = placed.gradient_function().lower(
-                [v.value for v in placed.trainable_variables], [v.value for v in placed.non_trainable_variables],
-                video, labels, None).as_text()
-            assert "collective_permute" in text and f"num_partitions = {len(set(devices))}" in text, \
-                f"{name} {mode}: the program does not span the devices"
+    # Every mode on grouped units; the shortcuts' crossings on the other placements.
+    cases = [("grouped", mode) for mode in MODES] + [(name, "skip_sideways") for name in PLACEMENTS
+                                                     if name != "grouped"]
+    for name, mode in cases:
+        devices = PLACEMENTS[name]
+        placed, alone = _pair(devices, mode)
+        placed.build(video.shape)
+        alone.build(video.shape)
+        alone.set_weights(placed.get_weights())
+        got = placed.pseudo_gradients(video, labels)
+        _close(got, alone.pseudo_gradients(video, labels), f"{name} {mode} pseudo-gradients")
+        assert min(float(np.abs(np.asarray(g)).max()) for g in got[:-2]) > 0, "a unit got no gradient"
+        _close(placed.exact_gradients(video, labels), alone.exact_gradients(video, labels), f"{name} {mode} exact")
+        _close([placed.predict(video, verbose=0)], [alone.predict(video, verbose=0)], f"{name} {mode} predict")
+        text = placed.gradient_function().lower(
+            [v.value for v in placed.trainable_variables], [v.value for v in placed.non_trainable_variables],
+            video, labels, None).as_text()
+        assert "collective_permute" in text and f"num_partitions = {len(set(devices))}" in text, \
+            f"{name} {mode}: the program does not span the devices"
     print("ok gradients")
 
 
@@ -148,7 +152,10 @@ def data_and_stages():
     print("ok data_and_stages")
 
 
+CHECKS = {"gradients": gradients, "fit": fit, "streaming": streaming, "gpipe": gpipe,
+          "data_and_stages": data_and_stages}
+
 if __name__ == "__main__":
     assert keras.backend.backend() == "jax" and len(jax.devices()) >= 4, os.environ.get("XLA_FLAGS")
-    {"gradients": gradients, "fit": fit, "streaming": streaming, "gpipe": gpipe,
-     "data_and_stages": data_and_stages}[sys.argv[1]]()
+    for check in sys.argv[1:] or CHECKS:
+        CHECKS[check]()
