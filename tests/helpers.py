@@ -105,3 +105,12 @@ def np_space_to_depth(x: np.ndarray, block: int) -> np.ndarray:
     b, h, w, c = x.shape
     y = x.reshape(b, h // block, block, w // block, block, c).transpose(0, 1, 3, 2, 4, 5)
     return y.reshape(b, h // block, w // block, block * block * c)
+
+
+def old_keras_under_jax() -> bool:
+    """Whether `devices=` under JAX needs a data x stage distribution here (Keras < 3.12)."""
+    if keras.backend.backend() != "jax":
+        return False
+    from sideways_tf.core.backends.jax_stages import MIN_KERAS, keras_version
+
+    return keras_version() < MIN_KERAS

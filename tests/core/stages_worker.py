@@ -27,13 +27,14 @@ PLACEMENTS = {
 MODES = ("sideways", "skip_sideways", "fa_skip_sideways")
 
 
+def _model(devices, mode, units=lambda: conv_units(), **kwargs):
+    keras.utils.set_random_seed(0)
+    return compiled(sw.SidewaysModel(units(), mode=mode, devices=devices, **kwargs), keras.optimizers.Adam(0.01))
+
+
 def _pair(devices, mode, units=lambda: conv_units(), **kwargs):
     """A model placed on `devices` and the same model (same weights) on one device."""
-    keras.utils.set_random_seed(0)
-    placed = compiled(sw.SidewaysModel(units(), mode=mode, devices=devices, **kwargs), keras.optimizers.Adam(0.01))
-    keras.utils.set_random_seed(0)
-    alone = compiled(sw.SidewaysModel(units(), mode=mode, **kwargs), keras.optimizers.Adam(0.01))
-    return placed, alone
+    return _model(devices, mode, units, **kwargs), _model(None, mode, units, **kwargs)
 
 
 def _close(actual, expected, what, atol=1e-5):
@@ -110,7 +111,7 @@ def gpipe():
     weights = np.array([[1, 0, 1, 1, 0.5, 1, 1], [0, 1, 1, 1, 1, 2, 1]], "float32")
     for devices in (["cpu:0"] * 5, ["cpu:0", "cpu:0", "cpu:1", "cpu:1", "cpu:1"], ["cpu:0", "cpu:1", "cpu:2", "cpu:3",
                                                                                    "cpu:3"]):
-        placed, _ = _pair(devices, "bp")
+        placed = _model(devices, "bp")
         placed.build(video.shape)
         for labels, w in ((clip_labels, None), (frame_labels, weights)):
             function = gp.gradient_function(placed)
@@ -128,13 +129,13 @@ def data_and_stages():
     video, labels = random_clip((4, 9, 8, 8, 3)), np.array([0, 1, 2, 3])
     for mode in ("sideways", "skip_sideways"):
         keras.distribution.set_distribution(None)
-        _, alone = _pair(["cpu:0"] * 5, mode)
+        alone = _model(None, mode)
         alone.build(video.shape)
         start = alone.get_weights()
         b = alone.fit(video, labels, batch_size=4, epochs=3, verbose=0, shuffle=False).history
         keras.distribution.set_distribution(sw.parallel.data_and_stages(2))
         assert sw.parallel.stage_devices() == ["cpu:0", "cpu:1"]
-        placed, _ = _pair(["cpu:0", "cpu:0", "cpu:1", "cpu:1", "cpu:1"], mode)
+        placed = _model(["cpu:0", "cpu:0", "cpu:1", "cpu:1", "cpu:1"], mode)
         placed.build(video.shape)
         placed.set_weights(start)
         a = placed.fit(video, labels, batch_size=4, epochs=3, verbose=0, shuffle=False).history

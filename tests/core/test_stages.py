@@ -19,6 +19,11 @@ jax_only = pytest.mark.skipif(keras.backend.backend() != "jax", reason="JAX only
 
 
 CHECKS = ("gradients", "fit", "streaming", "gpipe", "data_and_stages")
+if keras.backend.backend() == "jax":
+    from sideways_tf.core.backends.jax_stages import MIN_KERAS, keras_version
+
+    if keras_version() < MIN_KERAS:  # only the data x stage mesh runs on older Keras (test below)
+        CHECKS = ("data_and_stages",)
 
 
 @jax_only
@@ -41,3 +46,13 @@ def test_units_over_four_host_devices_equal_one_device():
 def test_device_names_are_checked(devices, match):
     with pytest.raises(ValueError, match=match):
         sw.SidewaysModel(dense_units(3), devices=devices)
+
+
+@jax_only
+def test_older_keras_needs_a_data_and_stage_mesh():
+    from sideways_tf.core.backends.jax_stages import MIN_KERAS, keras_version
+
+    if keras_version() >= MIN_KERAS:
+        pytest.skip(f"Keras {keras.__version__} runs devices= without a distribution")
+    with pytest.raises(ValueError, match=r"`devices` under JAX needs Keras >= 3.12.*sw.parallel.data_and_stages"):
+        sw.SidewaysModel(dense_units(3), devices=["cpu:0"] * 3)

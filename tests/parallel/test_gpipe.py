@@ -5,7 +5,10 @@ import numpy as np
 import pytest
 
 import sideways_tf as sw
-from tests.helpers import compiled, dense_units
+from tests.helpers import compiled, dense_units, old_keras_under_jax
+
+jax_with_devices = pytest.mark.skipif(keras.backend.backend() != "jax" or old_keras_under_jax(),
+                                      reason="JAX with Keras >= 3.12 (devices= without a distribution)")
 
 
 @pytest.mark.backend_independent("arithmetic")
@@ -17,7 +20,7 @@ def test_bubble_is_the_idle_fraction():
     assert bubble(8, 8) == pytest.approx(7 / 15)
 
 
-@pytest.mark.skipif(keras.backend.backend() != "jax", reason="JAX only")
+@jax_with_devices
 @pytest.mark.parametrize("kwargs, match", [
     (dict(mode="skip_sideways", devices=["cpu:0"] * 3), r"`model.mode` must be 'bp' or 'sideways' \(no shortcuts\)"),
     (dict(mode="bp"), r"pipelines the units over the model's `devices`"),
@@ -31,7 +34,7 @@ def test_models_it_cannot_pipeline_are_refused(kwargs, match):
         gpipe.gradients(model, np.zeros((2, 5, 4), "float32"), np.array([0, 1]))
 
 
-@pytest.mark.skipif(keras.backend.backend() != "jax", reason="JAX only")
+@jax_with_devices
 def test_one_device_gives_bp_gradients():
     from sideways_tf.parallel import gpipe
 

@@ -26,6 +26,10 @@ from jax.sharding import Mesh, PartitionSpec
 from sideways_tf.core.placement import Placement, UnitWork, groups_of
 
 AXIS = "stage"
+# Keras' JAX trainer before 3.12 constrains every variable to the device it lives on inside the
+# step (`_enforce_jax_state_sharding`), which a program over several devices cannot meet, unless
+# the variables live on the mesh (a Keras distribution).
+MIN_KERAS = (3, 12)
 _NAME = re.compile(r"^/?(?:device:)?(cpu|gpu|tpu|cuda|rocm)[:/](\d+)$", re.IGNORECASE)
 
 
@@ -85,6 +89,24 @@ def first_replica(mesh: Mesh) -> list:
     return list(np.moveaxis(mesh.devices, axis, -1).reshape(-1, mesh.devices.shape[axis])[0])
 
 
+def keras_version() -> tuple[int, int]:
+    """(major, minor) of the installed Keras."""
+    import keras
+
+    return tuple(int(part) for part in keras.__version__.split(".")[:2])
+
+
+def _check_keras_version() -> None:
+    import keras
+
+    if keras_version() < MIN_KERAS:
+        raise ValueError(f"`devices` under JAX needs Keras >= {'.'.join(map(str, MIN_KERAS))}: the JAX trainer of "
+                         f"Keras {keras.__version__} keeps every variable on one device, which a program over several "
+                         f"devices cannot meet. Upgrade Keras, or train under "
+                         f"keras.distribution.set_distribution(sw.parallel.data_and_stages(num_stages)), which "
+                         f"works with this release.")
+
+
 def _stand_in(spec, kept):
     """Zeros shaped like `spec` (from `jax.eval_shape`), except the entries `kept` gives (dicts nest)."""
     if isinstance(spec, dict):
@@ -125,6 +147,7 @@ class StagePlacement(Placement):
             raise ValueError(f"`devices` names the same device twice under different names: {self.devices!r}.")
         mesh = distribution_mesh()
         if mesh is None:
+            _check_keras_version()
             self.mesh, self.stage_of = Mesh(np.array(found), (AXIS,)), stage_of
         else:
             row = first_replica(mesh)
