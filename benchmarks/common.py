@@ -88,3 +88,28 @@ def uint8_clips(batch: int, frames: int, size: int = 112, seed: int = 0) -> np.n
     """Random uint8 clips `[B, T, size, size, 3]`."""
     rng = np.random.default_rng(seed)
     return rng.integers(0, 256, size=(batch, frames, size, size, 3), dtype=np.uint8)
+
+
+def median_seconds(function, args, reps: int) -> float:
+    """Median wall time of `function(*args)` over `reps` calls, after one call that compiles it.
+
+    Each call waits for its results (under JAX `jax.block_until_ready`, so that nothing is copied
+    to the host; under TensorFlow their NumPy values).
+    """
+    import time
+
+    if keras.backend.backend() == "jax":
+        import jax
+
+        wait = jax.block_until_ready
+    else:
+        def wait(x):
+            return keras.tree.map_structure(np.asarray, x)
+
+    wait(function(*args))
+    samples = []
+    for _ in range(reps):
+        start = time.perf_counter()
+        wait(function(*args))
+        samples.append(time.perf_counter() - start)
+    return float(np.median(samples))

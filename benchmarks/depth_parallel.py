@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 
 
 def _flag_from_argv(argv, name: str) -> str:
@@ -41,7 +40,7 @@ if _flag_from_argv(sys.argv, "host_devices"):
 os.environ["XLA_FLAGS"] = " ".join(f for f in _XLA_FLAGS if f)
 os.environ["KERAS_BACKEND"] = "jax"
 
-from benchmarks.common import report  # noqa: E402
+from benchmarks.common import median_seconds, report  # noqa: E402
 
 # isort: split
 import jax  # noqa: E402
@@ -60,17 +59,6 @@ def _model(name: str, mode: str, devices=None) -> sw.SidewaysModel:
     model.compile(optimizer=keras.optimizers.SGD(0.01),
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     return model
-
-
-def _seconds(function, args, reps: int) -> float:
-    """Median wall time of `function(*args)`, after one call that compiles it."""
-    jax.block_until_ready(function(*args))
-    samples = []
-    for _ in range(reps):
-        start = time.perf_counter()
-        jax.block_until_ready(function(*args))
-        samples.append(time.perf_counter() - start)
-    return float(np.median(samples))
 
 
 def _values(model) -> tuple[list, list]:
@@ -95,8 +83,8 @@ def measure(name: str, mode: str, batch: int, frames: int, num_devices: int, res
     placed.set_weights(one.get_weights())
     args_one = (*_values(one), video, labels, None)
     args_placed = (*_values(placed), video, labels, None)
-    seconds_one = _seconds(one.gradient_function(), args_one, reps)
-    seconds_placed = _seconds(placed.gradient_function(), args_placed, reps)
+    seconds_one = median_seconds(one.gradient_function(), args_one, reps)
+    seconds_placed = median_seconds(placed.gradient_function(), args_placed, reps)
     error = _relative_error(placed.gradient_function()(*args_placed), one.gradient_function()(*args_one))
     row = {"model": name, "mode": mode, "B": batch, "T": frames, "dtype": keras.mixed_precision.dtype_policy().name,
            "devices": num_devices, "groups": [len(g) for g in plan.groups],
@@ -106,7 +94,7 @@ def measure(name: str, mode: str, batch: int, frames: int, num_devices: int, res
         chain = sw.parallel.balance(BUILDERS[name](), frame_shape, num_devices, mode="bp", batch_size=batch)
         pipe = _model(name, "bp", chain.devices)
         pipe.build(video.shape)
-        seconds_gpipe = _seconds(gpipe.gradient_function(pipe), (*_values(pipe), video, labels, None), reps)
+        seconds_gpipe = median_seconds(gpipe.gradient_function(pipe), (*_values(pipe), video, labels, None), reps)
         row.update(gpipe_fps=batch * frames / seconds_gpipe, vs_gpipe=seconds_gpipe / seconds_placed,
                    gpipe_bubble=gpipe.bubble(frames, num_devices))
     return row

@@ -22,11 +22,10 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 
 os.environ["KERAS_BACKEND"] = "jax"
 
-from benchmarks.common import report  # noqa: E402
+from benchmarks.common import median_seconds, report  # noqa: E402
 
 # isort: split
 import jax  # noqa: E402
@@ -84,16 +83,6 @@ def _vgg3d_program(video: np.ndarray, labels: np.ndarray):
     return jax.jit(gradients), (*values, video, labels)
 
 
-def _seconds(function, args, reps: int) -> float:
-    jax.block_until_ready(function(*args))
-    samples = []
-    for _ in range(reps):
-        start = time.perf_counter()
-        jax.block_until_ready(function(*args))
-        samples.append(time.perf_counter() - start)
-    return float(np.median(samples))
-
-
 def speed(names, batches, frames: int, dtypes, resolution: int, reps: int) -> list[dict]:
     rows = []
     for dtype in dtypes:
@@ -104,7 +93,7 @@ def speed(names, batches, frames: int, dtypes, resolution: int, reps: int) -> li
                 row = {"model": name, "B": batch, "T": frames, "dtype": dtype}
                 for method in (*RULES, "clip_batched_bp"):
                     function, args = _program(method, name, video)
-                    row[f"{method}_fps"] = batch * frames / _seconds(function, args, reps)
+                    row[f"{method}_fps"] = batch * frames / median_seconds(function, args, reps)
                 row["sideways_vs_bp"] = row["sideways_fps"] / row["bp_fps"]
                 row["sideways_vs_clip_batched"] = row["sideways_fps"] / row["clip_batched_bp_fps"]
                 rows.append(row)
