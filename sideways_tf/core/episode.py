@@ -155,19 +155,18 @@ def _counts(stream: Stream, result: pipeline.StepResult) -> list:
 
 
 def gathered(stream: Stream, place: Placement) -> Stream:
-    """The stream with every unit's part as its own device holds it (`Placement.gather`)."""
+    """The stream's pipeline with every unit's part as its own device holds it (`Placement.gather`)."""
     pipe = stream.pipe
     return stream._replace(
         pipe=pipe._replace(activations=tuple(place.gather(a, k) for k, a in enumerate(pipe.activations)),
                            gradients=tuple(place.gather(g, k) for k, g in enumerate(pipe.gradients))),
-        accumulators=[place.gather(acc, k) for k, acc in enumerate(stream.accumulators)],
     )
 
 
 def empty_window(stream: Stream) -> Stream:
-    """The stream with its update window emptied (after an update)."""
+    """The stream with its update window emptied (after an update), in whatever form it carries."""
     return stream._replace(
-        accumulators=[[ops.zeros_like(a) for a in unit] for unit in stream.accumulators],
+        accumulators=keras.tree.map_structure(ops.zeros_like, stream.accumulators),
         counts=[ops.zeros_like(c) for c in stream.counts],
     )
 
@@ -175,8 +174,7 @@ def empty_window(stream: Stream) -> Stream:
 def _update(updater: Updater, params, optimizer_state, stream: Stream, place: Placement):
     """Applies the window's mean gradients (each unit's from its own device); empties the window."""
     counted = [count > 0 for count in stream.counts]
-    gradients = window_gradients(stream._replace(
-        accumulators=[place.gather(acc, k) for k, acc in enumerate(stream.accumulators)]))
+    gradients = window_gradients(stream._replace(accumulators=place.unit_accumulators(stream.accumulators)))
     params, optimizer_state = updater.apply(params, optimizer_state, gradients, counted)
     return params, optimizer_state, empty_window(stream)
 
@@ -244,6 +242,8 @@ def train_episode(
     if stream is None:
         stream = fresh_stream(params, batch_size, activation_shapes, dtype, first_target,
                               rule.latency if record_targets else 0)
+    # Inside the loop the accumulators take the placement's form (one packed buffer per device).
+    stream = stream._replace(accumulators=place.carry_accumulators(stream.accumulators))
     target_dtypes = (keras.tree.map_structure(lambda t: t.dtype, first_target),) if record_targets else ()
     output_dtypes = (dtype, *target_dtypes, "bool")
     carry = (stream, [list(p) for p in params], [list(s) for s in states], optimizer_state, ops.zeros((), "float32"),
@@ -287,14 +287,16 @@ def train_episode(
     stream, params, states, optimizer_state, loss_sum, loss_count = final
     depth = len(stages)
     # Each unit's results are valid on its own device (all of them, in one program).
-    stream = gathered(stream, place)
     states = [place.gather(s, k) for k, s in enumerate(states)]
     loss_sum, outputs = place.gather((loss_sum, outputs), depth - 1)
-    gradients = window_gradients(stream)
+    window = place.unit_accumulators(stream.accumulators)
+    gradients = window_gradients(stream._replace(accumulators=window))
     if updater is not None and flush:
         params, optimizer_state, stream = _update_if(
             ops.any(ops.stack([c > 0 for c in stream.counts])), updater, params, optimizer_state, stream, place
         )
+        window = place.unit_accumulators(stream.accumulators)
+    stream = gathered(stream._replace(accumulators=window), place)
     return EpisodeResult(
         gradients=gradients,
         states=states,

@@ -52,9 +52,9 @@ class StepResult(NamedTuple):
     Attributes:
       top_output: the top unit's output at this step, `[B, *S_{D-1}]`.
       loss: the top unit's loss at this step over its valid slots (zero where none is).
-      accumulators: per stage, per parameter, the accumulators given to the step plus this
-        step's gradients; slots that do not count contribute nothing (their messages and top
-        loss are masked out).
+      accumulators: the accumulators given to the step plus this step's gradients, in the
+        same form; slots that do not count contribute nothing (their messages and top loss
+        are masked out).
       counted: per stage, `[B]` bool: which slots count for its update at this step.
       states: per stage, its non-trainable state after this step.
     """
@@ -167,8 +167,9 @@ def sideways_step(
       state: the pipeline state after the previous step.
       frame: `x_s`, `[B, *F]`, already cast to the compute dtype.
       head: the top unit's loss at this step as a function of its output (unmasked).
-      accumulators: per stage, per parameter, the sum of its gradients so far (this step's
-        are added to them).
+      accumulators: the sum of each parameter's gradients so far, in `place`'s form
+        (`Placement.carry_accumulators`: per stage, per parameter, without devices); this
+        step's are added to them.
       place: where the units run (`placement.Placement`; None: one program, no devices).
       training: passed to the units (dropout, batch norm).
 
@@ -203,15 +204,15 @@ def sideways_step(
             "loss": loss,
             "state": _keep_if(input_valid, unit_state, states[k]),
             # Slots that do not count sent zero messages, so their gradients are zero already.
-            "accumulators": [a + ops.cast(g, a.dtype) for a, g in zip(accumulators[k], grads[0], strict=True)],
+            "grads": list(grads[0]),
             "direct": grads[1] * per_slot(counted[k], grads[1]) if k > 0 else None,
             "shortcut": grads[-1] * per_slot(counted[k], grads[-1]) if shortcut_is_primal else None,
         }
 
     def idle(k: int) -> dict:
-        return {"state": list(states[k]), "accumulators": list(accumulators[k])}
+        return {"state": list(states[k])}
 
-    units = place.run_units(work, idle, depth)
+    units, accumulators = place.run_units(work, idle, depth, accumulators)
     new_gradients = []
     for k in range(depth - 1):
         message = place.share(units[k + 1]["direct"], k + 1, [k])
@@ -224,8 +225,7 @@ def sideways_step(
     activations = tuple(place.share(units[k]["out"], k, _readers(k, rule, depth)) for k in range(depth - 1))
     new_state = PipelineState(steps=steps + 1, activations=activations, gradients=tuple(new_gradients))
     top = units[-1]
-    return new_state, StepResult(top["out"], top["loss"], [u["accumulators"] for u in units], counted,
-                                 [u["state"] for u in units])
+    return new_state, StepResult(top["out"], top["loss"], accumulators, counted, [u["state"] for u in units])
 
 
 def inference_step(
@@ -254,7 +254,7 @@ def inference_step(
         direct, shortcut = _unit_inputs(k, rule, state, frame)
         return {"out": apply_stage(stages[k], params[k], states[k], direct, shortcut, training=False)[0]}
 
-    units = place.run_units(work, lambda k: {}, depth)
+    units, _ = place.run_units(work, lambda k: {}, depth)
     activations = tuple(place.share(units[k]["out"], k, _readers(k, rule, depth)) for k in range(depth - 1))
     new_state = PipelineState(steps=state.steps + 1, activations=activations, gradients=state.gradients)
     return new_state, units[-1]["out"]
@@ -314,7 +314,7 @@ def synchronous_step(
       stages, rule, params, states, devices, training: as in `synchronous_forward`.
       frame: `x_s`, `[B, *F]`.
       head: the loss of this frame's prediction.
-      accumulators: as in `sideways_step`.
+      accumulators: per stage, per parameter, the sum of its gradients so far.
 
     Returns:
       A `StepResult` in which every unit counts.

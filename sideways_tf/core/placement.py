@@ -1,8 +1,10 @@
 """Where the units of a pipeline run: what a computation step asks of its placement.
 
-A step computes every unit's work (`run_units`), moves what one unit produced to the units that
-read it (`share`), and at the end of the frame loop collects each unit's results from the device
-that computed them (`gather`). `wrap` puts the whole frame loop around that.
+A step computes every unit's work and adds its parameter gradients to the accumulators
+(`run_units`), moves what one unit produced to the units that read it (`share`), and at the end
+of the frame loop collects each unit's results from the device that computed them (`gather`,
+`unit_accumulators`). `wrap` puts the whole frame loop around that. Inside the loop the
+accumulators are in the placement's own form (`carry_accumulators`).
 
 `Placement` is the single-program case: every unit runs in the same program, one after the other
 in program order, each in its backend scope (`backends.unit_scope`: under TensorFlow `tf.device`,
@@ -16,6 +18,8 @@ program over a "stage" mesh axis in which each device runs only its own group of
 from __future__ import annotations
 
 from typing import Callable, Optional, Sequence
+
+from keras import ops
 
 from sideways_tf.core import backends
 
@@ -46,23 +50,40 @@ class Placement:
     def __init__(self, devices: Optional[Sequence[str]] = None):
         self.devices = None if devices is None else list(devices)
 
-    def run_units(self, work: UnitWork, idle: UnitWork, depth: int) -> list[dict]:
-        """`[work(k) for k in range(depth)]`, each in unit k's scope.
+    def run_units(self, work: UnitWork, idle: UnitWork, depth: int, accumulators=None) -> tuple[list[dict], object]:
+        """`[work(k) for k in range(depth)]`, each in unit k's scope, and the gradients accumulated.
 
         Args:
-          work: unit k's work at this step.
+          work: unit k's work at this step; with `accumulators`, its entry `"grads"` (one per
+            parameter of the unit) is added to them and left out of the results.
           idle: what stands for unit k's results on a device that does not run it: the values it
-            passes on unchanged (its state, its accumulators); every other entry is zeros. Unused
-            here, where every unit runs.
+            passes on unchanged (its state); every other entry is zeros. Unused here, where every
+            unit runs.
           depth: D.
+          accumulators: None, or the accumulators in this placement's form (`carry_accumulators`).
+
+        Returns:
+          `(results per unit, accumulators)`.
         """
         del idle
         backend = backends.current()
-        results = []
+        results, accumulators = [], None if accumulators is None else list(accumulators)
         for k in range(depth):
             with backend.unit_scope(k, self.devices):
-                results.append(work(k))
-        return results
+                result = work(k)
+                if accumulators is not None:
+                    grads = result.pop("grads")
+                    accumulators[k] = [a + ops.cast(g, a.dtype) for a, g in zip(accumulators[k], grads, strict=True)]
+                results.append(result)
+        return results, accumulators
+
+    def carry_accumulators(self, accumulators: Sequence[Sequence]):
+        """Per-unit accumulators -> the form the frame loop carries (here: a list of lists)."""
+        return [list(unit) for unit in accumulators]
+
+    def unit_accumulators(self, carried) -> list[list]:
+        """The carried form -> per unit, per parameter, as its own device holds them, on every device."""
+        return [list(unit) for unit in carried]
 
     def share(self, value, producer: int, readers: Sequence[int]):
         """`value`, made by unit `producer`, where units `readers` run (here: already there)."""

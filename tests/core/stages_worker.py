@@ -68,6 +68,27 @@ def gradients():
     print("ok gradients")
 
 
+def no_copies():
+    """The frame loop of a placed model copies no parameter-sized buffer per step (each device's
+    accumulators are one packed buffer added to outside the switch; passed through a branch,
+    XLA copied them at every step)."""
+    import re
+
+    video, labels = random_clip((2, 9, 384)), np.array([0, 1])
+    model = _model(PLACEMENTS["grouped"], "skip_sideways", lambda: [keras.layers.Dense(384, activation="tanh")
+                                                                    for _ in range(4)] + [keras.layers.Dense(3)])
+    model.build(video.shape)
+    values = [v.value for v in model.trainable_variables], [v.value for v in model.non_trainable_variables]
+    text = model.gradient_function().lower(*values, video, labels, None).compile().as_text()
+    loops = [c for c in re.split(r"\n(?=\S)", text) if "wide." in c.split("\n")[0]]
+    assert loops, "no loop body found in the compiled program"
+    for body in loops:
+        sizes = [int(np.prod([int(d) for d in dims.split(",") if d]))
+                 for dims in re.findall(r"= f32\[([\d,]*)\]\{[^}]*\} copy\(", body)]
+        assert all(size < 384 * 384 for size in sizes), f"the loop body copies {sizes} elements per step"
+    print("ok no_copies")
+
+
 def fit():
     """`fit` with batch norm (moving statistics) and metrics: the same weights and logs as one device."""
     video, labels = random_clip((4, 9, 8, 8, 3)), np.array([0, 1, 2, 3])
@@ -153,7 +174,7 @@ def data_and_stages():
     print("ok data_and_stages")
 
 
-CHECKS = {"gradients": gradients, "fit": fit, "streaming": streaming, "gpipe": gpipe,
+CHECKS = {"gradients": gradients, "no_copies": no_copies, "fit": fit, "streaming": streaming, "gpipe": gpipe,
           "data_and_stages": data_and_stages}
 
 if __name__ == "__main__":

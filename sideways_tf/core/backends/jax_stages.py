@@ -3,7 +3,9 @@
 The frame loop runs inside `shard_map` over a one-axis mesh of the distinct devices of
 `devices=`. Every device runs the same program, but at each step a `lax.switch` on its index in
 the axis computes only its own group of units; for the others it passes on their state and
-accumulators and produces zeros. What a unit reads from a unit on another device (the activation
+produces zeros. Each device accumulates its own units' gradients in one packed buffer, added to
+after the switch (`carry_accumulators`), so no accumulator passes through a branch (XLA would
+copy it at every step). What a unit reads from a unit on another device (the activation
 `h_k`, through a shortcut `h_{k-2}`, a gradient message) crosses with a `ppermute` from producer
 to reader, once per step and pair of devices. At the end of the loop each unit's results are
 taken from its own device (a `psum` of values masked to that device), so the loop's results are
@@ -11,6 +13,7 @@ the same on every device and equal the single-device ones.
 
 Parameters and the optimizer state are replicated on every device (the optimizer step inside a
 streaming loop runs on each); only the per-step work and the accumulated gradients are split.
+`data_and_stages` adds a data axis, left to XLA's automatic partitioning.
 """
 
 from __future__ import annotations
@@ -187,20 +190,74 @@ class StagePlacement(Placement):
 
         return jax.lax.switch(self._index(), [branch(stage) for stage in range(self.num_stages)])
 
-    def run_units(self, work: UnitWork, idle: UnitWork, depth: int) -> list[dict]:
-        """Every device computes its own group's units; the others' entries are `idle(k)` or zeros."""
+    def run_units(self, work: UnitWork, idle: UnitWork, depth: int, accumulators=None) -> tuple[list[dict], object]:
+        """Every device computes its own group's units; the others' entries are `idle(k)` or zeros.
+
+        With `accumulators` (this device's packed buffer, `carry_accumulators`), each branch packs
+        its units' `"grads"` into one buffer of that layout, added to the accumulators after the
+        switch: no accumulator passes through a branch unchanged (XLA copied such pass-throughs
+        at every step).
+        """
         del depth
         groups = self.groups()
+        shapes = [jax.eval_shape(lambda k=k: work(k)) for k in range(len(self.stage_of))]
+        kept = [{key: value for key, value in spec.items() if key != "grads"} for spec in shapes]
 
-        def group_work(g):
-            results = {}
-            for k in groups[g]:
-                with jax.named_scope(f"stage_{k}"):
-                    results[k] = work(k)
-            return results
+        def branch(stage):
+            def run():
+                results, grads = [], {}
+                for k, g in enumerate(self.stage_of):
+                    if g != stage:
+                        results.append(_stand_in(kept[k], idle(k)))
+                        continue
+                    with jax.named_scope(f"stage_{k}"):
+                        result = dict(work(k))
+                    grads[k] = result.pop("grads", None)
+                    results.append(result)
+                results = jax.tree.map(lambda x, s: x.astype(s.dtype), results, kept)
+                if accumulators is None:
+                    return results, None
+                return results, self._pack(stage, {k: grads[k] for k in groups[stage]})
 
-        per_stage = self.run_stages(group_work, lambda g: {k: idle(k) for k in groups[g]})
-        return [per_stage[g][k] for k, g in enumerate(self.stage_of)]
+            return run
+
+        results, packed = jax.lax.switch(self._index(), [branch(stage) for stage in range(self.num_stages)])
+        # Added outside the switch, where XLA updates the loop's buffer in place.
+        return results, None if accumulators is None else accumulators + packed
+
+    def _pack(self, stage: int, per_unit: dict):
+        """Stage `stage`'s units' values (`{unit: [per parameter]}`) in one flat buffer of the layout."""
+        size, dtype = self._layout["size"], self._layout["dtype"]
+        parts = [jnp.ravel(x).astype(dtype) for k in sorted(per_unit) for x in per_unit[k]]
+        used = sum(int(p.size) for p in parts)
+        return jnp.concatenate(parts + [jnp.zeros((size - used,), dtype)])
+
+    def carry_accumulators(self, accumulators):
+        """Per-unit accumulators -> on each device one flat buffer of its own group's, padded to the
+        largest group's size (laid out by unit, then parameter)."""
+        sizes = [0] * self.num_stages
+        offsets, shapes = [], []
+        for k, unit in enumerate(accumulators):
+            stage = self.stage_of[k]
+            offsets.append([])
+            for a in unit:
+                offsets[-1].append(sizes[stage])
+                sizes[stage] += int(np.prod(a.shape))
+            shapes.append([(tuple(a.shape), a.dtype) for a in unit])
+        dtype = jnp.result_type(*[d for unit in shapes for _, d in unit]) if any(shapes) else jnp.float32
+        self._layout = {"size": max(max(sizes), 1), "dtype": dtype, "offsets": offsets, "shapes": shapes}
+        groups = self.groups()
+        return jax.lax.switch(self._index(), [lambda g=g: self._pack(g, {k: accumulators[k] for k in groups[g]})
+                                              for g in range(self.num_stages)])
+
+    def unit_accumulators(self, carried) -> list[list]:
+        """The packed buffers -> per unit, per parameter, taken from the unit's own device."""
+        per_unit = []
+        for k, (offsets, shapes) in enumerate(zip(self._layout["offsets"], self._layout["shapes"], strict=True)):
+            values = [jax.lax.dynamic_slice_in_dim(carried, offset, int(np.prod(shape))).reshape(shape).astype(dtype)
+                      for offset, (shape, dtype) in zip(offsets, shapes, strict=True)]
+            per_unit.append(self.gather(values, k))
+        return per_unit
 
     def share(self, value, producer: int, readers: Sequence[int]):
         """`ppermute` from the producer's device to each other device that reads `value`."""
