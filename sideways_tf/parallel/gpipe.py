@@ -11,7 +11,9 @@ phase takes `M + S - 1` ticks for M frames and S devices, so a device idles for 
 mean over frames of each frame's gradient.
 
 Everything runs in one program over the model's "stage" mesh axis (`core.backends.jax_stages`),
-with a `ppermute` of the boundary activation (forward) or its gradient (backward) per tick.
+with a `ppermute` of the boundary activation (forward) or its gradient (backward) per tick. Each
+device keeps its group's inputs and sums its gradients in packed buffers of its own, written
+outside the switch, so no tick copies another group's buffers (a fair baseline).
 """
 
 from __future__ import annotations
@@ -21,9 +23,10 @@ from typing import Optional
 import jax
 import jax.numpy as jnp
 import keras
+import numpy as np
 
 from sideways_tf.core import targets
-from sideways_tf.core.backends.jax_stages import StagePlacement
+from sideways_tf.core.backends.jax_stages import AXIS, StagePlacement
 from sideways_tf.core.pipeline import apply_stage
 
 
@@ -90,31 +93,45 @@ def clip_gradients(model, params, states, video, labels, sample_weight=None):
     def own(g):
         return [per_stage_params[k] if k in groups[g] else [] for k in range(len(stages))]
 
-    def active(g, t, backward):
+    def frame_index(t, backward):
+        """This device's micro-batch at tick t (computed from its index on the stage axis)."""
+        g = jax.lax.axis_index(AXIS)
         m = (num_frames - 1) - (t - (num_stages - 1 - g)) if backward else t - g
         return (m >= 0) & (m < num_frames), jnp.clip(m, 0, num_frames - 1)
+
+    # Each device keeps its group's input of every frame in one row of a packed buffer (groups'
+    # inputs differ in shape; group 0 reads the clip instead), so that no branch of the switch
+    # passes another group's buffer through (XLA would copy it at every tick).
+    row_size = max([batch * int(np.prod(in_shapes[g])) for g in range(1, num_stages)] + [1])
+
+    def as_row(x):
+        flat = jnp.ravel(x)
+        return jnp.concatenate([flat, jnp.zeros((row_size - flat.size,), dtype)])
+
+    def from_row(row, g):
+        return row[:batch * int(np.prod(in_shapes[g]))].reshape((batch,) + in_shapes[g])
 
     def across_stages(video_, labels_, weights_):
         def frame(m):
             return jax.lax.dynamic_index_in_dim(video_, m, axis=1, keepdims=False).astype(dtype)
 
         # ---- forward: group g reads frame t - g (group 0) or what group g-1 sent at tick t-1.
-        kept = [jnp.zeros((num_frames, batch) + in_shapes[g], dtype) for g in range(num_stages)]
+        kept = jnp.zeros((num_frames, row_size), dtype)
         incoming = [jnp.zeros((batch,) + in_shapes[g], dtype) for g in range(num_stages)]
 
         def forward_tick(carry, t):
             kept, incoming = carry
+            on, m = frame_index(t, backward=False)
 
             def work(g):
-                on, m = active(g, t, backward=False)
                 x = frame(m) if g == 0 else incoming[g]
-                new = {"kept": kept[g].at[m].set(jnp.where(on, x, kept[g][m]))}
+                new = {"mine": jnp.zeros((row_size,), dtype) if g == 0 else as_row(x)}
                 if g < num_stages - 1:
                     new["out"] = run_group(g, own(g), x)
                 return new
 
-            results = place.run_stages(work, lambda g: {"kept": kept[g]})
-            kept = [r["kept"] for r in results]
+            results, row = place.run_stages(work, lambda g: {})
+            kept = kept.at[m].set(jnp.where(on, row, kept[m]))
             incoming = [incoming[0]] + [place.share(results[g]["out"], groups[g][-1], [groups[g + 1][0]])
                                         for g in range(num_stages - 1)]
             return (kept, incoming), None
@@ -123,16 +140,18 @@ def clip_gradients(model, params, states, video, labels, sample_weight=None):
         (kept, _), _ = jax.lax.scan(forward_tick, (kept, incoming), ticks)
 
         # ---- backward: the top group starts with the last frame; group g gets the gradient of
-        # its output from group g+1 one tick after group g+1 computed it.
-        accumulators = [[jnp.zeros_like(v) for v in unit] for unit in per_stage_params]
+        # its output from group g+1 one tick after group g+1 computed it. Each device sums its
+        # group's parameter gradients in one packed buffer (`StagePlacement.pack`).
+        accumulators = place.carry_accumulators([[jnp.zeros_like(v) for v in unit] for unit in per_stage_params])
         cotangents = [jnp.zeros((batch,) + in_shapes[g + 1], dtype) for g in range(num_stages - 1)]
 
         def backward_tick(carry, t):
             accumulators, cotangents, loss_sum = carry
+            on, m = frame_index(t, backward=True)
+            row = kept[m]
 
             def work(g):
-                on, m = active(g, t, backward=True)
-                x = frame(m) if g == 0 else kept[g][m]
+                x = frame(m) if g == 0 else from_row(row, g)
                 if g == num_stages - 1:
                     target = targets.frame_target(labels_, weights_, m, per_frame, weights_per_frame)
 
@@ -145,24 +164,19 @@ def clip_gradients(model, params, states, video, labels, sample_weight=None):
                     _, pullback = jax.vjp(lambda p, x_: run_group(g, p, x_), own(g), x)
                     grads, dx = pullback(cotangents[g])
                     value = jnp.zeros((), jnp.float32)
-                scale = jnp.where(on, 1.0, 0.0)
-                return {
-                    "accumulators": {k: [a + scale.astype(a.dtype) * d for a, d in zip(accumulators[k], grads[k],
-                                                                                         strict=True)]
-                                     for k in groups[g]},
-                    "message": (dx * scale.astype(dx.dtype)) if g > 0 else None,
-                    "loss": value * scale,
-                }
+                return {"mine": place.pack(g, {k: grads[k] for k in groups[g]}),
+                        "message": dx if g > 0 else None, "loss": value}
 
-            results = place.run_stages(work, lambda g: {"accumulators": {k: accumulators[k] for k in groups[g]}})
-            accumulators = [results[g]["accumulators"][k] for k, g in enumerate(place.stage_of)]
-            cotangents = [place.share(results[g + 1]["message"], groups[g + 1][0], [groups[g][-1]])
-                          for g in range(num_stages - 1)]
-            return (accumulators, cotangents, loss_sum + results[-1]["loss"]), None
+            results, packed = place.run_stages(work, lambda g: {})
+            scale = jnp.where(on, 1.0, 0.0)
+            accumulators = accumulators + scale.astype(accumulators.dtype) * packed
+            cotangents = [place.share(results[g + 1]["message"] * scale.astype(dtype), groups[g + 1][0],
+                                      [groups[g][-1]]) for g in range(num_stages - 1)]
+            return (accumulators, cotangents, loss_sum + results[-1]["loss"] * scale), None
 
         start = (accumulators, cotangents, jnp.zeros((), jnp.float32))
         (accumulators, _, loss_sum), _ = jax.lax.scan(backward_tick, start, ticks)
-        gradients = [[a / num_frames for a in place.gather(unit, k)] for k, unit in enumerate(accumulators)]
+        gradients = [[a / num_frames for a in unit] for unit in place.unit_accumulators(accumulators)]
         return gradients, place.gather(loss_sum, len(stages) - 1) / num_frames
 
     gradients, loss = place.wrap(across_stages)(video, labels, sample_weight)

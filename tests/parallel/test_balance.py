@@ -48,15 +48,15 @@ def test_partition_arguments_are_checked(costs, num_groups, match):
 
 
 def _units():
-    """Four dense units on 64-vectors; unit 2 has ~100x the work of the others."""
-    return [keras.layers.Dense(64), keras.layers.Dense(64), keras.Sequential([keras.layers.Dense(4096),
+    """Four dense units on 64-vectors; unit 2 has ~250x the work of the others."""
+    return [keras.layers.Dense(64), keras.layers.Dense(64), keras.Sequential([keras.layers.Dense(8192),
                                                                                 keras.layers.Dense(64)]),
             keras.layers.Dense(3)]
 
 
 @pytest.mark.parametrize("mode", ["sideways", "skip_sideways"])
 def test_balance_puts_the_heavy_unit_alone(mode):
-    plan = sw.parallel.balance(_units(), (64,), num_devices=2, mode=mode, batch_size=64, repeats=5,
+    plan = sw.parallel.balance(_units(), (64,), num_devices=2, mode=mode, batch_size=256, repeats=5,
                                device_names=["a", "b"])
     assert len(plan.unit_ms) == 4 and min(plan.unit_ms) > 0
     assert plan.unit_ms[2] > 5 * max(plan.unit_ms[0], plan.unit_ms[1], plan.unit_ms[3])

@@ -168,23 +168,33 @@ class StagePlacement(Placement):
         """Per device of the stage axis, the units it runs."""
         return [[k for k, stage in enumerate(self.stage_of) if stage == g] for g in range(self.num_stages)]
 
-    def run_stages(self, work: Callable[[int], dict], idle: Callable[[int], dict]) -> list[dict]:
+    def run_stages(self, work: Callable[[int], dict], idle: Callable[[int], dict]) -> tuple[list[dict], object]:
         """Device g computes `work(g)`; for every other stage h it holds `idle(h)`, zeros elsewhere.
 
         Args:
-          work: stage g's work, a dict (of dicts) of tensors.
+          work: stage g's work, a dict (of dicts) of tensors. Its entry `"mine"`, if any, must
+            have the same shape for every stage: it is returned once, as this device's own (no
+            stand-in is made for it, so nothing of its size is zero-filled or passed through).
           idle: what stands for stage h's results where h does not run: a dict (of dicts) of the
             entries passed on unchanged; every entry it leaves out is zeros.
 
         Returns:
-          Per stage, its results: valid on its own device.
+          `(per stage its results, valid on its own device; this device's "mine" or None)`.
         """
         shapes = [jax.eval_shape(lambda g=g: work(g)) for g in range(self.num_stages)]
+        kept = [{key: value for key, value in spec.items() if key != "mine"} for spec in shapes]
 
         def branch(stage):
             def run():
-                results = [work(g) if g == stage else _stand_in(shapes[g], idle(g)) for g in range(self.num_stages)]
-                return jax.tree.map(lambda x, s: x.astype(s.dtype), results, shapes)
+                results, mine = [], None
+                for g in range(self.num_stages):
+                    if g != stage:
+                        results.append(_stand_in(kept[g], idle(g)))
+                        continue
+                    result = dict(work(g))
+                    mine = result.pop("mine", None)
+                    results.append(result)
+                return jax.tree.map(lambda x, s: x.astype(s.dtype), results, kept), mine
 
             return run
 
@@ -200,32 +210,21 @@ class StagePlacement(Placement):
         """
         del depth
         groups = self.groups()
-        shapes = [jax.eval_shape(lambda k=k: work(k)) for k in range(len(self.stage_of))]
-        kept = [{key: value for key, value in spec.items() if key != "grads"} for spec in shapes]
 
-        def branch(stage):
-            def run():
-                results, grads = [], {}
-                for k, g in enumerate(self.stage_of):
-                    if g != stage:
-                        results.append(_stand_in(kept[k], idle(k)))
-                        continue
-                    with jax.named_scope(f"stage_{k}"):
-                        result = dict(work(k))
-                    grads[k] = result.pop("grads", None)
-                    results.append(result)
-                results = jax.tree.map(lambda x, s: x.astype(s.dtype), results, kept)
-                if accumulators is None:
-                    return results, None
-                return results, self._pack(stage, {k: grads[k] for k in groups[stage]})
+        def group_work(g):
+            results, grads = {}, {}
+            for k in groups[g]:
+                with jax.named_scope(f"stage_{k}"):
+                    results[k] = dict(work(k))
+                grads[k] = results[k].pop("grads", None)
+            return {"units": results, **({"mine": self.pack(g, grads)} if accumulators is not None else {})}
 
-            return run
-
-        results, packed = jax.lax.switch(self._index(), [branch(stage) for stage in range(self.num_stages)])
+        per_stage, packed = self.run_stages(group_work, lambda g: {"units": {k: idle(k) for k in groups[g]}})
+        units = [per_stage[g]["units"][k] for k, g in enumerate(self.stage_of)]
         # Added outside the switch, where XLA updates the loop's buffer in place.
-        return results, None if accumulators is None else accumulators + packed
+        return units, None if accumulators is None else accumulators + packed
 
-    def _pack(self, stage: int, per_unit: dict):
+    def pack(self, stage: int, per_unit: dict):
         """Stage `stage`'s units' values (`{unit: [per parameter]}`) in one flat buffer of the layout."""
         size, dtype = self._layout["size"], self._layout["dtype"]
         parts = [jnp.ravel(x).astype(dtype) for k in sorted(per_unit) for x in per_unit[k]]
@@ -247,7 +246,7 @@ class StagePlacement(Placement):
         dtype = jnp.result_type(*[d for unit in shapes for _, d in unit]) if any(shapes) else jnp.float32
         self._layout = {"size": max(max(sizes), 1), "dtype": dtype, "offsets": offsets, "shapes": shapes}
         groups = self.groups()
-        return jax.lax.switch(self._index(), [lambda g=g: self._pack(g, {k: accumulators[k] for k in groups[g]})
+        return jax.lax.switch(self._index(), [lambda g=g: self.pack(g, {k: accumulators[k] for k in groups[g]})
                                               for g in range(self.num_stages)])
 
     def unit_accumulators(self, carried) -> list[list]:
