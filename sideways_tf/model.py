@@ -19,6 +19,7 @@ from sideways_tf import input_checks, stream_state
 from sideways_tf.core import backends, schedule, targets
 from sideways_tf.core.engine import ClipResult, Engine, build_stages
 from sideways_tf.core.shortcut import FUSIONS, SHORTCUTS
+from sideways_tf.parallel.balance import auto_devices
 
 
 def _check_choice(name: str, value, allowed: Sequence[str]) -> None:
@@ -62,6 +63,8 @@ class SidewaysModel(keras.Model):
         units on different devices run concurrently at each step. Under TensorFlow each unit
         runs in its `tf.device`; under JAX the frame loop is one program over the distinct
         devices, each running its own units (`sw.parallel.balance` chooses the groups).
+        `"auto"`: at build, the units are timed and grouped over every accelerator there is
+        (else every CPU device), and `devices` becomes that list (None with one device).
       gradient_stats: also report, per unit, the mean and the L2 norm of its pseudo-gradient
         (metrics `unit{i}_grad_mean` and `unit{i}_grad_norm`, averaged over the epoch).
       update_every: None (one update per clip), or L: the optimizer is applied inside the
@@ -115,10 +118,12 @@ class SidewaysModel(keras.Model):
                 raise ValueError(f"`units[{k}]` must be a keras.layers.Layer; got {type(unit).__name__}.")
         input_checks.check_skip_depth(mode, len(units))
         input_checks.check_no_activity_regularizers(units)
-        if devices is not None:
+        self.requested_devices = devices
+        if devices is not None and devices != "auto":
             if isinstance(devices, str) or len(devices) != len(units) or not all(isinstance(d, str) for d in devices):
                 raise ValueError(
-                    f"`devices` must be None or a list of {len(units)} device strings (one per unit); got {devices!r}."
+                    f"`devices` must be None, 'auto' or a list of {len(units)} device strings (one per unit); got "
+                    f"{devices!r}."
                 )
             backends.current().placement(devices)  # names a device that does not exist
             devices = list(devices)
@@ -200,6 +205,8 @@ class SidewaysModel(keras.Model):
                 f"dtype policy 'mixed_float16' is not supported (stages {float16} compute in float16): the "
                 "pipeline's gradient messages would need loss scaling. Use 'mixed_bfloat16', which needs none."
             )
+        if self.devices == "auto":  # timed on this batch size (8 when the shape leaves it open)
+            self.devices = auto_devices(stages, activation_shapes, frame_shape, self.mode, input_shape[0] or 8)
         self.frame_shape = frame_shape
         self.stages = stages
         self.engine = Engine(stages, self.mode, activation_shapes, prediction_shape, self.devices)
@@ -638,7 +645,7 @@ class SidewaysModel(keras.Model):
             "mode": self.mode,
             "fusion": self.fusion,
             "shortcut": self.shortcut,
-            "devices": self.devices,
+            "devices": self.requested_devices,
             "gradient_stats": self.gradient_stats,
             "update_every": self.update_every,
             "stateful": self.stateful,

@@ -13,8 +13,8 @@ from tests.helpers import SPARSE_CE, compiled, conv_units, dense_units, random_c
     [({"mode": "backprop"}, r"`mode` must be one of 'bp', 'sideways', 'skip_sideways', 'fa_skip_sideways'"),
      ({"fusion": "mul"}, r"`fusion` must be one of 'concat', 'add'"),
      ({"shortcut": "conv"}, r"`shortcut` must be one of 'auto', 'maxpool'"),
-     ({"devices": ["/CPU:0"]}, r"`devices` must be None or a list of 3 device strings"),
-     ({"devices": "/CPU:0"}, r"`devices` must be None or a list of 3"),
+     ({"devices": ["/CPU:0"]}, r"`devices` must be None, 'auto' or a list of 3 device strings"),
+     ({"devices": "/CPU:0"}, r"`devices` must be None, 'auto' or a list of 3"),
      ({"devices": ["/CPU:0", "/CPU:0", 0]}, r"`devices`")],
 )
 def test_bad_constructor_arguments(kwargs, match):

@@ -196,9 +196,25 @@ def balance(
     if len(names) != num_devices:
         raise ValueError(f"`device_names` must name {num_devices} devices (`num_devices`); got {names!r}.")
     stages, activation_shapes, _ = engine.build_stages(units, frame_shape, mode, fusion, shortcut)
-    unit_ms = unit_times(stages, activation_shapes, frame_shape, mode, batch_size, repeats)
-    groups = partition(unit_ms, num_devices)
+    return grouped(unit_times(stages, activation_shapes, frame_shape, mode, batch_size, repeats), names)
+
+
+def grouped(unit_ms: Sequence[float], names: Sequence[str]) -> Balance:
+    """The `Balance` of units with times `unit_ms` over the devices `names` (one group each)."""
+    groups = partition(unit_ms, len(names))
     group_ms = [sum(unit_ms[k] for k in group) for group in groups]
     devices = [names[g] for g, group in enumerate(groups) for _ in group]
-    return Balance(devices=devices, groups=groups, unit_ms=unit_ms, group_ms=group_ms,
+    return Balance(devices=devices, groups=groups, unit_ms=list(unit_ms), group_ms=group_ms,
                    ideal_speedup=sum(unit_ms) / max(group_ms))
+
+
+def auto_devices(stages, activation_shapes, frame_shape, mode: str, batch_size: int) -> Optional[list[str]]:
+    """`SidewaysModel(devices="auto")`: the built stages balanced over every device there is.
+
+    Every accelerator the backend lists (else every CPU device; under `data_and_stages`, the
+    first replica's stage devices), at most one per unit. None when there is only one.
+    """
+    names = default_device_names(len(stages))
+    if len(names) < 2:
+        return None
+    return grouped(unit_times(stages, activation_shapes, frame_shape, mode, batch_size, repeats=5), names).devices

@@ -68,6 +68,19 @@ def gradients():
     print("ok gradients")
 
 
+def auto():
+    """`devices="auto"` spreads the units over the 4 devices by time, with the one-device gradients."""
+    video, labels = random_clip((2, 11, 8, 8, 3)), np.array([0, 3])
+    placed, alone = _pair("auto", "skip_sideways")
+    placed.build(video.shape)
+    alone.build(video.shape)
+    assert len(set(placed.devices)) == 4 and placed.devices == sorted(placed.devices), placed.devices
+    assert placed.get_config()["devices"] == "auto"
+    alone.set_weights(placed.get_weights())
+    _close(placed.pseudo_gradients(video, labels), alone.pseudo_gradients(video, labels), "auto pseudo-gradients")
+    print("ok auto")
+
+
 def no_copies():
     """The frame loop of a placed model copies no parameter-sized buffer per step (each device's
     accumulators are one packed buffer added to outside the switch; passed through a branch,
@@ -174,8 +187,8 @@ def data_and_stages():
     print("ok data_and_stages")
 
 
-CHECKS = {"gradients": gradients, "no_copies": no_copies, "fit": fit, "streaming": streaming, "gpipe": gpipe,
-          "data_and_stages": data_and_stages}
+CHECKS = {"gradients": gradients, "auto": auto, "no_copies": no_copies, "fit": fit, "streaming": streaming,
+          "gpipe": gpipe, "data_and_stages": data_and_stages}
 
 if __name__ == "__main__":
     assert keras.backend.backend() == "jax" and len(jax.devices()) >= 4, os.environ.get("XLA_FLAGS")

@@ -80,3 +80,29 @@ def test_balance_arguments_are_checked():
         sw.parallel.balance(_units(), (64,), num_devices=2, device_names=["a"])
     with pytest.raises(ValueError, match=r"between 1 and the number of units \(4\); got 5"):
         sw.parallel.balance(_units(), (64,), num_devices=5)
+
+
+def test_auto_devices_spread_the_units_over_the_devices_there_are():
+    """The TensorFlow session has 2 logical CPUs, the JAX session one device (4: test_stages.py)."""
+    from tests.helpers import compiled, conv_units, random_clip
+
+    video, labels = random_clip((2, 11, 8, 8, 3)), np.array([0, 3])
+    keras.utils.set_random_seed(0)
+    placed = compiled(sw.SidewaysModel(conv_units(), mode="skip_sideways", devices="auto"))
+    placed.build(video.shape)
+    assert placed.get_config()["devices"] == "auto"
+    if keras.backend.backend() == "jax":
+        assert placed.devices is None
+        return
+    assert len(placed.devices) == 5 and len(set(placed.devices)) == 2 and placed.devices == sorted(placed.devices)
+    alone = compiled(sw.SidewaysModel(conv_units(), mode="skip_sideways"))
+    alone.build(video.shape)
+    alone.set_weights(placed.get_weights())
+    for a, b in zip(placed.pseudo_gradients(video, labels), alone.pseudo_gradients(video, labels), strict=True):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-6)
+
+
+@pytest.mark.backend_independent("argument checks")
+def test_devices_that_are_not_a_list_or_auto_are_refused():
+    with pytest.raises(ValueError, match=r"`devices` must be None, 'auto' or a list of 4 device strings"):
+        sw.SidewaysModel(_units(), devices="gpu:0")
