@@ -33,7 +33,7 @@ DEVICE = "CPU:0"
 MB = 2.0**20
 
 
-def _clip_batched_gradients(model):
+def clip_batched_gradients(model):
     """A compiled pure function: gradients of the frame network on all frames at once."""
     from keras import ops
 
@@ -70,7 +70,7 @@ def measure(mode: str, frames: int, batch: int) -> dict:
     row = {"backend": keras.backend.backend(), "mode": mode, "T": frames, "clip_MB": video_np.nbytes / MB}
     if keras.backend.backend() == "jax":
         if mode == "clip_batched_bp":
-            function, args = _clip_batched_gradients(model), (params, states, video_np, labels)
+            function, args = clip_batched_gradients(model), (params, states, video_np, labels)
         else:
             flat = [v.value for v in model.trainable_variables], [v.value for v in model.non_trainable_variables]
             function, args = model.gradient_function(), (*flat, video_np, labels, None)
@@ -84,7 +84,7 @@ def measure(mode: str, frames: int, batch: int) -> dict:
     clip_allocated = tf.config.experimental.get_memory_info(DEVICE)["current"] - start
     if mode == "clip_batched_bp":
         model.optimizer.build(model.trainable_variables)
-        gradients = _clip_batched_gradients(model)
+        gradients = clip_batched_gradients(model)
 
         def step():
             params, states = model.engine.current_values()

@@ -33,7 +33,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 import sideways_tf as sw  # noqa: E402
-from benchmarks.memory import _clip_batched_gradients  # noqa: E402
+from benchmarks.memory import clip_batched_gradients  # noqa: E402
 
 BUILDERS = {"vgg8": lambda: sw.models.vgg8(51), "vgg16": lambda: sw.models.vgg16(51)}
 RULES = ("sideways", "skip_sideways", "bp")
@@ -61,7 +61,7 @@ def _program(method: str, name: str, video: np.ndarray):
     model.build(video.shape)
     if method == "clip_batched_bp":
         params, states = model.engine.current_values()
-        return _clip_batched_gradients(model), (params, states, video, labels)
+        return clip_batched_gradients(model), (params, states, video, labels)
     values = ([v.value for v in model.trainable_variables], [v.value for v in model.non_trainable_variables])
     return model.gradient_function(), (*values, video, labels, None)
 

@@ -315,6 +315,6 @@ class Engine:
         """Per-frame predictions `[B, T', *O]` of a clip `[B, T, *F]` (no gradients, no state change)."""
         params, states = self.current_values()
         rule = self.rule(training=False)
-        return self.placement(rule).wrap(episode.inference_episode)(
-            self.stages, rule, params, states, video, self.activation_shapes, self.placement(rule)
-        )
+        place = self.placement(rule)
+        return place.wrap(episode.inference_episode)(self.stages, rule, params, states, video, self.activation_shapes,
+                                                     place)

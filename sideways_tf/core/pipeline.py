@@ -21,7 +21,7 @@ from typing import Callable, NamedTuple, Optional, Sequence
 from keras import ops
 
 from sideways_tf.core import backends
-from sideways_tf.core.placement import Placement
+from sideways_tf.core.placement import Placement, add_gradients
 from sideways_tf.core.schedule import Rule, first_valid_input_step
 from sideways_tf.core.stage import Stage
 
@@ -328,6 +328,5 @@ def synchronous_step(
     out, new_states, loss, (grads,) = backend.value_and_vjp(
         network, [[list(p) for p in params]], head=lambda o: ops.cast(head(o), "float32")
     )
-    summed = [[a + ops.cast(g, a.dtype) for a, g in zip(unit_acc, unit_grads, strict=True)]
-              for unit_acc, unit_grads in zip(accumulators, grads, strict=True)]
+    summed = [add_gradients(unit_acc, unit_grads) for unit_acc, unit_grads in zip(accumulators, grads, strict=True)]
     return StepResult(out, loss, summed, [every_slot] * len(stages), new_states)

@@ -36,16 +36,17 @@ def groups_of(devices: Sequence[str]) -> tuple[tuple[str, ...], tuple[int, ...]]
     return distinct, tuple(distinct.index(d) for d in devices)
 
 
+def add_gradients(accumulators: Sequence, gradients: Sequence) -> list:
+    """`accumulators + gradients`, parameter by parameter, in the accumulators' dtypes."""
+    return [a + ops.cast(g, a.dtype) for a, g in zip(accumulators, gradients, strict=True)]
+
+
 class Placement:
     """Every unit in one program, in its backend scope (`devices[k]` under TensorFlow).
 
     Args:
       devices: None, or one device string per unit.
     """
-
-    spans_devices = False
-    """Whether the frame loop runs as one program per device (JAX stages), so that units'
-    results must be shared and gathered."""
 
     def __init__(self, devices: Optional[Sequence[str]] = None):
         self.devices = None if devices is None else list(devices)
@@ -72,8 +73,7 @@ class Placement:
             with backend.unit_scope(k, self.devices):
                 result = work(k)
                 if accumulators is not None:
-                    grads = result.pop("grads")
-                    accumulators[k] = [a + ops.cast(g, a.dtype) for a, g in zip(accumulators[k], grads, strict=True)]
+                    accumulators[k] = add_gradients(accumulators[k], result.pop("grads"))
                 results.append(result)
         return results, accumulators
 

@@ -18,7 +18,7 @@ outside the switch, so no tick copies another group's buffers (a fair baseline).
 
 from __future__ import annotations
 
-from typing import Optional
+import weakref
 
 import jax
 import jax.numpy as jnp
@@ -183,20 +183,28 @@ def clip_gradients(model, params, states, video, labels, sample_weight=None):
     return engine.merge_gradients(gradients, model.trainable_variables), loss
 
 
-def gradients(model, video, labels, sample_weight=None, compiled: Optional[dict] = None) -> list:
-    """`clip_gradients` at the model's current weights, compiled once per model.
+def gradients(model, video, labels, sample_weight=None) -> list:
+    """`clip_gradients` at the model's current weights (`gradient_function`, compiled once per model).
 
     Returns:
       One gradient per trainable variable of `model` (equal to `model.exact_gradients`).
     """
-    step = gradient_function(model) if compiled is None else compiled
     params = [v.value for v in model.trainable_variables]
     states = [v.value for v in model.non_trainable_variables]
-    return step(params, states, video, labels, sample_weight)[0]
+    return gradient_function(model)(params, states, video, labels, sample_weight)[0]
+
+
+_COMPILED = weakref.WeakKeyDictionary()
 
 
 def gradient_function(model):
-    """`jax.jit(clip_gradients)` for `model`: `(params, states, video, labels, sample_weight) -> (gradients, loss)`."""
+    """`jax.jit(clip_gradients)` for `model`: `(params, states, video, labels, sample_weight) -> (gradients, loss)`.
+
+    One jitted function per model (kept while the model lives), so repeated calls reuse its
+    compilations.
+    """
     _check(model)
-    return jax.jit(lambda params, states, video, labels, sample_weight=None: clip_gradients(
-        model, params, states, video, labels, sample_weight))
+    if model not in _COMPILED:
+        _COMPILED[model] = jax.jit(lambda params, states, video, labels, sample_weight=None: clip_gradients(
+            model, params, states, video, labels, sample_weight))
+    return _COMPILED[model]

@@ -139,8 +139,6 @@ class StagePlacement(Placement):
         same device.
     """
 
-    spans_devices = True
-
     def __init__(self, devices: Sequence[str]):
         super().__init__(devices)
         names, stage_of = groups_of(self.devices)
