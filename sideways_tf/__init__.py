@@ -12,6 +12,7 @@ from sideways_tf import layers, models
 from sideways_tf.core.schedule import MODES
 from sideways_tf.core.shortcut import FUSIONS, SHORTCUTS
 from sideways_tf.model import SidewaysModel
+from sideways_tf.precision import highest_precision
 
 __version__ = "0.1.0"
 
@@ -24,5 +25,5 @@ def __getattr__(name):
     raise AttributeError(f"module 'sideways_tf' has no attribute {name!r}")
 
 
-__all__ = ["FUSIONS", "MODES", "SHORTCUTS", "SidewaysModel", "__version__", "data", "layers", "models", "parallel",
-           "streaming", "training"]
+__all__ = ["FUSIONS", "MODES", "SHORTCUTS", "SidewaysModel", "__version__", "data", "highest_precision", "layers",
+           "models", "parallel", "streaming", "training"]

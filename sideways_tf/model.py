@@ -470,8 +470,32 @@ class SidewaysModel(keras.Model):
             state, data = args
             groups = (self.trainable_variables, self.non_trainable_variables, self.optimizer.variables,
                       self.metrics_variables)
-            return self._stateless(self._train_on_batch, data, state, groups)
+            if not self.check_finite:
+                return self._stateless(self._train_on_batch, data, state, groups)
+            from sideways_tf.core.backends import jax_finite
+
+            with jax_finite.collecting() as checks:
+                logs, new_state = self._stateless(self._train_on_batch, data, state, groups)
+            self._finite_messages = [message for _, message in checks]
+            return jax_finite.hold(logs, new_state, tuple(list(s) for s in state), checks)
         return self._train_on_batch(*args)
+
+    def make_train_function(self, force=False):
+        """Keras' train function; under JAX with `check_finite`, one that raises when a check failed."""
+        super().make_train_function(force)
+        if keras.backend.backend() == "jax" and self.check_finite and \
+                not getattr(self.train_function, "finite_checked", False):
+            from sideways_tf.core.backends import jax_finite
+
+            self.train_function = jax_finite.raising(self.train_function, lambda: self._finite_messages,
+                                                     self._keep_jax_state)
+        return self.train_function
+
+    def _keep_jax_state(self, state) -> None:
+        """Puts a JAX state `(trainable, non-trainable, optimizer, metrics)` back into the variables."""
+        names = ("trainable_variables", "non_trainable_variables", "optimizer_variables", "metrics_variables")
+        self._jax_state = dict(zip(names, state, strict=True))
+        self.jax_state_sync()
 
     def test_step(self, *args):
         """Depth-parallel inference on one batch (per-frame in `"bp"`), then the loss and metrics."""

@@ -56,6 +56,19 @@ def pytest_collection_modifyitems(config, items):
                 break
 
 
+@pytest.fixture(autouse=True)
+def _highest_precision():
+    """Every test at full float32 precision under JAX: exactness is checked to about 1e-5, and JAX
+    runs float32 matmuls and convolutions in TF32 on NVIDIA GPUs by default (`sw.highest_precision`)."""
+    if BACKEND != "jax":
+        yield
+        return
+    from sideways_tf.precision import highest_precision
+
+    with highest_precision():
+        yield
+
+
 @pytest.fixture(scope="session")
 def mirrored_strategy():
     """One MirroredStrategy over the two logical CPUs for the whole session (two break collectives)."""

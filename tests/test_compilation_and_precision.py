@@ -1,5 +1,7 @@
 """XLA on TensorFlow, mixed precision on both backends, and the input kinds Keras accepts."""
 
+import contextlib
+
 import keras
 import numpy as np
 import pytest
@@ -126,3 +128,27 @@ def test_fit_on_a_tf_data_dataset():
     history = model.fit(dataset, epochs=2, validation_data=dataset, verbose=0).history
     assert set(history) == {"loss", "accuracy", "val_loss", "val_accuracy"}
     assert model.predict(dataset, verbose=0).shape == (32, 5, 3)
+
+
+def test_highest_precision_sets_full_float32_matmuls_and_restores_the_default():
+    if keras.backend.backend() == "jax":
+        import jax
+
+        def current():
+            return jax.config.jax_default_matmul_precision
+
+        outer = jax.default_matmul_precision("default")  # the test session runs at "highest"
+    else:
+        import tensorflow as tf
+
+        def current():
+            return "tf32" if tf.config.experimental.tensor_float_32_execution_enabled() else "highest"
+
+        tf.config.experimental.enable_tensor_float_32_execution(True)
+        outer = contextlib.nullcontext()
+    with outer:
+        before = current()
+        assert before != "highest"
+        with sw.highest_precision():
+            assert current() == "highest"
+        assert current() == before

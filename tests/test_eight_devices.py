@@ -10,6 +10,8 @@ import sys
 
 import pytest
 
+from tests.helpers import subprocess_env
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = r"""
 import numpy as np, tensorflow as tf
@@ -39,7 +41,7 @@ for mode in ("sideways", "skip_sideways", "fa_skip_sideways"):
 
 @pytest.mark.tensorflow_only("devices= places units with tf.device")
 def test_one_unit_per_device_over_eight_logical_cpus():
-    env = {**os.environ, "PYTHONPATH": ROOT, "TF_CPP_MIN_LOG_LEVEL": "3", "KERAS_BACKEND": "tensorflow"}
+    env = subprocess_env(KERAS_BACKEND="tensorflow")
     result = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, timeout=300, env=env,
                             cwd=ROOT)
     assert result.returncode == 0, result.stderr[-3000:]

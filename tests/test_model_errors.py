@@ -157,8 +157,17 @@ def test_check_finite_names_a_non_finite_input():
     model = compiled(sw.SidewaysModel(dense_units(3), check_finite=True))
     video = random_clip((2, 7, 5))
     video[1, 3, 2] = np.nan
+    model.build(video.shape)
+    before = model.get_weights()
     with pytest.raises(Exception, match="check_finite: the input video holds NaN or Inf"):
         model.fit(video, np.array([0, 1]), verbose=0)
+    # The step stopped before its update, and the model is left usable (on GPUs too: no host callback).
+    for a, b in zip(model.get_weights(), before, strict=True):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(Exception, match="check_finite: the input video holds NaN or Inf"):
+        model.train_on_batch(video, np.array([0, 1]))
+    model.fit(np.nan_to_num(video), np.array([0, 1]), verbose=0)
+    assert all(np.isfinite(w).all() for w in model.get_weights())
 
 
 def test_check_finite_names_the_unit_whose_gradient_is_not_finite():

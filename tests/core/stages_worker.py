@@ -1,10 +1,15 @@
-"""Run in a subprocess under JAX with several host devices: units over devices equal one device.
+"""Run in a subprocess under JAX with several devices: units over devices equal one device.
 
-    XLA_FLAGS=--xla_force_host_platform_device_count=4 KERAS_BACKEND=jax python -m tests.core.stages_worker [CHECK ...]
+    XLA_FLAGS=--xla_force_host_platform_device_count=4 JAX_PLATFORMS=cpu KERAS_BACKEND=jax \
+        python -m tests.core.stages_worker [CHECK ...]
+    STAGES_PLATFORM=gpu KERAS_BACKEND=jax python -m tests.core.stages_worker [CHECK ...]   # real GPUs
 
 The test session has one JAX device, and the device count is fixed when JAX starts, hence a
 process of its own (one for all the checks: starting JAX is most of a small check's time). Each
-check prints `ok CHECK` at its end; any difference raises.
+check prints `ok CHECK` at its end (or `skipped CHECK: why`); any difference raises. The
+placements are written for 4 devices; with fewer (2 GPUs) unit k's device index is taken modulo
+the count, so shortcuts still cross boundaries both ways. Comparisons run at highest matmul
+precision (GPUs default to TF32).
 """
 
 import os
@@ -17,12 +22,21 @@ import numpy as np
 import sideways_tf as sw
 from tests.helpers import compiled, conv_units, dense_units, random_clip
 
+PLATFORM = os.environ.get("STAGES_PLATFORM", "cpu")
+NUM_DEVICES = min(4, len(jax.devices(PLATFORM)))
+
+
+def names(*indices: int) -> list[str]:
+    """Device names of `PLATFORM` for device indices written for 4 devices (modulo the count)."""
+    return [f"{PLATFORM}:{i % NUM_DEVICES}" for i in indices]
+
+
 # Groups of consecutive units, one unit per device, and groups that are not consecutive:
 # shortcuts (h_{k-2}) then cross one or two device boundaries, forward and back.
 PLACEMENTS = {
-    "grouped": ["cpu:0", "cpu:0", "cpu:1", "cpu:1", "cpu:1"],
-    "one_per_device": ["cpu:0", "cpu:1", "cpu:2", "cpu:3", "cpu:0"],
-    "interleaved": ["cpu:1", "cpu:0", "cpu:1", "cpu:0", "cpu:0"],
+    "grouped": names(0, 0, 1, 1, 1),
+    "one_per_device": names(0, 1, 2, 3, 0),
+    "interleaved": names(1, 0, 1, 0, 0),
 }
 MODES = ("sideways", "skip_sideways", "fa_skip_sideways")
 
@@ -69,12 +83,12 @@ def gradients():
 
 
 def auto():
-    """`devices="auto"` spreads the units over the 4 devices by time, with the one-device gradients."""
+    """`devices="auto"` spreads the units over every device by time, with the one-device gradients."""
     video, labels = random_clip((2, 11, 8, 8, 3)), np.array([0, 3])
     placed, alone = _pair("auto", "skip_sideways")
     placed.build(video.shape)
     alone.build(video.shape)
-    assert len(set(placed.devices)) == 4 and placed.devices == sorted(placed.devices), placed.devices
+    assert len(set(placed.devices)) == NUM_DEVICES and placed.devices == sorted(placed.devices), placed.devices
     assert placed.get_config()["devices"] == "auto"
     alone.set_weights(placed.get_weights())
     _close(placed.pseudo_gradients(video, labels), alone.pseudo_gradients(video, labels), "auto pseudo-gradients")
@@ -143,8 +157,7 @@ def gpipe():
     video = random_clip((2, 7, 8, 8, 3))
     clip_labels, frame_labels = np.array([0, 3]), np.array([[0, 1, 2, 3, 4, 0, 1], [4, 4, 3, 3, 2, 2, 1]])
     weights = np.array([[1, 0, 1, 1, 0.5, 1, 1], [0, 1, 1, 1, 1, 2, 1]], "float32")
-    for devices in (["cpu:0"] * 5, ["cpu:0", "cpu:0", "cpu:1", "cpu:1", "cpu:1"], ["cpu:0", "cpu:1", "cpu:2", "cpu:3",
-                                                                                   "cpu:3"]):
+    for devices in (names(0, 0, 0, 0, 0), names(0, 0, 1, 1, 1), names(0, 1, 2, 3, 3)):
         placed = _model(devices, "bp")
         placed.build(video.shape)
         for labels, w in ((clip_labels, None), (frame_labels, weights)):
@@ -160,6 +173,9 @@ def gpipe():
 
 def data_and_stages():
     """2 data replicas x 2 stages (a Keras distribution over a (batch, stage) mesh): `fit` equals one device."""
+    if NUM_DEVICES < 4:
+        print(f"skipped data_and_stages: 2 x 2 needs 4 devices, {PLATFORM} has {NUM_DEVICES}")
+        return
     video, labels = random_clip((4, 9, 8, 8, 3)), np.array([0, 1, 2, 3])
     for mode in ("sideways", "skip_sideways"):
         keras.distribution.set_distribution(None)
@@ -167,9 +183,9 @@ def data_and_stages():
         alone.build(video.shape)
         start = alone.get_weights()
         b = alone.fit(video, labels, batch_size=4, epochs=3, verbose=0, shuffle=False).history
-        keras.distribution.set_distribution(sw.parallel.data_and_stages(2))
-        assert sw.parallel.stage_devices() == ["cpu:0", "cpu:1"]
-        placed = _model(["cpu:0", "cpu:0", "cpu:1", "cpu:1", "cpu:1"], mode)
+        keras.distribution.set_distribution(sw.parallel.data_and_stages(2, devices=names(0, 1, 2, 3)))
+        assert sw.parallel.stage_devices() == names(0, 1)
+        placed = _model(names(0, 0, 1, 1, 1), mode)
         placed.build(video.shape)
         placed.set_weights(start)
         a = placed.fit(video, labels, batch_size=4, epochs=3, verbose=0, shuffle=False).history
@@ -178,9 +194,9 @@ def data_and_stages():
         mesh = placed.engine.place.mesh
         assert dict(mesh.shape) == {"batch": 2, "stage": 2}, mesh
         try:
-            sw.SidewaysModel(dense_units(3), devices=["cpu:0", "cpu:1", "cpu:2"])
+            sw.SidewaysModel(dense_units(3), devices=names(0, 1, 2))
         except ValueError as error:
-            assert "devices[2]='cpu:2' is not on the stage axis of the first data replica" in str(error), error
+            assert f"devices[2]='{PLATFORM}:2' is not on the stage axis of the first data replica" in str(error), error
         else:
             raise AssertionError("a device of the second replica was accepted")
     keras.distribution.set_distribution(None)
@@ -191,6 +207,7 @@ CHECKS = {"gradients": gradients, "auto": auto, "no_copies": no_copies, "fit": f
           "gpipe": gpipe, "data_and_stages": data_and_stages}
 
 if __name__ == "__main__":
-    assert keras.backend.backend() == "jax" and len(jax.devices()) >= 4, os.environ.get("XLA_FLAGS")
-    for check in sys.argv[1:] or CHECKS:
-        CHECKS[check]()
+    assert keras.backend.backend() == "jax" and NUM_DEVICES >= 2, (PLATFORM, os.environ.get("XLA_FLAGS"))
+    with sw.highest_precision():
+        for check in sys.argv[1:] or CHECKS:
+            CHECKS[check]()

@@ -11,7 +11,7 @@ import keras
 import pytest
 
 import sideways_tf as sw
-from tests.helpers import dense_units
+from tests.helpers import dense_units, subprocess_env
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 jax_only = pytest.mark.skipif(keras.backend.backend() != "jax", reason="JAX only: the TensorFlow pass places units "
@@ -29,17 +29,40 @@ if keras.backend.backend() == "jax":
 @jax_only
 def test_units_over_four_host_devices_equal_one_device():
     """Every check of `stages_worker.py` (each raises on a difference): one process, as starting JAX is slow."""
-    env = {**os.environ, "PYTHONPATH": ROOT, "KERAS_BACKEND": "jax", "TF_CPP_MIN_LOG_LEVEL": "3",
-           "XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
+    # Host devices, on the CPU platform even where JAX has GPUs (test_gpu_stages.py runs them there).
+    env = subprocess_env(KERAS_BACKEND="jax", JAX_PLATFORMS="cpu",
+                         XLA_FLAGS="--xla_force_host_platform_device_count=4")
     result = subprocess.run([sys.executable, "-m", "tests.core.stages_worker", *CHECKS], capture_output=True,
                             text=True, timeout=900, env=env, cwd=ROOT)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
     assert [line for line in result.stdout.splitlines() if line.startswith("ok ")] == [f"ok {c}" for c in CHECKS]
 
 
+def _gpus() -> int:
+    import jax
+
+    try:
+        return len(jax.devices("gpu"))
+    except RuntimeError:
+        return 0
+
+
+@jax_only
+def test_units_over_the_gpus_equal_one_device():
+    """The same checks with units over the real GPUs (the lent GPU machines; `tests/gpu/run.sh`)."""
+    if _gpus() < 2:
+        pytest.skip("needs 2 or more GPUs")
+    result = subprocess.run([sys.executable, "-m", "tests.core.stages_worker", *CHECKS], capture_output=True,
+                            text=True, timeout=900, env=subprocess_env(KERAS_BACKEND="jax", STAGES_PLATFORM="gpu"),
+                            cwd=ROOT)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
+    done = [line.split()[1].rstrip(":") for line in result.stdout.splitlines() if line.startswith(("ok ", "skipped "))]
+    assert done == list(CHECKS), result.stdout
+
+
 @jax_only
 @pytest.mark.parametrize("devices, match", [
-    (["cpu:0", "cpu:0", "cpu:9"], r"devices\[2\]='cpu:9' names no device on this machine; JAX has \['cpu:0'\]"),
+    (["cpu:0", "cpu:0", "cpu:9"], r"devices\[2\]='cpu:9' names no device on this machine; JAX has \[.*'cpu:0'.*\]"),
     (["cpu:0", "gpu-0", "cpu:0"], r"devices\[1\]='gpu-0' is not a device name; use 'gpu:0', '/GPU:0'"),
     (["cpu:0", "/CPU:0", "/device:CPU:0"], r"names the same device twice under different names"),
 ])

@@ -14,7 +14,7 @@ def test_a_stage_count_that_does_not_divide_the_devices_is_refused():
 
 @pytest.mark.skipif(keras.backend.backend() != "jax", reason="JAX only")
 def test_one_device_is_one_replica_of_one_stage():
-    distribution = sw.parallel.data_and_stages(1)
+    distribution = sw.parallel.data_and_stages(1, devices=["cpu:0"])  # the CPU, also where JAX has GPUs
     assert tuple(distribution.device_mesh.shape) == (1, 1)
     assert sw.parallel.stage_devices() is None  # not set yet
     keras.distribution.set_distribution(distribution)

@@ -14,7 +14,8 @@ Each backend module provides the same nine functions:
 * `mean_over_replicas(values)`: batch-norm statistics averaged over those replicas (TF:
   `all_reduce` in the replica context; JAX: as they are, already over the global batch);
 * `check_finite(x, message)`: `x`, failing with `message` at run time if it holds NaN or Inf
-  (TF: `tf.debugging.assert_all_finite`; JAX: a host callback that raises);
+  (TF: `tf.debugging.assert_all_finite`; JAX: a flag of the step, raised on the host,
+  `jax_finite`);
 * `assert_at_least(value, minimum, message)`: a run-time check of a size unknown while tracing
   (TF: `tf.debugging.assert_greater_equal`; JAX: shapes are static, a Python check).
 

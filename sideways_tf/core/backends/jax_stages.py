@@ -53,8 +53,9 @@ def jax_device(name: str, position: int):
     except RuntimeError:
         found = []
     if index >= len(found):
+        known = list(dict.fromkeys([*found, *jax.devices()]))
         raise ValueError(f"devices[{position}]={name!r} names no device on this machine; JAX has "
-                         f"{[f'{d.platform}:{i}' for i, d in enumerate(jax.devices())]}.")
+                         f"{[f'{d.platform}:{jax.devices(d.platform).index(d)}' for d in known]}.")
     return found[index]
 
 
