@@ -209,8 +209,27 @@ class SidewaysModel(keras.Model):
             self.devices = auto_devices(stages, activation_shapes, frame_shape, self.mode, input_shape[0] or 8)
         self.frame_shape = frame_shape
         self.stages = stages
-        self.engine = Engine(stages, self.mode, activation_shapes, prediction_shape, self.devices)
+        self.engine = Engine(stages, self.mode, activation_shapes, prediction_shape, self.devices,
+                             programs=self._per_device_programs())
         self.built = True
+
+    def _per_device_programs(self) -> bool:
+        """Whether the units run one program per device group (`core.programs`), built and driven from the host.
+
+        Under JAX with units over two or more devices, for clips of a pipelined rule. Streams
+        (`stateful`, `update_every`), weight regularizers and a data x stage mesh still run in
+        one program over a mesh (`docs/depth_parallel.md`).
+        """
+        if keras.backend.backend() != "jax" or self.devices is None or len(set(self.devices)) < 2:
+            return False
+        if self.mode == "bp" or self.stateful or self.update_every is not None or self.losses:
+            return False
+        from sideways_tf.core.backends.jax_stages import distribution_mesh
+
+        return distribution_mesh() is None
+
+    def _on_programs(self) -> bool:
+        return self.engine is not None and self.engine.programs
 
     def _check_video(self, video, training: bool) -> None:
         shape = tuple(video.shape)
@@ -403,7 +422,13 @@ class SidewaysModel(keras.Model):
                 with keras.StatelessScope(state_mapping=mapping):
                     return self.clip_gradients(params, states, video, labels, sample_weight, exact=exact).gradients
 
-            cache[key] = backends.current().compile_function(gradients, jit_compile=key[1])
+            if not self._on_programs():
+                cache[key] = backends.current().compile_function(gradients, jit_compile=key[1])
+            elif exact:  # one program: everything on the first group's device
+                compiled = backends.current().compile_function(gradients)
+                cache[key] = lambda *args: compiled(*self.engine.place.local(args))
+            else:  # the host drives each group's compiled step
+                cache[key] = gradients
         return cache[key]
 
     # ------------------------------------------------------------------ Keras steps
@@ -482,6 +507,8 @@ class SidewaysModel(keras.Model):
 
     def make_train_function(self, force=False):
         """Keras' train function; under JAX with `check_finite`, one that raises when a check failed."""
+        if self._on_programs():  # the step drives one compiled program per device itself
+            self.jit_compile = False
         super().make_train_function(force)
         if keras.backend.backend() == "jax" and self.check_finite and \
                 not getattr(self.train_function, "finite_checked", False):
@@ -490,6 +517,18 @@ class SidewaysModel(keras.Model):
             self.train_function = jax_finite.raising(self.train_function, lambda: self._finite_messages,
                                                      self._keep_jax_state)
         return self.train_function
+
+    def make_test_function(self, force=False):
+        """Keras' test function (not compiled as a whole when the units run one program per device)."""
+        if self._on_programs():
+            self.jit_compile = False
+        return super().make_test_function(force)
+
+    def make_predict_function(self, force=False):
+        """Keras' predict function (not compiled as a whole when the units run one program per device)."""
+        if self._on_programs():
+            self.jit_compile = False
+        return super().make_predict_function(force)
 
     def _keep_jax_state(self, state) -> None:
         """Puts a JAX state `(trainable, non-trainable, optimizer, metrics)` back into the variables."""
@@ -626,8 +665,11 @@ class SidewaysModel(keras.Model):
                 )
 
             cache["step"] = backends.current().compile_function(step, jit_compile=bool(self.jit_compile))
-        return cache["step"](_values(self.trainable_variables), _values(self.non_trainable_variables),
-                             _as_tensor(frame), dict(state))
+        args = (_values(self.trainable_variables), _values(self.non_trainable_variables), _as_tensor(frame),
+                dict(state))
+        if self._on_programs():  # frame by frame: one program, on the first group's device
+            args = self.engine.place.local(args)
+        return cache["step"](*args)
 
     def export(self, filepath, format="tf_saved_model", verbose=None, input_signature=None, **kwargs):
         """Writes a SavedModel with endpoints for clips and for streaming (TensorFlow backend).

@@ -116,15 +116,18 @@ class Engine:
       activation_shapes: `S_k` of units 0..D-2 (no batch axis).
       prediction_shape: `O`, the top unit's output shape (no batch axis).
       devices: None, or one device string per unit.
+      programs: under JAX, one compiled program per device group (`core.programs`) for the
+        pipelined rules' clips, instead of one program over a mesh.
     """
 
-    def __init__(self, stages, mode: str, activation_shapes, prediction_shape, devices=None):
+    def __init__(self, stages, mode: str, activation_shapes, prediction_shape, devices=None, programs: bool = False):
         self.stages = list(stages)
         self.mode = mode
         self.activation_shapes = [tuple(s) for s in activation_shapes]
         self.prediction_shape = tuple(prediction_shape)
         self.devices = devices
-        self.place = backends.current().placement(devices)
+        self.place = backends.current().placement(devices, programs=programs)
+        self.programs = bool(getattr(self.place, "multi_program", False))
         # Exact per-frame backprop and frame-by-frame inference have no concurrency across
         # units to gain: they run in one program (under TensorFlow still in each unit's tf.device).
         self.local_place = Placement(devices)
@@ -244,6 +247,14 @@ class Engine:
             return frame_loss(target["y"], out, target.get("w"))
 
         place = self.placement(rule)
+        plain = stream is None and starts is None and updater is None
+        if self.programs and not rule.synchronous:
+            if not plain:
+                raise ValueError("streams (stateful=True, update_every, restarts) run units over devices in one "
+                                 "program: build the model with them (the per-device runtime is for clips).")
+            return self._train_clip_on_programs(rule, params, states, trainable_variables, non_trainable_variables,
+                                                video, labels, sample_weight, top_loss, labels_per_frame,
+                                                weights_per_frame)
 
         def run(per_stage_params, per_stage_states, video, labels, sample_weight, stream, starts, optimizer_state):
             # Every array is an argument, not a closure, so that `place.wrap` hands it to the
@@ -272,6 +283,32 @@ class Engine:
             weights_per_frame=weights_per_frame,
             episode=result,
             params=self.merge_states(result.params, trainable_variables, params, trainable=True),
+        )
+
+    def _train_clip_on_programs(self, rule, params, states, trainable_variables, non_trainable_variables, video,
+                                labels, sample_weight, top_loss, labels_per_frame, weights_per_frame) -> ClipResult:
+        """`train_clip` of a plain clip on one program per device group (`core.programs`)."""
+        from sideways_tf.core.programs import Clip
+
+        def frame_target(labels, sample_weight, s):
+            return targets.frame_target(labels, sample_weight, s, labels_per_frame, weights_per_frame)
+
+        clip = Clip(rule, frame_target, top_loss, training=True)
+        gradients, new_states, loss, outputs, valid = self.place.train_episode(
+            self.stages, clip, self.split(params, trainable_variables, trainable=True),
+            self.split(states, non_trainable_variables, trainable=False), video, labels, sample_weight,
+            self.activation_shapes)
+        return ClipResult(
+            gradients=self.merge_gradients(gradients, trainable_variables),
+            non_trainable=self.merge_states(new_states, non_trainable_variables, states),
+            loss=loss,
+            predictions=outputs[:, rule.latency:],
+            labels_per_frame=labels_per_frame,
+            weights_per_frame=weights_per_frame,
+            episode=episode.EpisodeResult(gradients=gradients, states=new_states, loss=loss, outputs=outputs,
+                                          output_targets=None, output_valid=valid, stream=None, params=None,
+                                          optimizer_state=()),
+            params=list(params),
         )
 
     def current_values(self) -> tuple[list[list], list[list]]:
@@ -316,5 +353,7 @@ class Engine:
         params, states = self.current_values()
         rule = self.rule(training=False)
         place = self.placement(rule)
+        if self.programs and not rule.synchronous:
+            return self.place.inference_episode(self.stages, rule, params, states, video, self.activation_shapes)
         return place.wrap(episode.inference_episode)(self.stages, rule, params, states, video, self.activation_shapes,
                                                      place)

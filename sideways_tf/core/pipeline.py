@@ -140,9 +140,77 @@ def _unit_inputs(k: int, rule: Rule, state: PipelineState, frame):
     return direct, shortcut
 
 
-def _readers(k: int, rule: Rule, depth: int) -> list[int]:
+def readers(k: int, rule: Rule, depth: int) -> list[int]:
     """The units that read `h_k` at the next step: unit k+1, and unit k+2 through a shortcut."""
     return [k + 1] + ([k + 2] if rule.shortcuts and k + 2 < depth else [])
+
+
+def sends_shortcut_message(k: int, rule: Rule) -> bool:
+    """Whether unit k sends a gradient message through its shortcut to unit k-2."""
+    return rule.shortcuts and rule.shortcut_gradients and k >= 2
+
+
+def unit_step(stage: Stage, k: int, depth: int, rule: Rule, params: Sequence, states: Sequence, steps, direct,
+              shortcut, cotangent, head: Optional[Head], training: bool = True) -> dict:
+    """Unit k's work at one step: its output, its VJP, its messages, its new state.
+
+    Args:
+      stage: stage k.
+      k, depth: the unit's index and D.
+      rule: a pipelined rule.
+      params, states: the unit's trainable and non-trainable values.
+      steps: `[B]` int32, the frames each slot has fed in before this step.
+      direct: `h_{k-1}` `[B, *S_{k-1}]` (the frame for k = 0); shortcut: `h_{k-2}` or None.
+      cotangent: the gradient message about `h_k` (`[B, *S_k]`; unused for the top unit).
+      head: the top unit's loss of its output (unmasked; only for k = D - 1).
+      training: passed to the unit.
+
+    Returns:
+      `{"out": h_k, "loss": the masked top loss or None, "state": new state (unchanged where
+      its input is invalid), "grads": per parameter, "direct": the message to unit k-1 or None,
+      "shortcut": the message to unit k-2 or None}`; messages of slots that do not count are zero.
+    """
+    backend = backends.current()
+    counted = steps >= rule.first_counted_step(k, depth)
+    input_valid = ops.all(steps >= first_valid_input_step(k, rule.mode))
+    shortcut_is_primal = shortcut is not None and rule.shortcut_gradients
+    primals = [list(params)] + ([] if k == 0 else [direct]) + ([shortcut] if shortcut_is_primal else [])
+
+    def unit_fn(p, *inputs):
+        d = direct if k == 0 else inputs[0]
+        sc = inputs[-1] if shortcut_is_primal else shortcut
+        return apply_stage(stage, p, states, d, sc, training)
+
+    if k == depth - 1:
+        out, unit_state, loss, grads = backend.value_and_vjp(unit_fn, primals, head=_masked(head, counted))
+    else:
+        out, unit_state, _, grads = backend.value_and_vjp(unit_fn, primals, cotangent=cotangent)
+        loss = None
+    return {
+        "out": out,
+        "loss": loss,
+        "state": _keep_if(input_valid, unit_state, states),
+        # Slots that do not count sent zero messages, so their gradients are zero already.
+        "grads": list(grads[0]),
+        "direct": grads[1] * per_slot(counted, grads[1]) if k > 0 else None,
+        "shortcut": grads[-1] * per_slot(counted, grads[-1]) if shortcut_is_primal else None,
+    }
+
+
+def incoming_message(k: int, rule: Rule, depth: int, steps, direct, shortcut=None):
+    """The gradient message about `h_k` for the next step: unit k+1's, plus unit k+2's through its shortcut.
+
+    Args:
+      k, rule, depth: the receiving unit, the rule, D.
+      steps: `[B]` int32 after the step that sent the messages.
+      direct: unit k+1's message; shortcut: unit k+2's (None where it sends none).
+    """
+    if shortcut is None:
+        return direct
+    # The shortcut message becomes valid one step before the direct one; a sum with an invalid
+    # part is invalid, hence zero.
+    complete = steps >= rule.first_counted_step(k, depth)
+    return (direct + shortcut) * per_slot(complete, direct)
 
 
 def sideways_step(
@@ -176,38 +244,16 @@ def sideways_step(
     Returns:
       `(new_state, StepResult)`. The caller divides the accumulators by the `counted` steps.
     """
-    backend = backends.current()
     place = place or Placement()
     depth = len(stages)
     steps = state.steps
     counted = [steps >= rule.first_counted_step(k, depth) for k in range(depth)]
 
     def work(k: int) -> dict:
-        stage = stages[k]
         direct, shortcut = _unit_inputs(k, rule, state, frame)
-        input_valid = ops.all(steps >= first_valid_input_step(k, rule.mode))
-        shortcut_is_primal = shortcut is not None and rule.shortcut_gradients
-        primals = [list(params[k])] + ([] if k == 0 else [direct]) + ([shortcut] if shortcut_is_primal else [])
-
-        def unit_fn(p, *inputs):
-            d = direct if k == 0 else inputs[0]
-            sc = inputs[-1] if shortcut_is_primal else shortcut
-            return apply_stage(stage, p, states[k], d, sc, training)
-
-        if k == depth - 1:
-            out, unit_state, loss, grads = backend.value_and_vjp(unit_fn, primals, head=_masked(head, counted[k]))
-        else:
-            out, unit_state, _, grads = backend.value_and_vjp(unit_fn, primals, cotangent=state.gradients[k])
-            loss = None
-        return {
-            "out": out,
-            "loss": loss,
-            "state": _keep_if(input_valid, unit_state, states[k]),
-            # Slots that do not count sent zero messages, so their gradients are zero already.
-            "grads": list(grads[0]),
-            "direct": grads[1] * per_slot(counted[k], grads[1]) if k > 0 else None,
-            "shortcut": grads[-1] * per_slot(counted[k], grads[-1]) if shortcut_is_primal else None,
-        }
+        cotangent = state.gradients[k] if k < depth - 1 else None
+        return unit_step(stages[k], k, depth, rule, params[k], states[k], steps, direct, shortcut, cotangent, head,
+                         training)
 
     def idle(k: int) -> dict:
         return {"state": list(states[k])}
@@ -215,14 +261,12 @@ def sideways_step(
     units, accumulators = place.run_units(work, idle, depth, accumulators)
     new_gradients = []
     for k in range(depth - 1):
-        message = place.share(units[k + 1]["direct"], k + 1, [k])
+        direct = place.share(units[k + 1]["direct"], k + 1, [k])
+        shortcut = None
         if k + 2 < depth and units[k + 2]["shortcut"] is not None:
-            # The shortcut message becomes valid one step before the direct one; a sum
-            # with an invalid part is invalid, hence zero.
-            complete = steps + 1 >= rule.first_counted_step(k, depth)
-            message = (message + place.share(units[k + 2]["shortcut"], k + 2, [k])) * per_slot(complete, message)
-        new_gradients.append(message)
-    activations = tuple(place.share(units[k]["out"], k, _readers(k, rule, depth)) for k in range(depth - 1))
+            shortcut = place.share(units[k + 2]["shortcut"], k + 2, [k])
+        new_gradients.append(incoming_message(k, rule, depth, steps + 1, direct, shortcut))
+    activations = tuple(place.share(units[k]["out"], k, readers(k, rule, depth)) for k in range(depth - 1))
     new_state = PipelineState(steps=steps + 1, activations=activations, gradients=tuple(new_gradients))
     top = units[-1]
     return new_state, StepResult(top["out"], top["loss"], accumulators, counted, [u["state"] for u in units])
@@ -255,7 +299,7 @@ def inference_step(
         return {"out": apply_stage(stages[k], params[k], states[k], direct, shortcut, training=False)[0]}
 
     units, _ = place.run_units(work, lambda k: {}, depth)
-    activations = tuple(place.share(units[k]["out"], k, _readers(k, rule, depth)) for k in range(depth - 1))
+    activations = tuple(place.share(units[k]["out"], k, readers(k, rule, depth)) for k in range(depth - 1))
     new_state = PipelineState(steps=state.steps + 1, activations=activations, gradients=state.gradients)
     return new_state, units[-1]["out"]
 

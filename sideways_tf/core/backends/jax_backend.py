@@ -70,17 +70,25 @@ def unit_scope(k: int, devices: Optional[Sequence[str]] = None):
     return jax.named_scope(f"stage_{k}")
 
 
-def placement(devices: Optional[Sequence[str]] = None):
-    """None: every unit in one program (`placement.Placement`). A device per unit: one program
-    over a "stage" mesh axis of those devices, each running its own units (`jax_stages`).
+def placement(devices: Optional[Sequence[str]] = None, programs: bool = False):
+    """None: every unit in one program (`placement.Placement`). A device per unit: with `programs`,
+    one compiled program per device group driven from the host (`core.programs`); else one
+    program over a "stage" mesh axis of the devices, each running its own units (`jax_stages`).
 
     Raises:
       ValueError: naming the entry of `devices` that is malformed or names no device JAX has.
     """
-    from sideways_tf.core.backends.jax_stages import StagePlacement
     from sideways_tf.core.placement import Placement
 
-    return Placement() if devices is None else StagePlacement(devices)
+    if devices is None:
+        return Placement()
+    if programs:
+        from sideways_tf.core.programs import ProgramsPlacement
+
+        return ProgramsPlacement(devices)
+    from sideways_tf.core.backends.jax_stages import StagePlacement
+
+    return StagePlacement(devices)
 
 
 def num_replicas() -> int:

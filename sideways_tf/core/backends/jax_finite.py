@@ -58,6 +58,10 @@ def hold(logs: dict, new_state, old_state, checks: list) -> tuple[dict, object]:
     """
     if not checks:
         return logs, new_state
+    if not any(isinstance(flag, jax.core.Tracer) for flag, _ in checks):
+        # An eager step (units on one program per device): the flags live on several devices.
+        failed = next((i for i, (flag, _) in enumerate(checks) if not bool(flag)), -1)
+        return {**logs, LOG_KEY: failed}, new_state if failed < 0 else old_state
     flags = jnp.stack([flag for flag, _ in checks])
     finite = jnp.all(flags)
     state = jax.tree.map(lambda new, old: jnp.where(finite, new, old), new_state, old_state)

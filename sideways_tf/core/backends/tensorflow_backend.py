@@ -93,14 +93,18 @@ def unit_scope(k: int, devices: Optional[Sequence[str]] = None):
         yield
 
 
-def placement(devices: Optional[Sequence[str]] = None):
+def placement(devices: Optional[Sequence[str]] = None, programs: bool = False):
     """Units in one program, unit k's work in `tf.device(devices[k])` (`placement.Placement`).
+
+    `programs` (one program per device, a JAX runtime) is ignored: TensorFlow's executor already
+    runs the units of different `tf.device`s concurrently within one graph.
 
     Raises:
       ValueError: naming the entry of `devices` that names no device TensorFlow has.
     """
     from sideways_tf.core.placement import Placement
 
+    del programs
     if devices is not None:
         check_devices(devices)
     return Placement(devices)
