@@ -2,7 +2,7 @@
 
     python -m benchmarks.depth_parallel [--models vgg8 vgg16] [--modes sideways skip_sideways]
         [--batch 8 32] [--frames 32] [--devices 2] [--resolution 112] [--dtype float32|mixed_bfloat16]
-        [--reps 5] [--png PATH] [--host_devices N] [--xla_flags "..."]
+        [--reps 5] [--dispatch threads|plain] [--png PATH] [--host_devices N] [--xla_flags "..."]
 
 For every model, mode and batch size: the units are grouped over the first N devices by time
 (`sw.parallel.balance`), and the compiled gradient function of one clip (`gradient_function`,
@@ -70,8 +70,17 @@ def _relative_error(a, b) -> float:
                      (np.abs(np.asarray(y, "float32")).max() + 1e-12)) for x, y in zip(a, b, strict=True))
 
 
-def measure(name: str, mode: str, batch: int, frames: int, num_devices: int, resolution: int, reps: int) -> dict:
-    """One row: frames/s on one device, on `num_devices` (balanced), and GPipe's on the same devices."""
+def _peak_bytes(devices) -> list:
+    """Each device's peak memory so far (`memory_stats()["peak_bytes_in_use"]`; None where not reported)."""
+    return [(device.memory_stats() or {}).get("peak_bytes_in_use") for device in devices]
+
+
+def measure(name: str, mode: str, batch: int, frames: int, num_devices: int, resolution: int, reps: int,
+            dispatch: str = "threads") -> dict:
+    """One row: frames/s on one device, on `num_devices` (balanced), and GPipe's on the same devices.
+
+    The placed model runs first, so that each device's peak memory after it is its own (the
+    one-device run then raises device 0's peak only)."""
     frame_shape = (resolution, resolution, 3)
     video = np.random.default_rng(0).integers(0, 256, size=(batch, frames) + frame_shape, dtype=np.uint8)
     labels = np.arange(batch) % 51
@@ -81,15 +90,24 @@ def measure(name: str, mode: str, batch: int, frames: int, num_devices: int, res
     placed = _model(name, mode, plan.devices)
     placed.build(video.shape)
     placed.set_weights(one.get_weights())
+    if placed.engine.programs:
+        placed.engine.place.dispatch = dispatch
     args_one = (*_values(one), video, labels, None)
     args_placed = (*_values(placed), video, labels, None)
-    seconds_one = median_seconds(one.gradient_function(), args_one, reps)
+    used = jax.devices()[:num_devices]
     seconds_placed = median_seconds(placed.gradient_function(), args_placed, reps)
+    peaks_placed = _peak_bytes(used)
+    seconds_one = median_seconds(one.gradient_function(), args_one, reps)
+    peak_one = _peak_bytes(used[:1])[0]
     error = _relative_error(placed.gradient_function()(*args_placed), one.gradient_function()(*args_one))
     row = {"model": name, "mode": mode, "B": batch, "T": frames, "dtype": keras.mixed_precision.dtype_policy().name,
-           "devices": num_devices, "groups": [len(g) for g in plan.groups],
+           "devices": num_devices, "groups": [len(g) for g in plan.groups], "runtime":
+           f"programs/{dispatch}" if placed.engine.programs else "one program",
            "one_device_fps": batch * frames / seconds_one, "depth_parallel_fps": batch * frames / seconds_placed,
-           "speedup": seconds_one / seconds_placed, "ideal_speedup": plan.ideal_speedup, "max_rel_err": error}
+           "speedup": seconds_one / seconds_placed, "ideal_speedup": plan.ideal_speedup,
+           "of_ideal": seconds_one / seconds_placed / plan.ideal_speedup, "max_rel_err": error,
+           "peak_gb_per_device": [None if p is None else round(p / 2**30, 2) for p in peaks_placed],
+           "peak_gb_one_device": None if peak_one is None else round(peak_one / 2**30, 2)}
     if mode != "bp":
         chain = sw.parallel.balance(BUILDERS[name](), frame_shape, num_devices, mode="bp", batch_size=batch)
         pipe = _model(name, "bp", chain.devices)
@@ -135,6 +153,8 @@ def main() -> None:
     parser.add_argument("--resolution", type=int, default=112)
     parser.add_argument("--dtype", default="float32", choices=["float32", "mixed_bfloat16"])
     parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument("--dispatch", default="threads", choices=["threads", "plain"],
+                        help="per-device programs: one dispatching thread per group, or the calling thread")
     parser.add_argument("--png", help="also save a plot here")
     parser.add_argument("--host_devices", type=int, default=0, help="split the CPU into this many XLA devices")
     parser.add_argument("--xla_flags", default="", help="appended to XLA_FLAGS before JAX starts")
@@ -146,11 +166,13 @@ def main() -> None:
     for name in args.models:
         for mode in args.modes:
             for batch in args.batch:
-                rows.append(measure(name, mode, batch, args.frames, args.devices, args.resolution, args.reps))
+                rows.append(measure(name, mode, batch, args.frames, args.devices, args.resolution, args.reps,
+                                    args.dispatch))
                 print(f"measured {rows[-1]}", file=sys.stderr, flush=True)
     summary = {"devices": str(jax.devices()[:args.devices]), "XLA_FLAGS": os.environ["XLA_FLAGS"]}
-    columns = ["model", "mode", "B", "T", "dtype", "groups", "one_device_fps", "depth_parallel_fps", "speedup",
-               "ideal_speedup", "gpipe_fps", "vs_gpipe", "max_rel_err"]
+    columns = ["model", "mode", "B", "T", "dtype", "groups", "runtime", "one_device_fps", "depth_parallel_fps",
+               "speedup", "ideal_speedup", "of_ideal", "gpipe_fps", "vs_gpipe", "max_rel_err", "peak_gb_per_device",
+               "peak_gb_one_device"]
     report("depth_parallel", rows, columns, summary)
     if args.png:
         plot(args.png, rows)

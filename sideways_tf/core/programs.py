@@ -287,15 +287,22 @@ class ProgramsPlacement(Placement):
         routes = [(g, name, h) for g, group in enumerate(groups) for name, h in group.sends]
         targets = [groups[h].device for _, _, h in routes]
 
+        # JAX's precision settings are per thread: the dispatching threads take the caller's.
+        precision = jax.config.jax_default_matmul_precision
+
         def call(g):
             return steps[g](own_params[g], carries[g], inboxes[g], *inputs[g])
+
+        def call_in_thread(g):
+            with jax.default_matmul_precision(precision):
+                return call(g)
 
         traced = any(isinstance(x, jax.core.Tracer) for x in jax.tree.leaves((params, states, video)))
         # Inside a trace (Keras' shape inference) the calls stay on this thread, which holds the trace.
         pool = None if traced else self._thread_pool(len(groups))
         for _ in range(num_frames):
-            outs = list(pool.map(call, range(len(groups)))) if pool is not None else [call(g) for g in
-                                                                                       range(len(groups))]
+            outs = list(pool.map(call_in_thread, range(len(groups)))) if pool is not None else [
+                call(g) for g in range(len(groups))]
             carries = [carry for carry, _ in outs]
             if routes:
                 moved = jax.device_put([outs[g][1][name] for g, name, _ in routes], targets)

@@ -57,6 +57,12 @@ def test_trains_and_saves(tmp_path):
     np.testing.assert_allclose(loaded.predict(video, verbose=0), model.predict(video, verbose=0), atol=1e-5)
 
 
+def _on_cpu() -> bool:
+    import jax
+
+    return jax.default_backend() == "cpu"
+
+
 @pytest.mark.parametrize("causal", [False, True])
 def test_remat_variant_computes_the_same_values_gradients_and_statistics(causal):
     from tests.helpers import gradient_of, random_clip
@@ -72,8 +78,11 @@ def test_remat_variant_computes_the_same_values_gradients_and_statistics(causal)
     remat.set_weights(plain.get_weights())
     loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     grads = [gradient_of(lambda m=m: loss(labels, m(video, training=True)), m.trainable_variables) for m in models]
+    # On an NVIDIA GPU the recomputed 3D convolutions differ from the kept ones by up to 5e-4
+    # relative even at highest matmul precision (measured on an H200: cuDNN picks other kernels).
+    rtol, atol = (1e-4, 1e-6) if keras.config.backend() != "jax" or _on_cpu() else (1e-3, 1e-4)
     for a, b in zip(*grads, strict=True):
-        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(a, b, rtol=rtol, atol=atol)
     for m in models:
         m(video, training=True)  # one stateful forward: batch norm moves once
     for a, b in zip(plain.get_weights(), remat.get_weights(), strict=True):
