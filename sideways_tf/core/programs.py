@@ -112,6 +112,18 @@ class Clip(NamedTuple):
     training: bool
 
 
+class Prepared(NamedTuple):
+    """A clip ready to run: per group its compiled step, parameters, carry, inbox and inputs."""
+
+    groups: list
+    steps: list
+    params: list
+    carries: list
+    inboxes: list
+    inputs: list
+    num_frames: int
+
+
 class ProgramsPlacement(Placement):
     """Unit k on `devices[k]`; each device's group of units in a program of its own.
 
@@ -247,9 +259,9 @@ class ProgramsPlacement(Placement):
 
     # ------------------------------------------------------------ the clip
 
-    def run_clip(self, stages, clip: Clip, params: Sequence[Sequence], states: Sequence[Sequence], video,
-                 activation_shapes, labels=None, sample_weight=None) -> list[dict]:
-        """Runs the T frames of `video` through every group; returns each group's final carry.
+    def prepare(self, stages, clip: Clip, params: Sequence[Sequence], states: Sequence[Sequence], video,
+                activation_shapes, labels=None, sample_weight=None) -> "Prepared":
+        """Each group's compiled step and its inputs on its device, before the first frame.
 
         Args:
           stages: the D stages.
@@ -258,16 +270,13 @@ class ProgramsPlacement(Placement):
           video: `[B, T, *F]`.
           activation_shapes: `S_k` of units 0..D-2.
           labels, sample_weight: the clip's targets (training).
-
-        Returns:
-          Per group, its carry after the last frame (on its device).
         """
         batch_size, num_frames = int(video.shape[0]), int(video.shape[1])
         groups = plan(self.stage_of, self.group_devices, clip.rule, clip.training)
         shapes = (batch_size, num_frames, tuple(video.shape[2:]), str(video.dtype))
         base = (clip.rule, clip.training, shapes, None if labels is None else (labels.shape, str(labels.dtype)),
                 None if sample_weight is None else sample_weight.shape)
-        steps, carries, inboxes, own_params, inputs = [], [], [], [], []
+        ready = Prepared(groups, [], [], [], [], [], num_frames)
         for g, group in enumerate(groups):
             step = self._compiled(("step", g) + base, lambda g=g, group=group: self._step_function(
                 stages, clip, g, group))
@@ -276,22 +285,31 @@ class ProgramsPlacement(Placement):
             mine = jax.device_put({k: list(params[k]) for k in group.units}, group.device)
             carry, inbox = init(mine, jax.device_put({k: list(states[k]) for k in group.units}, group.device))
             top = len(stages) - 1 in group.units
-            inputs.append((jax.device_put(video, group.device) if 0 in group.units else None,
-                           jax.device_put(labels, group.device) if top and labels is not None else None,
-                           jax.device_put(sample_weight, group.device) if top and sample_weight is not None
-                           else None))
-            steps.append(step)
-            carries.append(carry)
-            inboxes.append(inbox)
-            own_params.append(mine)
+            ready.inputs.append((jax.device_put(video, group.device) if 0 in group.units else None,
+                                 jax.device_put(labels, group.device) if top and labels is not None else None,
+                                 jax.device_put(sample_weight, group.device) if top and sample_weight is not None
+                                 else None))
+            ready.steps.append(step)
+            ready.carries.append(carry)
+            ready.inboxes.append(inbox)
+            ready.params.append(mine)
+        return ready
+
+    def run_clip(self, stages, clip: Clip, params: Sequence[Sequence], states: Sequence[Sequence], video,
+                 activation_shapes, labels=None, sample_weight=None) -> list[dict]:
+        """Runs the T frames of `video` through every group; returns each group's final carry.
+
+        Arguments as in `prepare`. Returns per group its carry after the last frame (on its device).
+        """
+        ready = self.prepare(stages, clip, params, states, video, activation_shapes, labels, sample_weight)
+        groups, carries, inboxes = ready.groups, ready.carries, ready.inboxes
         routes = [(g, name, h) for g, group in enumerate(groups) for name, h in group.sends]
         targets = [groups[h].device for _, _, h in routes]
-
         # JAX's precision settings are per thread: the dispatching threads take the caller's.
         precision = jax.config.jax_default_matmul_precision
 
         def call(g):
-            return steps[g](own_params[g], carries[g], inboxes[g], *inputs[g])
+            return ready.steps[g](ready.params[g], carries[g], inboxes[g], *ready.inputs[g])
 
         def call_in_thread(g):
             with jax.default_matmul_precision(precision):
@@ -300,7 +318,7 @@ class ProgramsPlacement(Placement):
         traced = any(isinstance(x, jax.core.Tracer) for x in jax.tree.leaves((params, states, video)))
         # Inside a trace (Keras' shape inference) the calls stay on this thread, which holds the trace.
         pool = None if traced else self._thread_pool(len(groups))
-        for _ in range(num_frames):
+        for _ in range(ready.num_frames):
             outs = list(pool.map(call_in_thread, range(len(groups)))) if pool is not None else [
                 call(g) for g in range(len(groups))]
             carries = [carry for carry, _ in outs]

@@ -1,0 +1,116 @@
+"""Where a depth-parallel clip's time goes on per-device programs: each group's step, the transfers, the loop.
+
+    python -m benchmarks.group_steps [--model vgg16] [--mode sideways] [--batch 32] [--frames 32]
+        [--resolution 224] [--devices 2] [--reps 3]
+
+Each group's compiled step is run T times on its own (its inbox fixed, nothing waiting on
+another group), the boundary pieces are moved T times on their own, and the whole clip is run
+with each dispatch ("threads", "plain"). If the loop is much slower than the slowest group
+alone plus a transfer, the groups are waiting on each other or on the host.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+os.environ["KERAS_BACKEND"] = "jax"
+
+from benchmarks.common import report  # noqa: E402
+
+# isort: split
+import jax  # noqa: E402
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+import sideways_tf as sw  # noqa: E402
+from sideways_tf.core import targets  # noqa: E402
+from sideways_tf.core.programs import Clip  # noqa: E402
+
+BUILDERS = {"vgg8": lambda: sw.models.vgg8(51), "vgg16": lambda: sw.models.vgg16(51)}
+
+
+def _best(function, reps: int) -> float:
+    """The least wall time of `function()` (which waits for its results) over `reps` calls after one."""
+    function()
+    times = []
+    for _ in range(reps):
+        start = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="vgg16", choices=list(BUILDERS))
+    parser.add_argument("--mode", default="sideways", choices=["sideways", "skip_sideways", "fa_skip_sideways"])
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--frames", type=int, default=32)
+    parser.add_argument("--resolution", type=int, default=224)
+    parser.add_argument("--devices", type=int, default=2)
+    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--dtype", default="float32", choices=["float32", "mixed_bfloat16"])
+    args = parser.parse_args()
+    keras.mixed_precision.set_global_policy(args.dtype)
+    frame_shape = (args.resolution,) * 2 + (3,)
+    video = np.random.default_rng(0).integers(0, 256, (args.batch, args.frames) + frame_shape, dtype=np.uint8)
+    labels = np.arange(args.batch) % 51
+    plan = sw.parallel.balance(BUILDERS[args.model](), frame_shape, args.devices, mode=args.mode,
+                               batch_size=args.batch)
+    keras.utils.set_random_seed(0)
+    model = sw.SidewaysModel(BUILDERS[args.model](), mode=args.mode, devices=plan.devices)
+    model.compile(optimizer="sgd", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.build(video.shape)
+    engine, place = model.engine, model.engine.place
+    params = engine.split([v.value for v in model.trainable_variables], model.trainable_variables, True)
+    states = engine.split([v.value for v in model.non_trainable_variables], model.non_trainable_variables, False)
+    rule = engine.rule()
+
+    def frame_target(y, w, s):
+        return targets.frame_target(y, w, s, False, False)
+
+    clip = Clip(rule, frame_target, lambda target, out: model.compute_frame_loss(target["y"], out, target.get("w")),
+                training=True)
+    ready = place.prepare(engine.stages, clip, params, states, video, engine.activation_shapes, labels)
+    row = {"model": args.model, "mode": args.mode, "B": args.batch, "T": args.frames, "res": args.resolution,
+           "dtype": args.dtype, "groups": [list(g) for g in plan.groups],
+           "balance_group_ms": [round(t, 3) for t in plan.group_ms]}
+    outs = []
+    for g in range(len(ready.groups)):
+        state = {"carry": ready.carries[g]}
+
+        def alone(g=g, state=state):
+            for _ in range(args.frames):
+                state["carry"], out = ready.steps[g](ready.params[g], state["carry"], ready.inboxes[g],
+                                                     *ready.inputs[g])
+            jax.block_until_ready(state["carry"])
+            return out
+
+        outs.append(alone())
+        row[f"group{g}_step_ms"] = round(1e3 * _best(alone, args.reps) / args.frames, 3)
+    routes = [(g, name, h) for g, group in enumerate(ready.groups) for name, h in group.sends]
+    pieces = [outs[g][name] for g, name, _ in routes]
+    where = [ready.groups[h].device for _, _, h in routes]
+    row["crossing_mb"] = round(sum(p.nbytes for p in pieces) / 2**20, 2)
+
+    def transfers():
+        for _ in range(args.frames):
+            moved = jax.device_put(pieces, where)
+        jax.block_until_ready(moved)
+
+    row["transfer_ms"] = round(1e3 * _best(transfers, args.reps) / args.frames, 3)
+    function = model.gradient_function()
+    values = ([v.value for v in model.trainable_variables], [v.value for v in model.non_trainable_variables])
+    for dispatch in ("threads", "plain"):
+        place.dispatch = dispatch
+        seconds = _best(lambda: jax.block_until_ready(function(*values, video, labels, None)), args.reps)
+        row[f"loop_{dispatch}_ms_per_frame"] = round(1e3 * seconds / args.frames, 3)
+    slowest = max(row[f"group{g}_step_ms"] for g in range(len(ready.groups)))
+    row["bound_ms_per_frame"] = round(slowest, 3)
+    report("group_steps", [row], list(row), {"devices": str(jax.devices()[:args.devices])})
+
+
+if __name__ == "__main__":
+    main()
