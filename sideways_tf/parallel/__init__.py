@@ -6,7 +6,7 @@ imported on use).
 gives what to compare it with.
 """
 
-from sideways_tf.parallel.balance import Balance, balance, partition
+from sideways_tf.parallel.balance import Balance, balance, grouped, partition
 from sideways_tf.parallel.mesh import data_and_stages, stage_devices
 
-__all__ = ["Balance", "balance", "data_and_stages", "partition", "stage_devices"]
+__all__ = ["Balance", "balance", "data_and_stages", "grouped", "partition", "stage_devices"]

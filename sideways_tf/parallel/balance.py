@@ -2,9 +2,12 @@
 
 With units over devices, a computation step lasts as long as its slowest device's group (every
 device waits for the others' messages). `balance` times each unit's forward and VJP on a
-batch of frames, as the pipeline runs them, and `partition` cuts the units into consecutive
-groups that minimise the largest group's time (as torchgpipe's balance by time does). The
-ideal speed-up over one device is then `sum(unit times) / max(group times)`.
+batch of frames, as the pipeline runs them (inputs already on the device, nothing copied back),
+adds to each cut what crosses it every step (the activation forward, its gradient message back,
+and in the skip modes the shortcut's input and message) at the link's bandwidth, and
+`partition` cuts the units into consecutive groups that minimise the largest group's time (as
+torchgpipe's balance by time does). The ideal speed-up over one device is then
+`sum(unit times) / max(group times)`.
 """
 
 from __future__ import annotations
@@ -26,9 +29,11 @@ class Balance(NamedTuple):
       devices: one device name per unit: `SidewaysModel(units, devices=...)`.
       groups: per device, the units (0-based) it runs.
       unit_ms: per unit, its forward + VJP time in milliseconds (median of the repeats).
-      group_ms: per device, the sum of its units' times.
+      group_ms: per device, the sum of its units' times and of the cost of the cut after it.
       ideal_speedup: `sum(unit_ms) / max(group_ms)`: the speed-up over one device if
-        nothing but the units' work took time.
+        nothing but the units' work and the crossings took time.
+      cut_ms: per unit k < D - 1, what a cut after it costs per step (its crossings' bytes
+        over the link's bandwidth); empty when not estimated.
     """
 
     devices: list
@@ -36,17 +41,21 @@ class Balance(NamedTuple):
     unit_ms: list
     group_ms: list
     ideal_speedup: float
+    cut_ms: list = []
 
 
-def partition(costs: Sequence[float], num_groups: int) -> list[list[int]]:
-    """Consecutive groups of `costs`' indices that minimise the largest group sum.
+def partition(costs: Sequence[float], num_groups: int, cut_costs: Optional[Sequence[float]] = None
+              ) -> list[list[int]]:
+    """Consecutive groups of `costs`' indices that minimise the largest group cost.
 
-    Exact (dynamic programming over the cut points). Among equally good cuts, the earliest
-    groups are kept as long as possible.
+    A group's cost is the sum of its units' costs, plus `cut_costs[k]` when it ends at unit k
+    before the last. Exact (dynamic programming over the cut points). Among equally good cuts,
+    the earliest groups are kept as long as possible.
 
     Args:
       costs: per unit, a non-negative cost.
       num_groups: how many groups, 1 <= num_groups <= len(costs).
+      cut_costs: None, or per unit k < len(costs) - 1 the cost of a cut after it.
 
     Returns:
       `num_groups` non-empty lists of consecutive indices covering `range(len(costs))`.
@@ -60,6 +69,7 @@ def partition(costs: Sequence[float], num_groups: int) -> list[list[int]]:
     if any(c < 0 for c in costs):
         raise ValueError(f"`costs` must be non-negative; got {list(costs)}.")
     prefix = np.concatenate([[0.0], np.cumsum(np.asarray(costs, dtype=np.float64))])
+    ends = list(cut_costs or [0.0] * (n - 1)) + [0.0]  # the cost of a group that ends at unit i - 1
     # best[g][i]: the smallest possible largest sum when the first i units form g groups.
     best = np.full((num_groups + 1, n + 1), np.inf)
     cut = np.zeros((num_groups + 1, n + 1), dtype=int)
@@ -67,7 +77,7 @@ def partition(costs: Sequence[float], num_groups: int) -> list[list[int]]:
     for g in range(1, num_groups + 1):
         for i in range(g, n - (num_groups - g) + 1):
             for j in range(i - 1, g - 2, -1):  # the last group is units j..i-1; latest j first
-                value = max(best[g - 1][j], prefix[i] - prefix[j])
+                value = max(best[g - 1][j], prefix[i] - prefix[j] + ends[i - 1])
                 if value < best[g][i]:
                     best[g][i], cut[g][i] = value, j
     groups, end = [], n
@@ -101,7 +111,9 @@ def unit_times(stages, activation_shapes, frame_shape, mode: str, batch_size: in
     """Per stage, the median time in ms of its compiled forward + VJP, as a pipeline step runs it.
 
     Unit 0 takes no gradient for its input frame; a shortcut input is differentiated in
-    `"skip_sideways"` only; the top unit's cotangent comes from a loss (here its sum).
+    `"skip_sideways"` only; the top unit's cotangent comes from a loss (here its sum). The
+    inputs are put on the device once, and each call waits for one scalar that depends on every
+    result, so that no host transfer is timed (at 224x224 they took longer than the units).
 
     Args:
       stages, activation_shapes: as `engine.build_stages` returns them.
@@ -113,6 +125,10 @@ def unit_times(stages, activation_shapes, frame_shape, mode: str, batch_size: in
     shapes = [tuple(frame_shape)] + [tuple(s) for s in activation_shapes]
     rng = np.random.default_rng(0)
     times = []
+
+    def tensor(x):
+        return None if x is None else keras.ops.convert_to_tensor(x)
+
     for k, stage in enumerate(stages):
         dtype = stage.compute_dtype
         direct = rng.normal(size=(batch_size,) + shapes[k]).astype(dtype)
@@ -122,15 +138,32 @@ def unit_times(stages, activation_shapes, frame_shape, mode: str, batch_size: in
         cotangent = None if top else np.ones((batch_size,) + shapes[k + 1], dtype)
         work = _forward_and_vjp(stage, k == 0, shortcut is not None and mode == "skip_sideways", top)
         compiled = backends.current().compile_function(work, jit_compile=True)
-        args = (params, direct, shortcut, cotangent)
-        keras.tree.map_structure(np.asarray, compiled(*args))  # compile, and wait
+        args = (params, tensor(direct), tensor(shortcut), tensor(cotangent))
+        float(compiled(*args))  # compile, and wait
         samples = []
         for _ in range(repeats):
             start = time.perf_counter()
-            keras.tree.map_structure(np.asarray, compiled(*args))
+            float(compiled(*args))
             samples.append(time.perf_counter() - start)
         times.append(1e3 * float(np.median(samples)))
     return times
+
+
+def cut_times(activation_shapes, dtype, mode: str, batch_size: int, link_gb_per_s: float) -> list[float]:
+    """Per unit k < D - 1, the ms per step that a cut after it sends over a link of `link_gb_per_s`.
+
+    `h_k` goes forward and its gradient message comes back; in the skip modes `h_{k-1}` also
+    crosses to unit k+1 (and its shortcut message back, in `"skip_sideways"`).
+    """
+    size = np.dtype(dtype).itemsize * batch_size
+    per_shape = [size * int(np.prod(s)) for s in activation_shapes]
+    skip = mode in ("skip_sideways", "fa_skip_sideways")
+    back = 2 if mode == "skip_sideways" else 1
+    costs = []
+    for k in range(len(activation_shapes)):
+        crossing = 2 * per_shape[k] + (back * per_shape[k - 1] if skip and k >= 1 else 0)
+        costs.append(1e3 * crossing / (link_gb_per_s * 1e9))
+    return costs
 
 
 def _forward_and_vjp(stage, first: bool, shortcut_is_primal: bool, top: bool):
@@ -149,7 +182,8 @@ def _forward_and_vjp(stage, first: bool, shortcut_is_primal: bool, top: bool):
             out, _, _, grads = backend.value_and_vjp(fn, primals, head=keras.ops.sum)
         else:
             out, _, _, grads = backend.value_and_vjp(fn, primals, cotangent=cotangent)
-        return out, grads
+        leaves = [x for x in keras.tree.flatten((out, grads)) if x is not None]
+        return sum(keras.ops.sum(keras.ops.cast(x, "float32")) for x in leaves)
 
     return forward_and_vjp
 
@@ -164,6 +198,7 @@ def balance(
     batch_size: int = 8,
     repeats: int = 10,
     device_names: Optional[Sequence[str]] = None,
+    link_gb_per_s: Optional[float] = 200.0,
 ) -> Balance:
     """Times each unit and groups consecutive units over `num_devices` devices by time.
 
@@ -183,6 +218,8 @@ def balance(
       repeats: timed calls per unit; the median counts.
       device_names: `num_devices` device names (default: the first replica's stage devices
         under `data_and_stages`, else the backend's first accelerators, else CPUs).
+      link_gb_per_s: the bandwidth between two devices, for what a cut costs (200: a
+        device-to-device copy between H200s over NVLink, measured); None: cuts cost nothing.
 
     Returns:
       A `Balance`.
@@ -195,17 +232,25 @@ def balance(
     names = list(device_names) if device_names is not None else default_device_names(num_devices)
     if len(names) != num_devices:
         raise ValueError(f"`device_names` must name {num_devices} devices (`num_devices`); got {names!r}.")
+    if link_gb_per_s is not None and not link_gb_per_s > 0:
+        raise ValueError(f"`link_gb_per_s` must be None or positive; got {link_gb_per_s!r}.")
     stages, activation_shapes, _ = engine.build_stages(units, frame_shape, mode, fusion, shortcut)
-    return grouped(unit_times(stages, activation_shapes, frame_shape, mode, batch_size, repeats), names)
+    cuts = [] if link_gb_per_s is None else cut_times(activation_shapes, stages[0].compute_dtype, mode, batch_size,
+                                                      link_gb_per_s)
+    return grouped(unit_times(stages, activation_shapes, frame_shape, mode, batch_size, repeats), names, cuts)
 
 
-def grouped(unit_ms: Sequence[float], names: Sequence[str]) -> Balance:
-    """The `Balance` of units with times `unit_ms` over the devices `names` (one group each)."""
-    groups = partition(unit_ms, len(names))
-    group_ms = [sum(unit_ms[k] for k in group) for group in groups]
+def grouped(unit_ms: Sequence[float], names: Sequence[str], cut_ms: Sequence[float] = ()) -> Balance:
+    """The `Balance` of units with times `unit_ms` over the devices `names` (one group each).
+
+    `cut_ms`: per unit but the last, what a cut after it costs per step (empty: nothing).
+    """
+    groups = partition(unit_ms, len(names), list(cut_ms) or None)
+    ends = list(cut_ms or [0.0] * (len(unit_ms) - 1)) + [0.0]
+    group_ms = [sum(unit_ms[k] for k in group) + ends[group[-1]] for group in groups]
     devices = [names[g] for g, group in enumerate(groups) for _ in group]
     return Balance(devices=devices, groups=groups, unit_ms=list(unit_ms), group_ms=group_ms,
-                   ideal_speedup=sum(unit_ms) / max(group_ms))
+                   ideal_speedup=sum(unit_ms) / max(group_ms), cut_ms=list(cut_ms))
 
 
 def auto_devices(stages, activation_shapes, frame_shape, mode: str, batch_size: int) -> Optional[list[str]]:
@@ -217,4 +262,6 @@ def auto_devices(stages, activation_shapes, frame_shape, mode: str, batch_size: 
     names = default_device_names(len(stages))
     if len(names) < 2:
         return None
-    return grouped(unit_times(stages, activation_shapes, frame_shape, mode, batch_size, repeats=5), names).devices
+    cuts = cut_times(activation_shapes, stages[0].compute_dtype, mode, batch_size, 200.0)
+    return grouped(unit_times(stages, activation_shapes, frame_shape, mode, batch_size, repeats=5), names,
+                   cuts).devices

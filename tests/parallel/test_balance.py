@@ -114,3 +114,23 @@ def test_auto_devices_spread_the_units_over_the_devices_there_are():
 def test_devices_that_are_not_a_list_or_auto_are_refused():
     with pytest.raises(ValueError, match=r"`devices` must be None, 'auto' or a list of 4 device strings"):
         sw.SidewaysModel(_units(), devices="gpu:0")
+
+
+@pytest.mark.backend_independent("pure Python")
+def test_partition_charges_each_cut_what_crosses_it():
+    assert partition([1, 1, 1, 1], 2) == [[0, 1], [2, 3]]
+    # A cut after unit 1 sends a large activation: the same balance is found elsewhere.
+    assert partition([1, 1, 1, 1], 2, cut_costs=[0, 10, 0]) == [[0, 1, 2], [3]]
+    plan = sw.parallel.grouped([1, 1, 1, 1], ["a", "b"], cut_ms=[0.5, 10, 0.5])
+    assert plan.groups == [[0], [1, 2, 3]] and plan.group_ms == [1.5, 3]
+    assert plan.ideal_speedup == pytest.approx(4 / 3)
+
+
+@pytest.mark.backend_independent("pure Python")
+def test_cut_times_count_activation_message_and_shortcut():
+    from sideways_tf.parallel.balance import cut_times
+
+    # [B=2, 10] float32 activations at 1 GB/s: 80 bytes forward, 80 back -> 1.6e-4 ms.
+    assert cut_times([(10,), (10,)], "float32", "sideways", 2, 1.0) == pytest.approx([1.6e-4, 1.6e-4])
+    # skip_sideways: h_{k-1} also crosses, with its shortcut message back.
+    assert cut_times([(10,), (10,)], "float32", "skip_sideways", 2, 1.0) == pytest.approx([1.6e-4, 3.2e-4])
