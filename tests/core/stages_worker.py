@@ -207,8 +207,42 @@ def data_and_stages():
     print("ok data_and_stages")
 
 
-CHECKS = {"gradients": gradients, "auto": auto, "no_copies": no_copies, "fit": fit, "streaming": streaming,
-          "gpipe": gpipe, "data_and_stages": data_and_stages}
+def programs():
+    """Per-device programs: each parameter lives on its group's device after `fit`; `check_finite`
+    stops a step there and keeps the weights; weights saved from it load into one device."""
+    import tempfile
+
+    video, labels = random_clip((2, 9, 8, 8, 3)), np.array([0, 3])
+    placed, alone = _pair(PLACEMENTS["grouped"], "skip_sideways", check_finite=True)
+    for model in (placed, alone):
+        model.build(video.shape)
+    alone.set_weights(placed.get_weights())
+    placed.fit(video, labels, epochs=2, batch_size=2, verbose=0)
+    place = placed.engine.place
+    assert placed.engine.programs and place.num_groups == 2
+    for k, stage in enumerate(placed.stages):
+        for v in stage.trainable_variables:
+            assert v.value.devices() == {place.group_devices[place.stage_of[k]]}, (v.path, v.value.devices())
+    before = placed.get_weights()
+    bad = video.copy()
+    bad[1, 4, 2, 2, 0] = np.nan
+    try:
+        placed.fit(bad, labels, epochs=1, batch_size=2, verbose=0)
+    except FloatingPointError as error:
+        assert "check_finite: the input video holds NaN or Inf" in str(error), error
+    else:
+        raise AssertionError("check_finite let a NaN input through")
+    _close(placed.get_weights(), before, "weights after the refused step", atol=0)
+    with tempfile.TemporaryDirectory() as folder:
+        path = os.path.join(folder, "placed.weights.h5")
+        placed.save_weights(path)
+        alone.load_weights(path)
+    _close([alone.predict(video, verbose=0)], [placed.predict(video, verbose=0)], "predict after load_weights")
+    print("ok programs")
+
+
+CHECKS = {"gradients": gradients, "programs": programs, "auto": auto, "no_copies": no_copies, "fit": fit,
+          "streaming": streaming, "gpipe": gpipe, "data_and_stages": data_and_stages}
 
 if __name__ == "__main__":
     assert keras.backend.backend() == "jax" and NUM_DEVICES >= 2, (PLATFORM, os.environ.get("XLA_FLAGS"))
