@@ -62,7 +62,17 @@ def check_labels(labels: Any, num_frames: Optional[int], prediction_shape: Seque
                 f"labels of shape {shape} do not fit a class-id loss on predictions {prediction}: expected "
                 f"{_layout(ids)} (class ids per clip) or {_layout(ids, True)} (per frame), {frames} the video's "
                 f"frame count.")
-        values = _concrete(labels)
+        numbers = _numbers(labels)
+        if numbers is not None and numbers.size and not np.issubdtype(numbers.dtype, np.integer):
+            fractional = numbers[np.isfinite(numbers) & (numbers != np.round(numbers))]
+            if fractional.size or not np.isfinite(numbers).all():
+                example = fractional.flat[0] if fractional.size else numbers[~np.isfinite(numbers)].flat[0]
+                raise ValueError(f"labels must be integer class ids for a class-id loss (sparse cross-entropy); got "
+                                 f"{numbers.dtype} values that are not whole numbers, such as {example} (they would "
+                                 f"be truncated). Pass one-hot labels with CategoricalCrossentropy for soft targets.")
+            values = numbers.astype(np.int64)
+        else:
+            values = _concrete(labels)
         if values is not None and values.size and classes is not None:
             low, high = values.min(), values.max()
             if low < 0 or high >= classes:
@@ -110,6 +120,70 @@ def check_skip_depth(mode: str, depth: int) -> None:
                          f"with {depth} there is none and it would train as mode='sideways'. Use that, or more units.")
 
 
+def _numbers(x) -> Optional[np.ndarray]:
+    """The values of a NumPy array or eager tensor of numbers, else None (symbolic)."""
+    if isinstance(x, np.ndarray):
+        values = x
+    elif hasattr(x, "numpy") and callable(x.numpy) and not isinstance(x, keras.KerasTensor):
+        try:
+            values = np.asarray(x.numpy())
+        except (AttributeError, TypeError, ValueError, NotImplementedError):
+            return None
+    else:
+        return None
+    return values if np.issubdtype(values.dtype, np.number) else None
+
+
+def check_distinct_units(units: Sequence) -> None:
+    """Each unit object may appear once in `units` (a unit listed twice would be trained from two
+    pipeline positions at once, on different frames). Layers shared inside units are caught at
+    build, by their variables (`check_no_shared_variables`).
+
+    Raises:
+      ValueError: naming the two positions that hold the same unit.
+    """
+    first: dict = {}
+    for k, unit in enumerate(units):
+        j = first.setdefault(id(unit), k)
+        if j != k:
+            raise ValueError(f"units[{j}] and units[{k}] are the same layer object ({unit.name!r}): each unit needs "
+                             f"its own layer and weights (a shared one would be trained from two pipeline positions "
+                             f"at once, on different frames). Build a new layer for each unit; tied weights are not "
+                             f"supported.")
+
+
+def check_no_shared_variables(stages: Sequence) -> None:
+    """No variable may belong to two stages (a layer reused inside two units' own code).
+
+    Raises:
+      ValueError: naming the units and the variable.
+    """
+    owner: dict = {}
+    for k, stage in enumerate(stages):
+        for v in stage.trainable_variables + stage.non_trainable_variables:
+            first = owner.setdefault(id(v), k)
+            if first != k:
+                raise ValueError(f"units[{first}] and units[{k}] share the variable {v.path!r}: each unit needs its "
+                                 f"own weights; tied weights are not supported.")
+
+
+def video_shape(x, kwargs: dict) -> Optional[tuple]:
+    """The clips' shape `[B, T, *F]` from what `fit`/`evaluate`/`predict` got (arrays or a `tf.data` spec), if known."""
+    from sideways_tf import stream_state
+
+    spec = getattr(x, "element_spec", None)
+    video = x
+    if spec is not None:
+        specs = tuple(spec) if isinstance(spec, (tuple, list)) else (spec,)
+        video = specs[0]
+    if isinstance(video, dict):
+        video = video.get(stream_state.VIDEO_KEY)
+    shape = getattr(video, "shape", None)
+    if shape is None or getattr(shape, "rank", len(shape)) is None or len(shape) < 1:
+        return None
+    return tuple(None if d is None else int(d) for d in shape)
+
+
 def _concrete(x) -> Optional[np.ndarray]:
     """Integer values of a NumPy array or eager tensor, else None (symbolic, or not integers)."""
     if isinstance(x, np.ndarray):
@@ -155,3 +229,32 @@ def check_no_activity_regularizers(units: Sequence) -> None:
 
     for k, unit in enumerate(units):
         visit(unit, f"units[{k}]")
+
+
+FIT_ARGUMENTS = ("batch_size", "epochs", "verbose", "callbacks", "validation_split", "validation_data", "shuffle",
+                 "class_weight", "sample_weight", "initial_epoch", "steps_per_epoch", "validation_steps",
+                 "validation_batch_size", "validation_freq")
+"""Keras' `fit` arguments after `x` and `y`, in order (to read them when given by position)."""
+
+
+class BatchCounter(keras.callbacks.Callback):
+    """Counts the training batches a `fit` ran (to refuse a `fit` that trained on nothing)."""
+
+    def __init__(self):
+        super().__init__()
+        self.batches = 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.batches += 1
+
+
+def check_trained(counter: BatchCounter, epochs: int, initial_epoch: int) -> None:
+    """A `fit` that ran epochs must have trained on at least one batch.
+
+    Raises:
+      ValueError: saying that the data gave no batch, and the usual causes.
+    """
+    if epochs > initial_epoch and counter.batches == 0:
+        raise ValueError("fit trained on nothing: the data gave no batch in any epoch (an empty dataset, "
+                         "num_examples <= 0, or a batch size larger than the examples with drop_remainder=True). "
+                         "The weights are unchanged.")

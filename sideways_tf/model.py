@@ -116,6 +116,7 @@ class SidewaysModel(keras.Model):
         for k, unit in enumerate(units):
             if not isinstance(unit, keras.layers.Layer):
                 raise ValueError(f"`units[{k}]` must be a keras.layers.Layer; got {type(unit).__name__}.")
+        input_checks.check_distinct_units(units)
         input_checks.check_skip_depth(mode, len(units))
         input_checks.check_no_activity_regularizers(units)
         self.requested_devices = devices
@@ -199,6 +200,7 @@ class SidewaysModel(keras.Model):
         stages, activation_shapes, prediction_shape = build_stages(
             self.frame_units, frame_shape, self.mode, self.fusion, self.shortcut
         )
+        input_checks.check_no_shared_variables(stages)
         float16 = [s.name for s in stages if "float16" == s.compute_dtype or "float16" == s.unit.compute_dtype]
         if float16:
             raise ValueError(
@@ -438,8 +440,12 @@ class SidewaysModel(keras.Model):
 
         (Under JAX, an error raised inside the first compiled step leaves Keras' variables
         without values; checking arrays and `tf.data` element specs first avoids that.) With
-        `stateful=True` the stream state is created here, from the batches' shapes.
+        `stateful=True` the stream state is created here, from the batches' shapes. A `fit` that
+        trains on no batch at all (an empty dataset) raises a `ValueError` after it.
         """
+        if len(args) > len(input_checks.FIT_ARGUMENTS):
+            raise TypeError(f"fit takes at most {2 + len(input_checks.FIT_ARGUMENTS)} positional arguments.")
+        kwargs.update(zip(input_checks.FIT_ARGUMENTS, args, strict=False))
         spec = getattr(x, "element_spec", None)
         if spec is not None:
             input_checks.check_element_spec(spec)
@@ -460,10 +466,47 @@ class SidewaysModel(keras.Model):
                     raise ValueError(f"`stateful=True` needs equal batches: {shape[0]} clips do not split into "
                                      f"batches of batch_size={batch_size}.")
                 shape = (batch_size,) + shape[1:]
+            if shape[0] == 0:
+                raise ValueError(f"fit got no clips: `x` has shape {shape} (0 examples).")
             self._check_video(keras.KerasTensor(shape), training=True)
             self._check_targets(shape[1], labels, weights)
             self._prepare_streaming(shape, labels, weights is not None)
-        return super().fit(x, y, *args, **kwargs)
+        counter = input_checks.BatchCounter()
+        kwargs["callbacks"] = [*(kwargs.get("callbacks") or []), counter]
+        epochs, initial_epoch = kwargs.get("epochs", 1), kwargs.get("initial_epoch", 0)
+        if spec is not None and hasattr(x, "cardinality") and int(x.cardinality()) == 0:
+            input_checks.check_trained(counter, epochs, initial_epoch)  # known empty: say so before Keras starts
+        try:
+            history = super().fit(x, y, **kwargs)
+        except StopIteration as error:  # Keras' JAX trainer peeks at a first batch that is not there
+            input_checks.check_trained(counter, epochs, initial_epoch)
+            raise error
+        input_checks.check_trained(counter, epochs, initial_epoch)
+        return history
+
+    def evaluate(self, x=None, y=None, *args, **kwargs):
+        """Keras' `evaluate`, after checking the clips' shape (and labels) where known, before Keras wraps errors."""
+        shape = input_checks.video_shape(x, kwargs)
+        if shape is not None:
+            self._check_video(keras.KerasTensor(shape), training=False)
+            if getattr(x, "element_spec", None) is None:
+                self._check_targets(shape[1], y, kwargs.get("sample_weight"))
+        return super().evaluate(x, y, *args, **kwargs)
+
+    def predict(self, x, *args, **kwargs):
+        """Keras' `predict`, after checking the clips' shape where known (our error, not Keras' wrapper)."""
+        shape = input_checks.video_shape(x, kwargs)
+        if shape is not None:
+            self._check_video(keras.KerasTensor(shape), training=False)
+        return super().predict(x, *args, **kwargs)
+
+    def save(self, filepath, *args, **kwargs):
+        """Keras' `save` to the native `.keras` format; the legacy HDF5 format (`.h5`) is refused, naming both."""
+        if str(filepath).endswith((".h5", ".hdf5")):
+            raise ValueError(f"model.save({str(filepath)!r}): the legacy HDF5 format cannot store a SidewaysModel "
+                             f"(its units and rule). Save to '.keras' (model.save('model.keras')), or the weights "
+                             f"alone with model.save_weights('model.weights.h5').")
+        return super().save(filepath, *args, **kwargs)
 
     def train_on_batch(self, x, y=None, sample_weight=None, *args, **kwargs):
         """Keras' `train_on_batch`; with `stateful=True` the stream state is created from the first batch."""

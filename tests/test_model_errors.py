@@ -190,3 +190,56 @@ def test_activity_regularizers_inside_units_are_refused_up_front():
     units = [keras.Sequential([keras.layers.Dense(8), inner]), keras.layers.Dense(3)]
     with pytest.raises(ValueError, match=r"units\[0\].layers\[1\] \(dense(_\d+)?\) has an activity regularizer"):
         sw.SidewaysModel(units)
+
+
+def test_a_unit_listed_twice_is_refused():
+    shared = keras.layers.Dense(4, activation="tanh")
+    with pytest.raises(ValueError, match=r"units\[0\] and units\[1\] are the same layer object"):
+        sw.SidewaysModel([shared, shared, keras.layers.Dense(3)])
+
+
+def test_a_layer_shared_inside_two_units_is_refused_at_build():
+    inner = keras.layers.Dense(4, activation="tanh")
+    units = [keras.Sequential([inner]), keras.Sequential([inner]), keras.layers.Dense(3)]
+    model = sw.SidewaysModel(units)
+    with pytest.raises(ValueError, match=r"units\[0\] and units\[1\] share the variable"):
+        model.build((2, 7, 4))
+
+
+def test_fractional_class_ids_are_refused():
+    model = compiled(sw.SidewaysModel(dense_units(3)))
+    with pytest.raises(ValueError, match=r"labels must be integer class ids .* such as 1.5"):
+        model.fit(random_clip((2, 7, 5)), np.array([0.0, 1.5]), verbose=0)
+    model.fit(random_clip((2, 7, 5)), np.array([0.0, 2.0]), verbose=0)  # whole numbers as floats are ids
+
+
+def test_fit_on_no_clips_says_so():
+    model = compiled(sw.SidewaysModel(dense_units(3)))
+    with pytest.raises(ValueError, match=r"fit got no clips: `x` has shape \(0, 7, 5\)"):
+        model.fit(np.zeros((0, 7, 5), "float32"), np.zeros((0,), "int32"), verbose=0)
+
+
+def test_fit_on_an_empty_dataset_says_so():
+    tf = pytest.importorskip("tensorflow")
+    model = compiled(sw.SidewaysModel(dense_units(3)))
+    clips = tf.data.Dataset.from_tensor_slices((random_clip((3, 7, 5)), np.array([0, 1, 2])))
+    with pytest.raises(ValueError, match=r"fit trained on nothing: the data gave no batch"):
+        model.fit(clips.batch(4, drop_remainder=True), epochs=2, verbose=0)
+
+
+def test_predict_and_evaluate_name_the_short_clip_first():
+    model = compiled(sw.SidewaysModel(dense_units(4)))
+    model.build((2, 9, 5))
+    for call in (lambda: model.predict(random_clip((2, 2, 5)), verbose=0),
+                 lambda: model.evaluate(random_clip((2, 2, 5)), np.array([0, 1]), verbose=0)):
+        with pytest.raises(ValueError, match=r"^clip too short: T=2 frames, but a 4-unit model"):
+            call()
+    with pytest.raises(ValueError, match=r"^video shape \(2, 9, 6\) does not match the shape the model was built on"):
+        model.predict(random_clip((2, 9, 6)), verbose=0)
+
+
+def test_legacy_hdf5_save_names_the_formats_that_work(tmp_path):
+    model = compiled(sw.SidewaysModel(dense_units(3)))
+    model.build((2, 7, 5))
+    with pytest.raises(ValueError, match=r"legacy HDF5 format cannot store a SidewaysModel.*'\.keras'"):
+        model.save(str(tmp_path / "model.h5"))

@@ -13,6 +13,7 @@ set is deterministic, needs no preparation step, and streams as fast as the CPU 
 
 from __future__ import annotations
 
+import numpy as np
 import tensorflow as tf
 
 LABEL_SETS = ("motion", "appearance")
@@ -93,6 +94,12 @@ def moving_shapes(split: str = "train", *, label_set: str = "motion", num_exampl
     if label_set not in LABEL_SETS:
         raise ValueError(f"`label_set` must be one of {', '.join(repr(s) for s in LABEL_SETS)}; got {label_set!r}.")
     count = DEFAULT_SIZES[split] if num_examples is None else num_examples
+    if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or count < 1:
+        raise ValueError(f"`num_examples` must be a positive int (or None for the split's default); got "
+                         f"{num_examples!r}.")
+    for name, value in (("num_frames", num_frames), ("resolution", resolution)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"`{name}` must be a positive int; got {value!r}.")
     split_seed = tf.constant([seed, SPLITS[split]], tf.int32)
 
     def example(index):

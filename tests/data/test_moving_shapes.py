@@ -58,3 +58,14 @@ def test_bad_arguments():
         moving_shapes("train", label_set="colour")
     with pytest.raises(ValueError, match="`split`"):
         moving_shapes("dev")
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(num_examples=0), r"`num_examples` must be a positive int .*got 0"),
+    (dict(num_examples=-3), r"`num_examples` must be a positive int .*got -3"),
+    (dict(num_frames=0), r"`num_frames` must be a positive int; got 0"),
+    (dict(resolution=2.5), r"`resolution` must be a positive int; got 2.5"),
+])
+def test_sizes_that_give_nothing_are_refused(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        moving_shapes("train", **kwargs)
