@@ -6,7 +6,9 @@ instead of letting a shape error surface from inside the compiled frame loop.
 
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence
+import contextlib
+import re
+from typing import Any, Iterator, Optional, Sequence
 
 import keras
 import numpy as np
@@ -258,3 +260,56 @@ def check_trained(counter: BatchCounter, epochs: int, initial_epoch: int) -> Non
         raise ValueError("fit trained on nothing: the data gave no batch in any epoch (an empty dataset, "
                          "num_examples <= 0, or a batch size larger than the examples with drop_remainder=True). "
                          "The weights are unchanged.")
+
+
+_OUR_MESSAGE = re.compile(r"((?:clip too short|video shape \(.*?\) does not match the shape)[^\n\x1b\]]*)")
+
+
+@contextlib.contextmanager
+def first_line_ours() -> Iterator[None]:
+    """Our input errors raised inside a compiled step (a run-time check, or a check inside Keras'
+    `call` wrapper) come out as a `ValueError` whose first line is ours, not the framework's
+    "Graph execution error" or "Exception encountered when calling"."""
+    try:
+        yield
+    except Exception as error:  # noqa: BLE001 - re-raised unless it carries one of our messages
+        found = _OUR_MESSAGE.search(str(error))
+        if found is None or str(error).startswith(found.group(1)):
+            raise
+        raise ValueError(found.group(1).strip().replace("\\'", "'")) from error
+
+
+def with_clip_length_check(dataset, minimum: int, message: str):
+    """`dataset` with each batch's clip length checked in the input pipeline, where it is unknown in the spec.
+
+    The check runs in tf.data, before the step (and under JAX before Keras detaches the model's
+    variables): a short clip fails with `message` when its batch is read.
+
+    Args:
+      dataset: a `tf.data.Dataset` of `video`, `(video, ...)` or `({"video": ..., ...}, ...)`.
+      minimum: the least T allowed.
+      message: the error's text.
+    """
+    import tensorflow as tf
+
+    from sideways_tf import stream_state
+
+    if minimum <= 1:
+        return dataset
+
+    def video_of(element):
+        first = element[0] if isinstance(element, tuple) else element
+        return first[stream_state.VIDEO_KEY] if isinstance(first, dict) else first
+
+    spec = video_of(dataset.element_spec)
+    if getattr(spec, "shape", None) is None or spec.shape.rank is None or spec.shape.rank < 2 or \
+            spec.shape[1] is not None:
+        return dataset
+
+    def check(*element):
+        element = element if len(element) > 1 else element[0]
+        with tf.control_dependencies([tf.debugging.assert_greater_equal(
+                tf.shape(video_of(element))[1], minimum, message=message)]):
+            return tf.nest.map_structure(tf.identity, element)
+
+    return dataset.map(check)

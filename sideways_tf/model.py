@@ -259,6 +259,16 @@ class SidewaysModel(keras.Model):
                 f"clip too short: a {self.depth}-unit model in mode {self.mode} needs at least {minimum} frames "
                 f"for {what}; this clip (T unknown until run time) has fewer.")
 
+    def _checked_lengths(self, x, training: bool):
+        """A `tf.data` dataset whose clip length is unknown in its spec, checked batch by batch in the pipeline."""
+        if getattr(x, "element_spec", None) is None or self.engine is None or self.stateful:
+            return x
+        minimum = self.min_clip_length if training else self._inference_latency + 1
+        what = "every unit to count once (2D - 1)" if training else "one prediction (D)"
+        return input_checks.with_clip_length_check(
+            x, minimum, f"clip too short: a {self.depth}-unit model in mode {self.mode!r} needs at least {minimum} "
+                        f"frames for {what}; a batch of this dataset (T unknown until it is read) has fewer.")
+
     def _check_targets(self, num_frames, labels, sample_weight) -> None:
         """Labels and sample weights fit the clips, the predictions and the loss (`input_checks`)."""
         if labels is not None and getattr(self, "loss", None) is not None and self.engine is not None:
@@ -476,13 +486,42 @@ class SidewaysModel(keras.Model):
         epochs, initial_epoch = kwargs.get("epochs", 1), kwargs.get("initial_epoch", 0)
         if spec is not None and hasattr(x, "cardinality") and int(x.cardinality()) == 0:
             input_checks.check_trained(counter, epochs, initial_epoch)  # known empty: say so before Keras starts
+        x = self._checked_lengths(x, training=True)
+        before = self._jax_values()
         try:
-            history = super().fit(x, y, **kwargs)
+            with input_checks.first_line_ours():
+                history = super().fit(x, y, **kwargs)
         except StopIteration as error:  # Keras' JAX trainer peeks at a first batch that is not there
+            self._reattach_jax_values(before)
             input_checks.check_trained(counter, epochs, initial_epoch)
             raise error
+        except Exception:
+            self._reattach_jax_values(before)
+            raise
         input_checks.check_trained(counter, epochs, initial_epoch)
         return history
+
+    def _jax_values(self) -> list:
+        """Under JAX, every variable with its current value (references, no copy); else nothing."""
+        if keras.backend.backend() != "jax":
+            return []
+        variables = [*self.trainable_variables, *self.non_trainable_variables, *self.metrics_variables]
+        if getattr(self, "optimizer", None) is not None and self.optimizer.built:
+            variables += list(self.optimizer.variables)
+        return [(v, v.value) for v in variables]
+
+    def _reattach_jax_values(self, before: list) -> None:
+        """After a failed JAX `fit`: the variables get the state of the last step that ran, or
+        their values from before `fit` (Keras' JAX `fit` detaches them while it runs and only
+        reattaches them at the end of an epoch; an error in the first step left them empty)."""
+        if not before:
+            return
+        if getattr(self, "_jax_state", None):
+            self.jax_state_sync()
+            return
+        for variable, value in before:
+            if not value.is_deleted():
+                variable.assign(value)
 
     def evaluate(self, x=None, y=None, *args, **kwargs):
         """Keras' `evaluate`, after checking the clips' shape (and labels) where known, before Keras wraps errors."""
@@ -491,14 +530,28 @@ class SidewaysModel(keras.Model):
             self._check_video(keras.KerasTensor(shape), training=False)
             if getattr(x, "element_spec", None) is None:
                 self._check_targets(shape[1], y, kwargs.get("sample_weight"))
-        return super().evaluate(x, y, *args, **kwargs)
+        x = self._checked_lengths(x, training=False)
+        before = self._jax_values()
+        try:
+            with input_checks.first_line_ours():
+                return super().evaluate(x, y, *args, **kwargs)
+        except Exception:
+            self._reattach_jax_values(before)
+            raise
 
     def predict(self, x, *args, **kwargs):
         """Keras' `predict`, after checking the clips' shape where known (our error, not Keras' wrapper)."""
         shape = input_checks.video_shape(x, kwargs)
         if shape is not None:
             self._check_video(keras.KerasTensor(shape), training=False)
-        return super().predict(x, *args, **kwargs)
+        x = self._checked_lengths(x, training=False)
+        before = self._jax_values()
+        try:
+            with input_checks.first_line_ours():
+                return super().predict(x, *args, **kwargs)
+        except Exception:
+            self._reattach_jax_values(before)
+            raise
 
     def save(self, filepath, *args, **kwargs):
         """Keras' `save` to the native `.keras` format; the legacy HDF5 format (`.h5`) is refused, naming both."""
