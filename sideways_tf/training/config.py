@@ -144,6 +144,21 @@ def validate(config: Config) -> Config:
     for key in ("num_frames", "resolution", "batch_size", "stride", "epochs", "num_classes"):
         if getattr(config, key) < 1:
             raise ValueError(f"config {key}={getattr(config, key)!r}: must be positive.")
+    for key in ("montage_shots", "layers_per_unit"):
+        if getattr(config, key) < 1:
+            raise ValueError(f"config {key}={getattr(config, key)!r}: must be positive.")
+    for key in ("warmup_epochs", "fidelity_every"):
+        if getattr(config, key) < 0:
+            raise ValueError(f"config {key}={getattr(config, key)!r}: must be 0 or more.")
+    if not math.isfinite(config.width) or config.width <= 0:
+        raise ValueError(f"config width={config.width!r}: must be a positive width multiplier (1.0: the paper's "
+                         f"widths).")
+    if not math.isfinite(config.dropout) or not 0 <= config.dropout < 1:
+        raise ValueError(f"config dropout={config.dropout!r}: must be a rate in [0, 1).")
+    if not math.isfinite(config.momentum) or not 0 <= config.momentum < 1:
+        raise ValueError(f"config momentum={config.momentum!r}: must be in [0, 1).")
+    if not math.isfinite(config.weight_decay) or config.weight_decay < 0:
+        raise ValueError(f"config weight_decay={config.weight_decay!r}: must be 0 or more.")
     if not math.isfinite(config.learning_rate) or config.learning_rate <= 0:
         raise ValueError(f"config learning_rate={config.learning_rate!r}: must be a positive finite number.")
     if config.clip_value is not None and (not math.isfinite(config.clip_value) or config.clip_value <= 0):

@@ -108,6 +108,9 @@ def test_interrupted_run_resumes_at_the_exact_step(tmp_path):
      (["--experiment", "quickstart", "--dry_run", "--set", "decay_epochs=200,100"], "decay_epochs=(200, 100): must"),
      (["--experiment", "quickstart", "--dry_run", "--set", "num_classes=10"],
       "num_classes=10: dataset 'moving_shapes' with label_set='motion' has 8 classes"),
+     (["--experiment", "quickstart", "--dry_run", "--set", "dropout=1.5"], "config dropout=1.5: must be a rate in"),
+     (["--experiment", "quickstart", "--dry_run", "--set", "width=0"], "config width=0.0: must be a positive"),
+     (["--experiment", "quickstart", "--dry_run", "--set", "clip_value=0"], "config clip_value=0.0: must be"),
      (["--experiment", "quickstart", "--model_dir", "/nonexistent/run", "--strategy", "tpu"], "no TPU was found")],
 )
 def test_bad_flags_exit_nonzero_naming_them(args, message, capsys):

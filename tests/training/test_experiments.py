@@ -66,7 +66,9 @@ def test_overrides_parse_by_type():
      ({"optimizer": "lamb"}, "optimizer"), ({"batch_size": 0}, "batch_size"),
      ({"learning_rate": float("nan")}, "learning_rate"), ({"learning_rate": float("inf")}, "learning_rate"),
      ({"steps_per_epoch": 0}, "steps_per_epoch"), ({"validation_steps": -1}, "validation_steps"),
-     ({"clip_value": 0.0}, "clip_value"), ({"num_examples": 0}, "num_examples")],
+     ({"clip_value": 0.0}, "clip_value"), ({"num_examples": 0}, "num_examples"), ({"width": 0.0}, "width"),
+     ({"dropout": 1.5}, "dropout"), ({"dropout": -0.1}, "dropout"), ({"momentum": 1.0}, "momentum"),
+     ({"weight_decay": -1.0}, "weight_decay"), ({"layers_per_unit": 0}, "layers_per_unit")],
 )
 def test_impossible_configs_name_the_key(changes, key):
     with pytest.raises(ValueError, match=f"config {key}"):
