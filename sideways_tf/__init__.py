@@ -20,10 +20,12 @@ _LAZY_SUBMODULES = ("data", "parallel", "streaming", "training")
 
 
 def __getattr__(name):
+    if name == "split":  # `sw.split(model, num_units)`: `sw.parallel.split`
+        return importlib.import_module("sideways_tf.parallel").split
     if name in _LAZY_SUBMODULES:
         return importlib.import_module(f"sideways_tf.{name}")
     raise AttributeError(f"module 'sideways_tf' has no attribute {name!r}")
 
 
 __all__ = ["FUSIONS", "MODES", "SHORTCUTS", "SidewaysModel", "__version__", "data", "highest_precision", "layers",
-           "models", "parallel", "streaming", "training"]
+           "models", "parallel", "split", "streaming", "training"]

@@ -87,7 +87,11 @@ def build_stages(
         except (ValueError, TypeError) as error:
             given = _input_description(direct, has_shortcut, transform, hidden, k, fusion)
             detail = re.sub(r"\x1b\[[0-9;]*m", "", str(error))
-            raise ValueError(f"units[{k}] ({unit.name}) cannot take its input {given}: {detail}") from error
+            hint = ""
+            if has_shortcut and fusion == "concat":
+                hint = (" A unit whose input shape is fixed (one cut from an existing model by sw.split, say) takes "
+                        "the shortcut with fusion='add', which keeps the input's shape.")
+            raise ValueError(f"units[{k}] ({unit.name}) cannot take its input {given}: {detail}{hint}") from error
         if any(d is None or d == 0 for d in out.shape[1:]):
             raise ValueError(f"units[{k}] ({unit.name}) must produce a fully defined, non-empty shape; got {out.shape} "
                              f"from frames of shape {tuple(frame_shape)} (too many strides or pools for this "

@@ -192,9 +192,18 @@ def unit_step(stage: Stage, k: int, depth: int, rule: Rule, params: Sequence, st
         "state": _keep_if(input_valid, unit_state, states),
         # Slots that do not count sent zero messages, so their gradients are zero already.
         "grads": list(grads[0]),
-        "direct": grads[1] * per_slot(counted, grads[1]) if k > 0 else None,
-        "shortcut": grads[-1] * per_slot(counted, grads[-1]) if shortcut_is_primal else None,
+        "direct": _shaped_like(grads[1] * per_slot(counted, grads[1]), direct) if k > 0 else None,
+        "shortcut": _shaped_like(grads[-1] * per_slot(counted, grads[-1]), shortcut) if shortcut_is_primal else None,
     }
+
+
+def _shaped_like(message, primal):
+    """`message` with the static shape of `primal` (TensorFlow's gradient of a global max-pool
+    loses the spatial sizes when B is unknown, which the frame loop's carry cannot take)."""
+    tail = tuple(primal.shape[1:])
+    if tuple(message.shape[1:]) == tail or any(d is None for d in tail):
+        return message
+    return ops.reshape(message, (-1,) + tail)
 
 
 def incoming_message(k: int, rule: Rule, depth: int, steps, direct, shortcut=None):

@@ -1,0 +1,213 @@
+"""`sw.split`: a chain-shaped Keras model cut into units for `SidewaysModel`.
+
+A unit of a Sideways pipeline hands exactly one tensor to the next. So a model can be cut after
+a layer only where exactly one tensor is alive: every tensor produced so far that a later layer
+reads is that layer's output. In a `keras.Sequential` every layer boundary is such a point; in a
+ResNet the points lie between residual blocks (never inside one, where the shortcut keeps a
+second tensor alive); in an EfficientNet or a MobileNetV2, between stages and blocks without a
+skip connection. `cut_points(model)` lists them; `split` chooses `num_units - 1` of them so that
+the costliest unit is as cheap as it can be (`balance.partition`), and returns one functional
+sub-model per unit. The sub-models call the original model's layers: weights are shared, not
+copied, so pretrained weights carry over and training the units trains the model.
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence, Union
+
+import keras
+import numpy as np
+
+from sideways_tf.parallel.balance import partition, unit_times
+
+BALANCES = ("time", "params", "flops")
+
+
+def _inbound_names(node) -> list[str]:
+    """The names of the layers whose outputs a node of a layer's config reads."""
+    found = []
+
+    def visit(x):
+        if isinstance(x, dict):
+            if x.get("class_name") == "__keras_tensor__":
+                found.append(x["config"]["keras_history"][0])
+                return
+            for value in x.values():
+                visit(value)
+        elif isinstance(x, (list, tuple)):
+            for value in x:
+                visit(value)
+
+    visit(node)
+    return found
+
+
+def _graph(model: keras.Model) -> tuple[list, dict]:
+    """`(layers in order, without input layers; per layer name, the layer names it reads)`."""
+    layers = [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
+    if isinstance(model, keras.Sequential):
+        names = [layer.name for layer in layers]
+        return layers, {name: ([names[i - 1]] if i else []) for i, name in enumerate(names)}
+    reads = {}
+    for entry in model.get_config()["layers"]:
+        nodes = entry.get("inbound_nodes") or []
+        if len(nodes) > 1:
+            raise ValueError(f"layer {entry['name']!r} is called {len(nodes)} times in the model: a layer used in "
+                             f"several places cannot be cut into units.")
+        reads[entry["name"]] = _inbound_names(nodes)
+    return layers, reads
+
+
+def _check_model(model) -> None:
+    if not isinstance(model, keras.Model):
+        raise ValueError(f"`model` must be a keras.Model (Sequential or functional); got {type(model).__name__}.")
+    if not model.built or not getattr(model, "inputs", None):
+        raise ValueError("`model` must be built with a known input shape (e.g. keras.Input((112, 112, 3)) first, or "
+                         "keras.applications.X(input_shape=(112, 112, 3))) so that its graph can be cut.")
+    if len(model.inputs) != 1 or len(model.outputs) != 1:
+        raise ValueError(f"`model` must have one input and one output (a frame in, a prediction out); it has "
+                         f"{len(model.inputs)} inputs and {len(model.outputs)} outputs.")
+    for layer in model.layers:
+        if getattr(layer, "stateful", False):
+            raise ValueError(f"layer {layer.name!r} keeps state across calls (stateful=True): Sideways carries no "
+                             f"state of a unit from one frame to the next other than its variables.")
+    shape = tuple(model.inputs[0].shape[1:])
+    if any(d is None for d in shape):
+        raise ValueError(f"`model`'s input shape {(None, *shape)} must be fully defined (build it with the frame "
+                         f"shape you will train on).")
+
+
+def cut_points(model: keras.Model) -> list[str]:
+    """The names of the layers after which `model` can be cut: where their output is the only tensor alive.
+
+    Args:
+      model: a built `keras.Sequential` or functional model with one input and one output.
+
+    Returns:
+      Layer names in the model's order (the last layer excluded).
+
+    Raises:
+      ValueError: when the model has several inputs or outputs, an undefined input shape,
+        stateful layers, or a layer called more than once.
+    """
+    _check_model(model)
+    layers, reads = _graph(model)
+    order = {layer.name: i for i, layer in enumerate(layers)}
+    last_read = {}
+    for name, sources in reads.items():
+        for source in sources:
+            if source in order and name in order:
+                last_read[source] = max(last_read.get(source, -1), order[name])
+    points = []
+    for i, layer in enumerate(layers[:-1]):
+        alive = [k for k in range(i + 1) if last_read.get(layers[k].name, -1) > i]
+        if alive == [i] and len(keras.tree.flatten(layer.output)) == 1:
+            points.append(layer.name)
+    return points
+
+
+def _segment_params(segment: keras.Model) -> float:
+    return float(sum(int(np.prod(w.shape)) for w in segment.weights))
+
+
+def _segment_flops(segment: keras.Model) -> float:
+    """Multiply-adds of the segment's convolutions and dense layers, per example (others: free)."""
+    total = 0.0
+    for layer in segment.layers:
+        kernel = getattr(layer, "kernel", None)
+        if kernel is None and hasattr(layer, "depthwise_kernel"):
+            kernel = layer.depthwise_kernel
+        if kernel is None:
+            continue
+        output = layer.output.shape[1:-1] if len(layer.output.shape) > 2 else ()
+        total += float(np.prod(kernel.shape)) * float(np.prod([d for d in output if d]) or 1)
+    return total
+
+
+def split(
+    model: keras.Model,
+    num_units: int,
+    frame_shape: Optional[Sequence[int]] = None,
+    balance: Union[str, Sequence[str]] = "time",
+    batch_size: int = 8,
+    repeats: int = 5,
+) -> list[keras.Model]:
+    """Cuts a chain-shaped Keras model into `num_units` units for `SidewaysModel`.
+
+    Example:
+    ```python
+    backbone = keras.applications.ResNet50(weights=None, input_shape=(112, 112, 3), classes=51,
+                                           classifier_activation=None)
+    units = sw.split(backbone, 8)                          # cut between residual blocks, by time
+    model = sw.SidewaysModel(units, mode="skip_sideways")
+    ```
+
+    Args:
+      model: a built `keras.Sequential` or functional model with one input (a frame) and one
+        output, cut only where exactly one tensor is alive (`cut_points`).
+      num_units: how many units, at most one more than the cut points.
+      frame_shape: the frame shape `F` you will train on; it must be the model's input shape
+        (None: the model's).
+      balance: how to choose the cuts: `"time"` (each piece's forward and VJP timed as a
+        pipeline step runs it, `sw.parallel.balance`'s timer), `"params"` or `"flops"`
+        (multiply-adds of convolutions and dense layers); or the names of the `num_units - 1`
+        layers to cut after.
+      batch_size, repeats: for `"time"`: frames per timed call and calls per piece.
+
+    Returns:
+      `num_units` functional models, each from one cut's tensor to the next, calling the
+      original model's layers (weights shared with `model`, not copied).
+
+    Raises:
+      ValueError: naming what is wrong: the model's inputs or outputs, stateful layers,
+        `num_units` against the cut points, a requested cut that is not a cut point (the
+        allowed ones are listed), an unknown `balance`, or a `frame_shape` that differs from
+        the model's input.
+    """
+    _check_model(model)
+    shape = tuple(model.inputs[0].shape[1:])
+    if frame_shape is not None and tuple(frame_shape) != shape:
+        raise ValueError(f"`frame_shape` {tuple(frame_shape)} differs from the model's input shape {shape}: build "
+                         f"the model on the frames you will train on.")
+    points = cut_points(model)
+    if isinstance(num_units, bool) or not isinstance(num_units, int) or not 1 <= num_units <= len(points) + 1:
+        raise ValueError(f"`num_units` must be between 1 and {len(points) + 1} (the model has {len(points)} cut "
+                         f"points: {points}); got {num_units!r}.")
+    if isinstance(balance, str):
+        if balance not in BALANCES:
+            raise ValueError(f"`balance` must be one of {BALANCES} or a list of layer names to cut after; got "
+                             f"{balance!r}.")
+        pieces = _pieces(model, points)
+        if balance == "params":
+            costs = [_segment_params(p) for p in pieces]
+        elif balance == "flops":
+            costs = [_segment_flops(p) for p in pieces]
+        else:
+            costs = _piece_times(pieces, shape, batch_size, repeats)
+        groups = partition(costs, num_units)
+        chosen = [points[group[-1]] for group in groups[:-1]]
+    else:
+        chosen = list(balance)
+        unknown = [name for name in chosen if name not in points]
+        if unknown or len(chosen) != num_units - 1:
+            raise ValueError(f"`balance` must name {num_units - 1} layers to cut after, among the model's cut points "
+                             f"{points} (a cut inside a residual block or a branch would leave two tensors alive); "
+                             f"got {chosen}" + (f", of which {unknown} are not cut points." if unknown else "."))
+        chosen = sorted(chosen, key=points.index)
+    return _pieces(model, chosen)
+
+
+def _pieces(model: keras.Model, cuts: Sequence[str]) -> list[keras.Model]:
+    """One functional model per stretch between consecutive cuts (layers shared with `model`)."""
+    ends = [model.get_layer(name).output for name in cuts] + [model.outputs[0]]
+    starts = [model.inputs[0]] + ends[:-1]
+    return [keras.Model(start, end, name=f"{model.name}_unit_{k}") for k, (start, end) in
+            enumerate(zip(starts, ends, strict=True))]
+
+
+def _piece_times(pieces: Sequence[keras.Model], frame_shape, batch_size: int, repeats: int) -> list[float]:
+    """Each piece's forward + VJP time in ms, as `sw.parallel.balance` times a unit."""
+    from sideways_tf.core.engine import build_stages
+
+    stages, activation_shapes, _ = build_stages(pieces, frame_shape, "sideways", "concat", "auto")
+    return unit_times(stages, activation_shapes, frame_shape, "sideways", batch_size, repeats)
