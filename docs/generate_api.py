@@ -97,7 +97,21 @@ def _entry(module_name: str, name: str, obj) -> list[str]:
         return lines + [""]
     if callable(obj):
         return [f"### `{module_name}.{name}{_signature(obj)}`", "", inspect.cleandoc(obj.__doc__ or ""), ""]
-    return [f"### `{module_name}.{name}`", "", f"`{obj!r}`", ""]
+    return [f"### `{module_name}.{name}`", "", _value(obj), ""]
+
+
+def _value(obj) -> str:
+    """A constant's value: its repr when short, else what it holds (a long repr makes an unreadable line)."""
+    text = repr(obj)
+    if len(text) <= 300:
+        return f"`{text}`"
+    if isinstance(obj, dict):
+        keys = ", ".join(f"`{k}`" for k in obj)
+        return f"A dict of {len(obj)} {type(next(iter(obj.values()))).__name__} entries: {keys}."
+    if isinstance(obj, (list, tuple)):
+        kinds = sorted({type(x).__name__ for x in obj})
+        return f"A {type(obj).__name__} of {len(obj)} {' / '.join(kinds)} entries."
+    return f"`{text[:280]}...`"
 
 
 def render() -> str:

@@ -197,9 +197,17 @@ class SidewaysModel(keras.Model):
                     f"{(None, None) + self.frame_shape} ([B, T, *frame_shape])."
                 )
             return
-        stages, activation_shapes, prediction_shape = build_stages(
-            self.frame_units, frame_shape, self.mode, self.fusion, self.shortcut
-        )
+        try:
+            stages, activation_shapes, prediction_shape = build_stages(
+                self.frame_units, frame_shape, self.mode, self.fusion, self.shortcut
+            )
+        except ValueError as error:
+            if len(input_shape) != 4:
+                raise
+            raise ValueError(f"{error}\nThe input of shape {input_shape} was read as B={input_shape[0]} clips of "
+                             f"T={input_shape[1]} frames of shape {frame_shape}: clips are [B, T, H, W, C] (or "
+                             f"[B, T, *frame_shape]). A batch of images needs a time axis (x[:, None] for one "
+                             f"frame each).") from error
         input_checks.check_no_shared_variables(stages)
         float16 = [s.name for s in stages if "float16" == s.compute_dtype or "float16" == s.unit.compute_dtype]
         if float16:

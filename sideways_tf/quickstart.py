@@ -116,7 +116,8 @@ def _forward(process, prefix: str) -> None:
 def format_table(rows: list[dict]) -> str:
     """Accuracy as mean +- std over the last epochs, the last epoch's, chance and minutes."""
     last = rows[0]["last_epochs"] if rows else LAST_EPOCHS
-    lines = [f"{'mode':<16}{f'accuracy (last {last} epochs)':>26}{'last epoch':>12}{'chance':>9}{'minutes':>9}"]
+    heading = f"accuracy (last {last} epoch{'s' if last != 1 else ''})"
+    lines = [f"{'mode':<16}{heading:>26}{'last epoch':>12}{'chance':>9}{'minutes':>9}"]
     for r in rows:
         lines.append(f"{r['mode']:<16}{r['accuracy']:>18.3f} +- {r['spread']:.3f}{r['final']:>12.3f}"
                      f"{r['chance']:>9.3f}{r['minutes']:>9.1f}")

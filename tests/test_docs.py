@@ -47,3 +47,8 @@ def test_benchmarks_readme_lists_every_script():
     scripts = [p.stem for p in (ROOT / "benchmarks").glob("*.py") if p.stem not in ("__init__", "common", "report")]
     unlisted = [s for s in scripts if f"| `python -m benchmarks.{s}" not in readme]
     assert scripts and not unlisted, f"give these a row in benchmarks/README.md's table: {unlisted}"
+
+
+def test_api_reference_has_no_unreadable_lines():
+    longest = max((ROOT / "docs" / "api.md").read_text().splitlines(), key=len)
+    assert len(longest) < 2000, longest[:200]

@@ -246,3 +246,12 @@ def test_legacy_hdf5_save_names_the_formats_that_work(tmp_path):
     model.build((2, 7, 5))
     with pytest.raises(ValueError, match=r"legacy HDF5 format cannot store a SidewaysModel.*'\.keras'"):
         model.save(str(tmp_path / "model.h5"))
+
+
+def test_a_batch_of_images_is_named_as_read():
+    from tests.helpers import conv_units
+
+    model = compiled(sw.SidewaysModel(conv_units()))
+    with pytest.raises(ValueError, match=r"read as B=8 clips of T=16 frames of shape \(16, 3\): clips are "
+                                         r"\[B, T, H, W, C\]"):
+        model.predict(random_clip((8, 16, 16, 3)), verbose=0)

@@ -230,7 +230,7 @@ def _train_and_evaluate(config: Config, model_dir: str, write_dir: str, data_dir
         callbacks.append(EpochSummary(config.epochs))
         units = f"{model.depth} units, " if isinstance(model, SidewaysModel) else ""
         print(f"{config.mode} trains {config.model} ({units}{model.count_params():,} parameters) on "
-              f"{config.dataset}: {config.epochs} epochs of "
+              f"{config.dataset}: {config.epochs} epoch{'s' if config.epochs != 1 else ''} of "
               f"{steps_per_epoch} batches of {config.batch_size} x {config.num_frames} frames; "
               f"logs: tensorboard --logdir {model_dir}", flush=True)
     # Validation during training scores central clips; the final evaluation follows the papers'
