@@ -81,6 +81,8 @@ def _frames(args) -> np.ndarray:
 
     size = (args.size, args.size)
     if args.video is not None:
+        if not os.path.isfile(args.video):
+            raise ValueError(f"--video {args.video}: no such file.")
         return video_frames(args.video, size=size)
     # A camera is read into a short buffer first, then replayed like a file.
     frames = []
@@ -93,7 +95,7 @@ def _frames(args) -> np.ndarray:
 
 def run(args: argparse.Namespace) -> dict:
     """Learns online for `args.seconds`; returns the summary written to `stream.json`."""
-    from sideways_tf.streaming.learner import OnlineLearner, autoencoder, to_float
+    from sideways_tf.streaming.learner import OnlineLearner, autoencoder
     from sideways_tf.streaming.sources import RealTimeSource
 
     out = args.out or tempfile.mkdtemp(prefix="sideways_stream_")
@@ -111,8 +113,30 @@ def run(args: argparse.Namespace) -> dict:
     learner = OnlineLearner(model, args.task, offset)
     backlog = 1 if args.mode == "bp" else max(1, int(args.backlog * args.fps))
     source = RealTimeSource(frames, args.fps, loop=True, max_frames=backlog)
-    start = last_print = last_png = time.monotonic()
-    recent, losses, history, pngs = [], [], [], []
+    start = time.monotonic()
+    history, pngs = [], []
+    try:
+        _learn(args, source, learner, depth, offset, out, start, history, pngs)
+        interrupted = False
+    except KeyboardInterrupt:  # Ctrl-C: keep what was learned and measured
+        interrupted = True
+    summary = {"mode": args.mode, "task": args.task, "offset": offset, "fps": args.fps,
+               "frames_learned": learner.frames_learned, "dropped": source.dropped, "history": history, "pngs": pngs,
+               "interrupted": interrupted}
+    with open(os.path.join(out, "stream.json"), "w") as f:
+        json.dump(summary, f, indent=1)
+    print(f"{'interrupted: ' if interrupted else ''}learned {learner.frames_learned} frames, dropped "
+          f"{source.dropped}; {len(pngs)} PNGs and stream.json in {out}")
+    return summary
+
+
+def _learn(args, source, learner, depth: int, offset: int, out: str, start: float, history: list,
+           pngs: list) -> None:
+    """The real-time loop: learns each arrival until `args.seconds` have passed (appends to `history`, `pngs`)."""
+    from sideways_tf.streaming.learner import to_float
+
+    last_print = last_png = start
+    recent, losses = [], []
     for arrival in source:
         now = time.monotonic()
         if now - start >= args.seconds:
@@ -140,17 +164,20 @@ def run(args: argparse.Namespace) -> dict:
                      f"{args.mode}, t = {now - start:.0f} s, online loss {history[-1]['loss'] if history else 0:.4f}")
             pngs.append(path)
             last_png = now
-    summary = {"mode": args.mode, "task": args.task, "offset": offset, "fps": args.fps,
-               "frames_learned": learner.frames_learned, "dropped": source.dropped, "history": history, "pngs": pngs}
-    with open(os.path.join(out, "stream.json"), "w") as f:
-        json.dump(summary, f, indent=1)
-    print(f"learned {learner.frames_learned} frames, dropped {source.dropped}; {len(pngs)} PNGs and stream.json "
-          f"in {out}")
-    return summary
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    run(parse_args(argv))
+    """Runs the command; a missing or unreadable source is one `error:` line (exit 2), Ctrl-C before
+    the learning starts exits 130 quietly (once it has started, `run` saves what it has)."""
+    args = parse_args(argv)
+    try:
+        run(args)
+    except (ValueError, ImportError, OSError) as error:
+        print(f"sideways-stream: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("sideways-stream: interrupted before learning started; nothing saved.", file=sys.stderr)
+        return 130
     return 0
 
 

