@@ -24,6 +24,7 @@ flags.DEFINE_string("mode", None, "Override the experiment's training rule: bp, 
 flags.DEFINE_string("model_dir", None, "Where TensorBoard logs, backups and results.json go.")
 flags.DEFINE_string("data_dir", None, "Where tfds keeps prepared datasets.")
 flags.DEFINE_string("manual_dir", None, "The downloaded files of hmdb51 / kinetics600 (first run only).")
+flags.DEFINE_bool("download", False, "Let tfds download and prepare ucf101 (about 6.5 GB) when --data_dir lacks it.")
 flags.DEFINE_multi_string("set", [], "key=value override of a config field (repeatable).")
 flags.DEFINE_bool("list", False, "List the experiments, one line each, and exit.")
 flags.DEFINE_bool("dry_run", False, "Build the model and the input spec without data, then exit.")
@@ -87,7 +88,8 @@ def main(argv) -> None:
         strategy = distribution.strategy(FLAGS.strategy, tpu=FLAGS.tpu, coordinator=FLAGS.coordinator,
                                          num_processes=FLAGS.num_processes, process_id=FLAGS.process_id)
         results = runner.run(config, FLAGS.model_dir, FLAGS.data_dir, backup_every=FLAGS.backup_every,
-                             manual_dir=FLAGS.manual_dir, distribution=strategy, overwrite=FLAGS.overwrite)
+                             manual_dir=FLAGS.manual_dir, distribution=strategy, overwrite=FLAGS.overwrite,
+                             download=FLAGS.download)
     except ValueError as error:
         _fail(str(error))
     print(runner.format_results(results))

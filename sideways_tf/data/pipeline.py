@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Optional
 
 import tensorflow as tf
@@ -21,11 +22,43 @@ def _check_positive(name: str, value) -> None:
         raise ValueError(f"`{name}` must be a positive integer; got {value!r}.")
 
 
-def _encoded_source(name, split, data_dir, manual_dir, root_dir, hmdb51_split):
+UCF101_DOWNLOAD = "about 6.5 GB (the UCF101 archive and its splits, from the UCF servers)"
+MANUAL_FILES = {
+    "hmdb51": "videos/<class>/*.avi (unpack hmdb51_org.rar and the .rar of each class in it) and "
+              "splits/<class>_test_split{1,2,3}.txt (unpack test_train_splits.rar)",
+    "kinetics600": "the annotation CSVs (train.csv, validate.csv, test.csv) and the clips in <split>/<label>/ or "
+                   "flat in <split>/",
+}
+
+
+def _check_prepared_or_download(name: str, builder, data_dir, download: bool) -> None:
+    """A dataset that must be downloaded is prepared only when asked (`download=True`), never by surprise."""
+    if builder.is_prepared() or download:
+        return
+    where = data_dir or "tfds' default folder (~/tensorflow_datasets)"
+    raise ValueError(f"{name!r} is not prepared in {where}. Preparing it downloads {UCF101_DOWNLOAD} and needs "
+                     f"network access: pass download=True (sideways-train --download) to start it, or --data_dir "
+                     f"pointing at a folder where it was prepared.")
+
+
+def _check_manual_dir(name: str, manual_dir: str) -> None:
+    """The folder of manually downloaded files exists and holds what the builder reads."""
+    expected = MANUAL_FILES[name]
+    if not os.path.isdir(manual_dir):
+        raise ValueError(f"`manual_dir` {manual_dir!r} does not exist. For {name!r} it must hold {expected}.")
+    if name == "hmdb51":
+        missing = [sub for sub in ("videos", "splits") if not os.path.isdir(os.path.join(manual_dir, sub))]
+        if missing:
+            raise ValueError(f"`manual_dir` {manual_dir!r} has no {' or '.join(missing)} folder. For 'hmdb51' it "
+                             f"must hold {expected}.")
+
+
+def _encoded_source(name, split, data_dir, manual_dir, root_dir, hmdb51_split, download=False):
     """The unbatched dataset of `{"video": encoded frames [N], "label": int}` and its frame size."""
     decoders = {"video": tfds.decode.SkipDecoding()}
     if name == "ucf101":
-        return tfds.load(UCF101_CONFIG, split=split, data_dir=data_dir, decoders=decoders), 256
+        _check_prepared_or_download(name, tfds.builder(UCF101_CONFIG, data_dir=data_dir), data_dir, download)
+        return tfds.load(UCF101_CONFIG, split=split, data_dir=data_dir, decoders=decoders, download=download), 256
     from sideways_tf.data import builders
 
     if name == "video_folder":
@@ -36,9 +69,11 @@ def _encoded_source(name, split, data_dir, manual_dir, root_dir, hmdb51_split):
         builder = builders.Hmdb51(config=f"split{hmdb51_split}", data_dir=data_dir)
     else:
         builder = builders.Kinetics600(data_dir=data_dir)
-    if name != "video_folder" and manual_dir is None and not builder.is_prepared():
-        raise ValueError(f"`manual_dir` is required to prepare {name!r} the first time: "
-                         f"{type(builder).MANUAL_DOWNLOAD_INSTRUCTIONS.splitlines()[0]}")
+    if name != "video_folder" and not builder.is_prepared():
+        if manual_dir is None:
+            raise ValueError(f"`manual_dir` is required to prepare {name!r} the first time: "
+                             f"{type(builder).MANUAL_DOWNLOAD_INSTRUCTIONS.splitlines()[0]}")
+        _check_manual_dir(name, manual_dir)
     builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=manual_dir))
     return builder.as_dataset(split=split, decoders=decoders), builder.smallest_side
 
@@ -59,6 +94,7 @@ def load(
     normalize: bool = True,
     data_dir: Optional[str] = None,
     manual_dir: Optional[str] = None,
+    download: bool = False,
     root_dir: Optional[str] = None,
     hmdb51_split: int = 1,
     label_set: str = "motion",
@@ -88,6 +124,8 @@ def load(
       normalize: float32 in [-1, 1] (True) or uint8 (False).
       data_dir: where tfds keeps prepared datasets.
       manual_dir: the downloaded files of `"hmdb51"` and `"kinetics600"`.
+      download: let tfds download and prepare `"ucf101"` when it is not prepared in `data_dir`
+        (about 6.5 GB); without it a missing dataset is a `ValueError` saying so.
       root_dir: the class-per-folder tree of `"video_folder"`.
       hmdb51_split: 1, 2 or 3.
       label_set: `"motion"` or `"appearance"` for `"moving_shapes"`.
@@ -123,7 +161,7 @@ def load(
         def frames_of(example, indices):
             return tf.gather(example["video"], indices)
     else:
-        source, frame_size = _encoded_source(name, split, data_dir, manual_dir, root_dir, hmdb51_split)
+        source, frame_size = _encoded_source(name, split, data_dir, manual_dir, root_dir, hmdb51_split, download)
         resize_to = max(resolution, round(resolution * 8 / 7))
 
         def frames_of(example, indices):

@@ -75,11 +75,13 @@ def build_optimizer(config: Config, steps_per_epoch: int) -> keras.optimizers.Op
     return keras.optimizers.SGD(momentum=config.momentum if config.optimizer == "momentum" else 0.0, **common)
 
 
-def build_datasets(config: Config, data_dir: Optional[str] = None, manual_dir: Optional[str] = None):
+def build_datasets(config: Config, data_dir: Optional[str] = None, manual_dir: Optional[str] = None,
+                   download: bool = False):
     """`(train, evaluation)` datasets of `config`."""
-    train = _load(config, config.train_split, data_dir, manual_dir, training=True, montage=config.montage,
+    train = _load(config, config.train_split, data_dir, manual_dir, training=True, download=download,
+                  montage=config.montage,
                   montage_shots=config.montage_shots)
-    evaluation = _load(config, config.eval_split, data_dir, manual_dir, training=False)
+    evaluation = _load(config, config.eval_split, data_dir, manual_dir, training=False, download=download)
     return train, evaluation
 
 
@@ -156,7 +158,7 @@ def _fit(model, train, evaluation, config: Config, steps_per_epoch: int, steps_d
 
 def run(config: Config, model_dir: str, data_dir: Optional[str] = None, verbose: int = 1,
         backup_every: Optional[int] = None, manual_dir: Optional[str] = None, distribution=None,
-        overwrite: bool = False) -> dict:
+        overwrite: bool = False, download: bool = False) -> dict:
     """Trains and evaluates `config`, writing TensorBoard logs, backups and `results.json` in `model_dir`.
 
     An interrupted run started again with the same `model_dir` and configuration resumes from its
@@ -175,6 +177,8 @@ def run(config: Config, model_dir: str, data_dir: Optional[str] = None, verbose:
       distribution: what `sw.training.strategy(...)` returns; the model and its optimizer are
         made in its scope and `config.batch_size` is the global batch (default: none).
       overwrite: replace whatever run `model_dir` holds.
+      download: let tfds download and prepare a dataset `data_dir` lacks (UCF101: about 6.5 GB);
+        without it a missing dataset is a `ValueError` saying how large it is and how to start it.
 
     Returns:
       The results dictionary (also in `model_dir/results.json`).
@@ -195,17 +199,17 @@ def run(config: Config, model_dir: str, data_dir: Optional[str] = None, verbose:
     write_dir = model_dir if chief else tempfile.mkdtemp(prefix="sideways_worker_")
     try:
         return _train_and_evaluate(config, model_dir, write_dir, data_dir, manual_dir, distribution, multiworker,
-                                   verbose if chief else 0, backup_every)
+                                   verbose if chief else 0, backup_every, download)
     finally:
         if write_dir != model_dir:
             shutil.rmtree(write_dir, ignore_errors=True)
 
 
 def _train_and_evaluate(config: Config, model_dir: str, write_dir: str, data_dir, manual_dir, distribution,
-                        multiworker: bool, verbose: int, backup_every: Optional[int]) -> dict:
+                        multiworker: bool, verbose: int, backup_every: Optional[int], download: bool = False) -> dict:
     """`run` once the folder is claimed: `write_dir` is `model_dir` for the chief, a scratch folder for the others."""
     keras.utils.set_random_seed(config.seed)
-    train, evaluation = build_datasets(config, data_dir, manual_dir)
+    train, evaluation = build_datasets(config, data_dir, manual_dir, download)
     steps_per_epoch = _steps(train, config.steps_per_epoch, "steps_per_epoch")
     with distribution.scope() if distribution is not None else contextlib.nullcontext():
         model = build_model(config)

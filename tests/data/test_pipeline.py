@@ -69,3 +69,20 @@ def test_bad_input(kwargs, match, tmp_path):
     with tfds.testing.mock_data(num_examples=1):
         with pytest.raises(ValueError, match=match):
             data.load(**kwargs)
+
+
+def test_a_dataset_that_is_not_prepared_is_not_downloaded_by_surprise(tmp_path):
+    missing = tmp_path / "no_such_dir"
+    with pytest.raises(ValueError, match=r"'ucf101' is not prepared in .*no_such_dir. Preparing it downloads about "
+                                         r"6.5 GB .* pass download=True \(sideways-train --download\)"):
+        data.load("ucf101", "train", data_dir=str(missing))
+    assert not missing.exists()  # nothing created, nothing fetched
+
+
+def test_a_manual_dir_that_is_missing_names_the_files_expected(tmp_path):
+    with pytest.raises(ValueError, match=r"`manual_dir` '/no/such/dir' does not exist. For 'hmdb51' it must hold "
+                                         r"videos/<class>/\*.avi"):
+        data.load("hmdb51", "train", data_dir=str(tmp_path), manual_dir="/no/such/dir")
+    (tmp_path / "manual" / "videos").mkdir(parents=True)
+    with pytest.raises(ValueError, match=r"has no splits folder. For 'hmdb51' it must hold"):
+        data.load("hmdb51", "train", data_dir=str(tmp_path), manual_dir=str(tmp_path / "manual"))
