@@ -46,6 +46,16 @@ def _fail(message: str) -> None:
     absl_cli.fail("sideways-train", message)
 
 
+def _config_line(name: str, config) -> str:
+    """One short line: the experiment and the fields set apart from its defaults (--mode, --set)."""
+    from sideways_tf.training import experiments
+
+    defaults = dataclasses.asdict(experiments.get(name))
+    changed = {k: v for k, v in dataclasses.asdict(config).items() if k != "description" and defaults.get(k) != v}
+    settings = ", ".join(f"{k}={v!r}" for k, v in changed.items()) or "its defaults"
+    return f"config: {name} with {settings} (sideways-train --experiment {name} --dry_run to inspect)"
+
+
 def main(argv) -> None:
     if len(argv) > 1:
         _fail(f"unexpected arguments {argv[1:]}; flags only (see --help).")
@@ -81,7 +91,7 @@ def main(argv) -> None:
         return
     if FLAGS.model_dir is None:
         _fail("--model_dir is required to train.")
-    print("config:", {k: v for k, v in dataclasses.asdict(config).items() if k != "description"})
+    print(_config_line(FLAGS.experiment, config))
     from sideways_tf.training import distribution
 
     try:

@@ -45,6 +45,8 @@ def test_tiny_experiment_end_to_end(tmp_path):
     assert results["optimizer_steps"] == 6 and results["config"]["mode"] == "skip_sideways"
     assert 0.0 <= results["evaluation"]["accuracy"] <= 1.0 and results["chance_accuracy"] == 0.125
     assert "accuracy" in result.stdout and "chance accuracy" in result.stdout
+    config_line = next(line for line in result.stdout.splitlines() if line.startswith("config: "))
+    assert config_line.startswith("config: quickstart with ") and len(config_line) < 400, config_line
     train_tags = _scalar_tags(tmp_path / "train")
     for tag in ("epoch_loss", "epoch_accuracy", "epoch_learning_rate", "epoch_frames_per_second",
                 "epoch_unit1_grad_mean", "epoch_unit6_grad_norm", "fidelity/unit1", "fidelity/unit6"):
