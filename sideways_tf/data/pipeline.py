@@ -31,14 +31,21 @@ MANUAL_FILES = {
 }
 
 
-def _check_prepared_or_download(name: str, builder, data_dir, download: bool) -> None:
-    """A dataset that must be downloaded is prepared only when asked (`download=True`), never by surprise."""
-    if builder.is_prepared() or download:
-        return
-    where = data_dir or "tfds' default folder (~/tensorflow_datasets)"
-    raise ValueError(f"{name!r} is not prepared in {where}. Preparing it downloads {UCF101_DOWNLOAD} and needs "
-                     f"network access: pass download=True (sideways-train --download) to start it, or --data_dir "
-                     f"pointing at a folder where it was prepared.")
+def _load_prepared_or_download(name: str, config: str, split: str, data_dir, decoders, download: bool):
+    """`tfds.load` of a dataset that must be downloaded: prepared only when asked (`download=True`).
+
+    Without `download`, tfds is told not to download; a dataset missing from `data_dir` is then
+    a `ValueError` saying how large it is and how to start the download (nothing is created).
+    """
+    try:
+        return tfds.load(config, split=split, data_dir=data_dir, decoders=decoders, download=download)
+    except AssertionError as error:  # tfds' "could not find data" when download=False
+        if download:
+            raise
+        where = data_dir or "tfds' default folder (~/tensorflow_datasets)"
+        raise ValueError(f"{name!r} is not prepared in {where}. Preparing it downloads {UCF101_DOWNLOAD} and needs "
+                         f"network access: pass download=True (sideways-train --download) to start it, or --data_dir "
+                         f"pointing at a folder where it was prepared.") from error
 
 
 def _check_manual_dir(name: str, manual_dir: str) -> None:
@@ -57,8 +64,7 @@ def _encoded_source(name, split, data_dir, manual_dir, root_dir, hmdb51_split, d
     """The unbatched dataset of `{"video": encoded frames [N], "label": int}` and its frame size."""
     decoders = {"video": tfds.decode.SkipDecoding()}
     if name == "ucf101":
-        _check_prepared_or_download(name, tfds.builder(UCF101_CONFIG, data_dir=data_dir), data_dir, download)
-        return tfds.load(UCF101_CONFIG, split=split, data_dir=data_dir, decoders=decoders, download=download), 256
+        return _load_prepared_or_download(name, UCF101_CONFIG, split, data_dir, decoders, download), 256
     from sideways_tf.data import builders
 
     if name == "video_folder":
