@@ -285,6 +285,13 @@ class SidewaysModel(keras.Model):
         if sample_weight is not None:
             input_checks.check_sample_weight(sample_weight, num_frames)
 
+    def compile(self, *args, **kwargs):
+        """Keras' `compile`; the compiled functions of an earlier `compile` (another loss) are dropped."""
+        super().compile(*args, **kwargs)
+        self.__dict__.pop("_gradient_functions", None)
+        if self.engine is not None and self.engine.programs:
+            self.engine.place.forget_compiled()
+
     def _check_compiled(self) -> None:
         if getattr(self, "loss", None) is None:
             raise ValueError("call `compile(loss=...)` before training or asking for gradients.")

@@ -163,6 +163,10 @@ class ProgramsPlacement(Placement):
 
     # ------------------------------------------------------------ compiled pieces
 
+    def forget_compiled(self) -> None:
+        """Drops the compiled steps (they hold the loss they were traced with)."""
+        self._functions.clear()
+
     def _compiled(self, key, build: Callable):
         if key not in self._functions:
             self._functions[key] = build()

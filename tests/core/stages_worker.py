@@ -238,6 +238,14 @@ def programs():
         placed.save_weights(path)
         alone.load_weights(path)
     _close([alone.predict(video, verbose=0)], [placed.predict(video, verbose=0)], "predict after load_weights")
+    # Compiled again with another loss, the per-device steps are traced again with it.
+    first = placed.pseudo_gradients(video, labels)
+    for model in (placed, alone):
+        model.compile(optimizer="sgd", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True,
+                                                                                      ignore_class=3))
+    again = placed.pseudo_gradients(video, labels)
+    assert max(float(np.abs(np.asarray(a) - np.asarray(b)).max()) for a, b in zip(first, again, strict=True)) > 1e-4
+    _close(again, alone.pseudo_gradients(video, labels), "gradients after compile")
     print("ok programs")
 
 
