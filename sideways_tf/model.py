@@ -285,13 +285,6 @@ class SidewaysModel(keras.Model):
         if sample_weight is not None:
             input_checks.check_sample_weight(sample_weight, num_frames)
 
-    def compile(self, *args, **kwargs):
-        """Keras' `compile`; the compiled functions of an earlier `compile` (another loss) are dropped."""
-        super().compile(*args, **kwargs)
-        self.__dict__.pop("_gradient_functions", None)
-        if self.engine is not None and self.engine.programs:
-            self.engine.place.forget_compiled()
-
     def _check_compiled(self) -> None:
         if getattr(self, "loss", None) is None:
             raise ValueError("call `compile(loss=...)` before training or asking for gradients.")
@@ -367,6 +360,8 @@ class SidewaysModel(keras.Model):
         """
         params, states = list(params), list(states)
         penalized = bool(self.losses)
+        if self._on_programs():  # the per-device steps are traced with the compiled loss
+            self.engine.place.use_loss(getattr(self, "loss", None))
 
         def frame_loss(y, y_pred, w):
             if not penalized:
@@ -441,6 +436,10 @@ class SidewaysModel(keras.Model):
         """
         cache = self.__dict__.setdefault("_gradient_functions", {})
         key = (exact, bool(self.jit_compile))
+        # Traced with the compiled loss: after a `compile` with another loss they are made again.
+        loss = getattr(self, "loss", None)
+        if key in cache and cache[key][0] is not loss:
+            del cache[key]
         if key not in cache:
 
             def gradients(params, states, video, labels, sample_weight=None):
@@ -450,13 +449,13 @@ class SidewaysModel(keras.Model):
                     return self.clip_gradients(params, states, video, labels, sample_weight, exact=exact).gradients
 
             if not self._on_programs():
-                cache[key] = backends.current().compile_function(gradients, jit_compile=key[1])
+                cache[key] = (loss, backends.current().compile_function(gradients, jit_compile=key[1]))
             elif exact:  # one program: everything on the first group's device
                 compiled = backends.current().compile_function(gradients)
-                cache[key] = lambda *args: compiled(*self.engine.place.local(args))
+                cache[key] = (loss, lambda *args: compiled(*self.engine.place.local(args)))
             else:  # the host drives each group's compiled step
-                cache[key] = gradients
-        return cache[key]
+                cache[key] = (loss, gradients)
+        return cache[key][1]
 
     # ------------------------------------------------------------------ Keras steps
 

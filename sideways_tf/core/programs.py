@@ -163,9 +163,11 @@ class ProgramsPlacement(Placement):
 
     # ------------------------------------------------------------ compiled pieces
 
-    def forget_compiled(self) -> None:
-        """Drops the compiled steps (they hold the loss they were traced with)."""
-        self._functions.clear()
+    def use_loss(self, loss) -> None:
+        """The compiled steps hold the loss they were traced with: another loss object drops them."""
+        if getattr(self, "_loss", loss) is not loss:
+            self._functions.clear()
+        self._loss = loss
 
     def _compiled(self, key, build: Callable):
         if key not in self._functions:
