@@ -74,7 +74,7 @@ def check_labels(labels: Any, num_frames: Optional[int], prediction_shape: Seque
                                  f"be truncated). Pass one-hot labels with CategoricalCrossentropy for soft targets.")
             values = numbers.astype(np.int64)
         else:
-            values = _concrete(labels)
+            values = numbers
         if values is not None and values.size and classes is not None:
             low, high = values.min(), values.max()
             if low < 0 or high >= classes:
@@ -184,20 +184,6 @@ def video_shape(x, kwargs: dict) -> Optional[tuple]:
     if shape is None or getattr(shape, "rank", len(shape)) is None or len(shape) < 1:
         return None
     return tuple(None if d is None else int(d) for d in shape)
-
-
-def _concrete(x) -> Optional[np.ndarray]:
-    """Integer values of a NumPy array or eager tensor, else None (symbolic, or not integers)."""
-    if isinstance(x, np.ndarray):
-        values = x
-    elif hasattr(x, "numpy") and callable(x.numpy) and not isinstance(x, keras.KerasTensor):
-        try:
-            values = np.asarray(x.numpy())
-        except (AttributeError, TypeError, ValueError, NotImplementedError):
-            return None
-    else:
-        return None
-    return values if np.issubdtype(values.dtype, np.integer) else None
 
 
 def finite_video(video, check):

@@ -164,12 +164,11 @@ def split(
         allowed ones are listed), an unknown `balance`, or a `frame_shape` that differs from
         the model's input.
     """
-    _check_model(model)
+    points = cut_points(model)  # checks the model first
     shape = tuple(model.inputs[0].shape[1:])
     if frame_shape is not None and tuple(frame_shape) != shape:
         raise ValueError(f"`frame_shape` {tuple(frame_shape)} differs from the model's input shape {shape}: build "
                          f"the model on the frames you will train on.")
-    points = cut_points(model)
     if isinstance(num_units, bool) or not isinstance(num_units, int) or not 1 <= num_units <= len(points) + 1:
         raise ValueError(f"`num_units` must be between 1 and {len(points) + 1} (the model has {len(points)} cut "
                          f"points: {points}); got {num_units!r}.")
