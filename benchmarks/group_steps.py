@@ -5,14 +5,17 @@
 
 Each group's compiled step is run T times on its own (its inbox fixed, nothing waiting on
 another group), the boundary pieces are moved T times on their own, and the whole clip is run
-with each dispatch ("threads", "plain"). If the loop is much slower than the slowest group
+with each dispatch (`core.programs.DISPATCH`); the host's time per dispatched step and transfer is
+timed too. If the loop is much slower than the slowest group
 alone plus a transfer, the groups are waiting on each other or on the host.
 """
 
 from __future__ import annotations
 
 import argparse
+import cProfile
 import os
+import pstats
 import time
 
 os.environ["KERAS_BACKEND"] = "jax"
@@ -26,7 +29,7 @@ import numpy as np  # noqa: E402
 
 import sideways_tf as sw  # noqa: E402
 from sideways_tf.core import targets  # noqa: E402
-from sideways_tf.core.programs import Clip  # noqa: E402
+from sideways_tf.core.programs import DISPATCH, Clip  # noqa: E402
 
 BUILDERS = {"vgg8": lambda: sw.models.vgg8(51), "vgg16": lambda: sw.models.vgg16(51)}
 
@@ -42,6 +45,22 @@ def _best(function, reps: int) -> float:
     return min(times)
 
 
+def _host_seconds(function, calls: int) -> float:
+    """The host's time per call of `calls` dispatches that `function` makes (its final wait excluded).
+
+    `function` must end with `jax.block_until_ready`; that wait is patched out while timing."""
+    real = jax.block_until_ready
+    jax.block_until_ready = lambda x: x
+    try:
+        start = time.perf_counter()
+        result = function()
+        seconds = time.perf_counter() - start
+    finally:
+        jax.block_until_ready = real
+    jax.block_until_ready(result)
+    return seconds / calls
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="vgg16", choices=list(BUILDERS))
@@ -52,6 +71,7 @@ def main() -> None:
     parser.add_argument("--devices", type=int, default=2)
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--dtype", default="float32", choices=["float32", "mixed_bfloat16"])
+    parser.add_argument("--profile", choices=DISPATCH, help="also print the host's profile of one clip so dispatched")
     args = parser.parse_args()
     keras.mixed_precision.set_global_policy(args.dtype)
     frame_shape = (args.resolution,) * 2 + (3,)
@@ -90,6 +110,7 @@ def main() -> None:
 
         outs.append(alone())
         row[f"group{g}_step_ms"] = round(1e3 * _best(alone, args.reps) / args.frames, 3)
+        row[f"group{g}_dispatch_ms"] = round(1e3 * _host_seconds(alone, args.frames), 3)
     routes = [(g, name, h) for g, group in enumerate(ready.groups) for name, h in group.sends]
     pieces = [outs[g][name] for g, name, _ in routes]
     where = [ready.groups[h].device for _, _, h in routes]
@@ -101,12 +122,18 @@ def main() -> None:
         jax.block_until_ready(moved)
 
     row["transfer_ms"] = round(1e3 * _best(transfers, args.reps) / args.frames, 3)
+    row["transfer_dispatch_ms"] = round(1e3 * _host_seconds(transfers, args.frames), 3)
     function = model.gradient_function()
     values = ([v.value for v in model.trainable_variables], [v.value for v in model.non_trainable_variables])
-    for dispatch in ("threads", "plain"):
+    for dispatch in DISPATCH:
         place.dispatch = dispatch
         seconds = _best(lambda: jax.block_until_ready(function(*values, video, labels, None)), args.reps)
         row[f"loop_{dispatch}_ms_per_frame"] = round(1e3 * seconds / args.frames, 3)
+    if args.profile:
+        place.dispatch = args.profile
+        profile = cProfile.Profile()
+        profile.runcall(lambda: jax.block_until_ready(function(*values, video, labels, None)))
+        pstats.Stats(profile).sort_stats("tottime").print_stats(15)
     slowest = max(row[f"group{g}_step_ms"] for g in range(len(ready.groups)))
     row["bound_ms_per_frame"] = round(slowest, 3)
     report("group_steps", [row], list(row), {"devices": str(jax.devices()[:args.devices])})
