@@ -253,6 +253,10 @@ def programs():
     _close([alone.predict(video, verbose=0)], [placed.predict(video, verbose=0)], "predict after load_weights")
     # Compiled again with another loss, the per-device steps are traced again with it.
     first = placed.pseudo_gradients(video, labels)
+    for dispatch in runtime.DISPATCH:
+        place.dispatch = dispatch
+        _close(placed.pseudo_gradients(video, labels), first, f"dispatch={dispatch}", atol=0)
+    place.dispatch = "workers"
     for model in (placed, alone):
         model.compile(optimizer="sgd", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True,
                                                                                       ignore_class=3))
