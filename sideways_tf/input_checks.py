@@ -193,6 +193,12 @@ def finite_video(video, check):
     return check(video, "check_finite: the input video holds NaN or Inf values.")
 
 
+NONFINITE_LOSS = ("stop_on_nonfinite_loss: the training loss became NaN or Inf, so this step was not applied and "
+                  "the weights are those of the last step with a finite loss. Lower the learning rate, look for "
+                  "NaN or Inf in the inputs (check_finite=True names them), or pass stop_on_nonfinite_loss=False "
+                  "to train on regardless.")
+
+
 def finite_gradients(gradients: Sequence, variables: Sequence, stages: Sequence, check) -> list:
     """Every gradient through `check`, with a message naming its unit and variable."""
     owner = {id(v): k for k, stage in enumerate(stages) for v in stage.trainable_variables}

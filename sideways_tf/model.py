@@ -79,6 +79,11 @@ class SidewaysModel(keras.Model):
       check_finite: every training step fails, naming the culprit, when the input video or a
         unit's pseudo-gradient holds NaN or Inf (TensorFlow: an `InvalidArgumentError`; JAX: a
         runtime error carrying a `FloatingPointError`). Costs one reduction per gradient.
+      stop_on_nonfinite_loss: a training step whose loss is NaN or Inf (a learning rate too
+        high, a NaN in the input) fails with a message saying so, before its update, so the
+        weights are those of the last step with a finite loss (TensorFlow: an
+        `InvalidArgumentError`; JAX: a `FloatingPointError`). Costs one scalar read per step
+        under JAX. False lets such steps update the weights.
       **kwargs: passed to `keras.Model` (`name`, ...).
 
     Calling the model on a clip `[B, T, *F]` returns the per-frame predictions
@@ -97,6 +102,7 @@ class SidewaysModel(keras.Model):
         update_every: Optional[int] = None,
         stateful: bool = False,
         check_finite: bool = False,
+        stop_on_nonfinite_loss: bool = True,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -105,8 +111,9 @@ class SidewaysModel(keras.Model):
                                          or update_every < 1):
             raise ValueError(f"`update_every` must be None or a positive int (steps between updates); got "
                              f"{update_every!r}.")
-        if not isinstance(stateful, bool):
-            raise ValueError(f"`stateful` must be True or False; got {stateful!r}.")
+        for name, value in (("stateful", stateful), ("stop_on_nonfinite_loss", stop_on_nonfinite_loss)):
+            if not isinstance(value, bool):
+                raise ValueError(f"`{name}` must be True or False; got {value!r}.")
         _check_choice("fusion", fusion, FUSIONS)
         _check_choice("shortcut", shortcut, SHORTCUTS)
         if isinstance(units, keras.layers.Layer) or not isinstance(units, (list, tuple)):
@@ -144,6 +151,7 @@ class SidewaysModel(keras.Model):
         self.update_every = update_every
         self.stateful = stateful
         self.check_finite = bool(check_finite)
+        self.stop_on_nonfinite_loss = stop_on_nonfinite_loss
         self.stream_state = stream_state.StreamState(name="stream_state") if stateful else None
         self.stages = []
         self.frame_shape = None
@@ -605,7 +613,7 @@ class SidewaysModel(keras.Model):
             state, data = args
             groups = (self.trainable_variables, self.non_trainable_variables, self.optimizer.variables,
                       self.metrics_variables)
-            if not self.check_finite:
+            if not self._checks_steps():
                 return self._stateless(self._train_on_batch, data, state, groups)
             from sideways_tf.core.backends import jax_finite
 
@@ -616,17 +624,21 @@ class SidewaysModel(keras.Model):
         return self._train_on_batch(*args)
 
     def make_train_function(self, force=False):
-        """Keras' train function; under JAX with `check_finite`, one that raises when a check failed."""
+        """Keras' train function; under JAX with checks (`_checks_steps`), one that raises when one failed."""
         if self._on_programs():  # the step drives one compiled program per device itself
             self.jit_compile = False
         super().make_train_function(force)
-        if keras.backend.backend() == "jax" and self.check_finite and \
+        if keras.backend.backend() == "jax" and self._checks_steps() and \
                 not getattr(self.train_function, "finite_checked", False):
             from sideways_tf.core.backends import jax_finite
 
             self.train_function = jax_finite.raising(self.train_function, lambda: self._finite_messages,
                                                      self._keep_jax_state)
         return self.train_function
+
+    def _checks_steps(self) -> bool:
+        """Whether training steps carry run-time checks (`check_finite`, `stop_on_nonfinite_loss`)."""
+        return self.check_finite or self.stop_on_nonfinite_loss
 
     def make_test_function(self, force=False):
         """Keras' test function (not compiled as a whole when the units run one program per device)."""
@@ -685,11 +697,18 @@ class SidewaysModel(keras.Model):
         return keras.Model.compute_metrics(self, video, y, y_pred, sample_weight)
 
     def _finite(self, result: ClipResult) -> ClipResult:
-        """With `check_finite`, the result's gradients checked for NaN and Inf, each named by its unit."""
-        if not self.check_finite:
-            return result
-        return result._replace(gradients=input_checks.finite_gradients(
-            result.gradients, self.trainable_variables, self.stages, backends.current().check_finite))
+        """With `check_finite`, the result's gradients checked for NaN and Inf, each named by its unit;
+        then, with `stop_on_nonfinite_loss`, its loss (a culprit named first). The update waits for both."""
+        backend = backends.current()
+        gradients = result.gradients
+        if self.check_finite:
+            gradients = input_checks.finite_gradients(gradients, self.trainable_variables, self.stages,
+                                                      backend.check_finite)
+        loss = result.loss
+        if self.stop_on_nonfinite_loss:
+            loss = backend.check_finite(backend.after(gradients, [loss])[0], input_checks.NONFINITE_LOSS)
+            gradients = backend.after([loss], gradients)
+        return result._replace(loss=loss, gradients=gradients)
 
     @staticmethod
     def _assign(variables, values) -> None:
@@ -826,6 +845,7 @@ class SidewaysModel(keras.Model):
             "update_every": self.update_every,
             "stateful": self.stateful,
             "check_finite": self.check_finite,
+            "stop_on_nonfinite_loss": self.stop_on_nonfinite_loss,
             "name": self.name,
         }
 

@@ -180,12 +180,43 @@ def test_check_finite_names_the_unit_whose_gradient_is_not_finite():
         model.fit(random_clip((2, 7, 5)), np.array([0, 1]), verbose=0)
 
 
-def test_without_check_finite_the_same_step_runs():
-    model = compiled(sw.SidewaysModel(dense_units(3)))
+def test_without_the_checks_the_same_step_runs():
+    model = compiled(sw.SidewaysModel(dense_units(3), stop_on_nonfinite_loss=False))
     video = random_clip((2, 7, 5))
     video[1, 3, 2] = np.nan
-    model.fit(video, np.array([0, 1]), verbose=0)  # what check_finite exists to catch
+    model.fit(video, np.array([0, 1]), verbose=0)  # what the checks exist to catch
     assert not np.isfinite(model.get_weights()[0]).all()
+
+
+@pytest.mark.parametrize("cause", ["nan input", "learning rate"])
+def test_a_nonfinite_loss_stops_fit_with_the_last_finite_weights(cause):
+    keras.utils.set_random_seed(0)
+    video, labels = random_clip((2, 7, 5)), np.array([0, 1])
+    learning_rate = 1e12 if cause == "learning rate" else 0.1
+    # Linear units: a learning rate too high sends the logits, then the loss, to Inf and NaN.
+    model = sw.SidewaysModel([keras.layers.Dense(8), keras.layers.Dense(8), keras.layers.Dense(3)])
+    model.compile(optimizer=keras.optimizers.SGD(learning_rate), loss=SPARSE_CE)
+    model.build(video.shape)
+    if cause == "nan input":
+        model.fit(video, labels, verbose=0)  # a finite step first
+        video[1, 3, 2] = np.nan
+    before = [w.copy() for w in model.get_weights()]
+    with pytest.raises(Exception, match="stop_on_nonfinite_loss: the training loss became NaN or Inf"):
+        model.fit(video, labels, epochs=30, verbose=0)
+    weights = model.get_weights()
+    assert all(np.isfinite(w).all() for w in weights)
+    if cause == "nan input":  # the NaN step was not applied
+        for a, b in zip(weights, before, strict=True):
+            np.testing.assert_array_equal(a, b)
+    else:  # some steps were applied, then the step that blew up was not
+        assert any(not np.array_equal(a, b) for a, b in zip(weights, before, strict=True))
+
+
+def test_stop_on_nonfinite_loss_is_checked_and_saved():
+    with pytest.raises(ValueError, match="`stop_on_nonfinite_loss` must be True or False; got 'no'"):
+        sw.SidewaysModel(dense_units(3), stop_on_nonfinite_loss="no")
+    model = sw.SidewaysModel(dense_units(3), stop_on_nonfinite_loss=False)
+    assert sw.SidewaysModel.from_config(model.get_config()).stop_on_nonfinite_loss is False
 
 
 def test_activity_regularizers_inside_units_are_refused_up_front():
