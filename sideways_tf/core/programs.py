@@ -2,13 +2,16 @@
 
 Each device group (the units that `devices=` puts on one device) gets a `jax.jit` step function
 of its own, holding only that group's parameters, non-trainable state, gradient accumulators and
-pipeline state on its device. A host loop calls every group's step once per frame; JAX
-dispatches the calls asynchronously, so the groups compute concurrently, and what crosses a
-boundary moves device to device with one batched `jax.device_put` per frame while the next
-steps are queued behind it:
+pipeline state on its device. A worker thread per group (`core.workers`, `dispatch="workers"`)
+calls its group's step once per frame; JAX dispatches the calls asynchronously, so the groups
+compute concurrently, and what crosses a boundary moves device to device with a `jax.device_put`
+queued behind the step that made it and ahead of the step that reads it:
 
     frame s:   group 0: step(s) | group 1: step(s) | ...      (dispatched, not waited for)
                pieces of step s  --device_put-->  the groups that read them at step s+1
+
+(`dispatch="threads"` joins the groups' threads every frame and moves the pieces in one batched
+`device_put`; `"plain"` dispatches from the calling thread. Both are kept for measurement.)
 
 The pieces of a step (`pieces`) are what a unit produced that another unit reads at the next
 step: its output `h_k` (read by unit k+1 and, through a shortcut, unit k+2), its gradient
@@ -22,16 +25,14 @@ their groups' devices (gradients, statistics, the top unit's outputs on the top 
 
 from __future__ import annotations
 
-import concurrent.futures
 import os
-import queue
 from typing import Callable, NamedTuple, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
 from keras import ops
 
-from sideways_tf.core import pipeline
+from sideways_tf.core import pipeline, workers
 from sideways_tf.core.placement import Placement, groups_of
 from sideways_tf.core.schedule import Rule
 
@@ -167,7 +168,6 @@ class ProgramsPlacement(Placement):
         if len(set(self.group_devices)) != len(self.group_devices):
             raise ValueError(f"`devices` names the same device twice under different names: {self.devices!r}.")
         self.dispatch = dispatch
-        self._pool = None
         self._functions: dict = {}
 
     @property
@@ -346,9 +346,9 @@ class ProgramsPlacement(Placement):
                 return call(g)
 
         # Inside a trace (Keras' shape inference) the calls stay on this thread, which holds the trace.
-        pool = None if _traced((params, states, video)) else self._thread_pool(len(groups))
+        pool = None if _traced((params, states, video)) or self.dispatch == "plain" else workers.pool(len(groups))
         if pool is not None and self.dispatch == "workers":
-            return _run_workers(pool, ready, routes, where, call_in_thread)
+            return _run_workers(ready, routes, where, call, precision)
         for _ in range(ready.num_frames):
             outs = list(pool.map(call_in_thread, range(len(groups)))) if pool is not None else [
                 call(g) for g in range(len(groups))]
@@ -358,13 +358,6 @@ class ProgramsPlacement(Placement):
                 for (_, name, h), value in zip(routes, moved, strict=True):
                     inboxes[h][name] = value
         return carries
-
-    def _thread_pool(self, num_groups: int):
-        if self.dispatch == "plain" or num_groups < 2:
-            return None
-        if self._pool is None:
-            self._pool = concurrent.futures.ThreadPoolExecutor(num_groups, thread_name_prefix="sideways_group")
-        return self._pool
 
     def train_episode(self, stages, clip: Clip, params, states, video, labels, sample_weight, activation_shapes):
         """One clip's pseudo-gradients: `episode.EpisodeResult` fields, each unit's on its own device.
@@ -395,51 +388,32 @@ def _traced(tree) -> bool:
     return any(isinstance(x, jax.core.Tracer) for x in jax.tree.leaves(tree))
 
 
-class _Abort(Exception):
-    """Another group's worker failed: this one stops too."""
-
-
-def _run_workers(pool, ready: "Prepared", routes, where, call) -> list:
-    """The clip with one long-lived worker per group, each running its own frame loop.
+def _run_workers(ready: "Prepared", routes, where, call: Callable, precision) -> list:
+    """The clip with one worker per group (`core.workers`), each running its own frame loop.
 
     Worker g calls its step for frame s as soon as the pieces it reads from frame s - 1 have
-    been dispatched to it (their arrays exist before their values do), then sends its own
-    pieces with one `device_put` per receiving group. No barrier joins the groups per frame.
+    been queued to it, then queues its own pieces to the groups that read them, one `device_put`
+    per receiving group. Returns each group's final carry.
     """
-    num_groups, num_frames = len(ready.groups), ready.num_frames
-    mailboxes = {(g, h): queue.SimpleQueue() for g, _, h in routes}
-    sends = {}
+    num_frames = ready.num_frames
+    sends: dict = {}
     for (g, name, h), sharding in zip(routes, where, strict=True):
         sends.setdefault(g, {}).setdefault(h, ([], sharding))[0].append(name)
-    receives = {h: sorted({g for g, _, h2 in routes if h2 == h}) for h in range(num_groups)}
+    receives = {h: sorted({g for g, _, h2 in routes if h2 == h}) for h in range(len(ready.groups))}
 
-    def work(g):
-        try:
-            for s in range(num_frames):
-                if s:
-                    for source in receives[g]:
-                        got = mailboxes[(source, g)].get()
-                        if got is _Abort:
-                            raise _Abort()
-                        ready.inboxes[g].update(got)
-                ready.carries[g], out = call(g)
-                if s + 1 < num_frames:
-                    for h, (names, sharding) in sends.get(g, {}).items():
-                        moved = jax.device_put([out[name] for name in names], [sharding] * len(names))
-                        mailboxes[(g, h)].put(dict(zip(names, moved, strict=True)))
-        except BaseException:
-            for box in mailboxes.values():
-                box.put(_Abort)
-            raise
+    def work(g, boxes):
+        for s in range(num_frames):
+            if s:
+                for source in receives[g]:
+                    ready.inboxes[g].update(boxes.get((source, g)))
+            ready.carries[g], out = call(g)
+            if s + 1 < num_frames:
+                for h, (names, sharding) in sends.get(g, {}).items():
+                    moved = jax.device_put([out[name] for name in names], [sharding] * len(names))
+                    boxes.put((g, h), dict(zip(names, moved, strict=True)))
         return ready.carries[g]
 
-    futures = [pool.submit(work, g) for g in range(num_groups)]
-    concurrent.futures.wait(futures)
-    errors = [f.exception() for f in futures if f.exception() is not None]
-    real = [e for e in errors if not isinstance(e, _Abort)]
-    if errors:
-        raise (real or errors)[0]
-    return [f.result() for f in futures]
+    return workers.run(len(ready.groups), work, precision)
 
 
 def _batch_major(x):
