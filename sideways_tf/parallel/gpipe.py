@@ -10,7 +10,9 @@ phase takes `M + S - 1` ticks for M frames and S devices, so a device idles for 
 `(S - 1) / (M + S - 1)` of the clip (the bubble). The gradients are exactly those of `"bp"`: the
 mean over frames of each frame's gradient.
 
-Everything runs in one program over the model's "stage" mesh axis (`core.backends.jax_stages`),
+On two or more devices the baseline runs on per-device programs, the runtime of depth-parallel
+training (`gpipe_programs`), so that the two are compared on equal terms. `runtime="mesh"` runs
+it as below, in one program over the model's "stage" mesh axis (`core.backends.jax_stages`),
 with a `ppermute` of the boundary activation (forward) or its gradient (backward) per tick. Each
 device keeps its group's inputs and sums its gradients in packed buffers of its own, written
 outside the switch, so no tick copies another group's buffers (a fair baseline).
@@ -197,14 +199,37 @@ def gradients(model, video, labels, sample_weight=None) -> list:
 _COMPILED = weakref.WeakKeyDictionary()
 
 
-def gradient_function(model):
-    """`jax.jit(clip_gradients)` for `model`: `(params, states, video, labels, sample_weight) -> (gradients, loss)`.
+RUNTIMES = ("auto", "programs", "mesh")
 
-    One jitted function per model (kept while the model lives), so repeated calls reuse its
-    compilations.
+
+def gradient_function(model, runtime: str = "auto"):
+    """The GPipe gradients of `model`: `(params, states, video, labels, sample_weight) -> (gradients, loss)`.
+
+    Args:
+      model: as in `clip_gradients`.
+      runtime: "programs" (one compiled program per device group, driven by a worker each;
+        `gpipe_programs`), "mesh" (`jax.jit(clip_gradients)`, one program over the stage mesh),
+        or "auto": "programs" where the units span two devices or more.
+
+    One function per model and runtime (kept while the model lives), so repeated calls reuse
+    its compilations.
+
+    Raises:
+      ValueError: naming `runtime` when it is not one of `RUNTIMES`, and as `clip_gradients`.
     """
+    from sideways_tf.parallel import gpipe_programs
+
+    if runtime not in RUNTIMES:
+        raise ValueError(f"`runtime` must be one of {RUNTIMES}; got {runtime!r}.")
     _check(model)
-    if model not in _COMPILED:
-        _COMPILED[model] = jax.jit(lambda params, states, video, labels, sample_weight=None: clip_gradients(
-            model, params, states, video, labels, sample_weight))
-    return _COMPILED[model]
+    if runtime == "auto":
+        runtime = "programs" if len(set(model.devices)) >= 2 else "mesh"
+    functions = _COMPILED.setdefault(model, {})
+    if runtime not in functions:
+        if runtime == "programs":
+            functions[runtime] = lambda params, states, video, labels, sample_weight=None: \
+                gpipe_programs.clip_gradients(model, params, states, video, labels, sample_weight)
+        else:
+            functions[runtime] = jax.jit(lambda params, states, video, labels, sample_weight=None: clip_gradients(
+                model, params, states, video, labels, sample_weight))
+    return functions[runtime]

@@ -52,3 +52,37 @@ def test_tensorflow_backend_is_refused():
     model = compiled(sw.SidewaysModel(dense_units(3), mode="bp"))
     with pytest.raises(ValueError, match=r"runs under KERAS_BACKEND=jax; the backend is 'tensorflow'"):
         gpipe.gradient_function(model)
+
+
+@pytest.mark.backend_independent("a pure schedule")
+def test_clock_cycles_is_gpipe_fill_and_drain():
+    from sideways_tf.parallel.gpipe_programs import clock_cycles
+
+    ticks = list(clock_cycles(3, 2))
+    assert ticks == [[(0, 0)], [(1, 0), (0, 1)], [(2, 0), (1, 1)], [(2, 1)],
+                     [(2, 1)], [(1, 1), (2, 0)], [(0, 1), (1, 0)], [(0, 0)]]
+    for frames, groups in ((5, 3), (8, 4), (2, 4)):
+        ticks = list(clock_cycles(frames, groups))
+        phases = ticks[:frames + groups - 1], ticks[frames + groups - 1:]
+        assert len(phases[1]) == frames + groups - 1
+        for phase, below in zip(phases, (lambda g: g - 1, lambda g: g + 1), strict=True):
+            when = {work: t for t, tick in enumerate(phase) for work in tick}
+            assert sorted(when) == [(m, g) for m in range(frames) for g in range(groups)]  # each once
+            for (m, g), t in when.items():  # after the group that feeds it, on the same frame
+                if (m, below(g)) in when:
+                    assert when[(m, below(g))] < t
+        # The busy fraction is GPipe's: 1 - bubble.
+        from sideways_tf.parallel.gpipe import bubble
+
+        busy = sum(len(tick) for tick in phases[0]) / (groups * len(phases[0]))
+        assert busy == pytest.approx(1 - bubble(frames, groups))
+
+
+@jax_with_devices
+def test_runtime_is_checked():
+    from sideways_tf.parallel import gpipe
+
+    model = compiled(sw.SidewaysModel(dense_units(3), mode="bp", devices=["cpu:0"] * 3))
+    model.build((2, 5, 4))
+    with pytest.raises(ValueError, match=r"`runtime` must be one of \('auto', 'programs', 'mesh'\); got 'spmd'"):
+        gpipe.gradient_function(model, "spmd")
