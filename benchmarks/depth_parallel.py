@@ -9,8 +9,10 @@ For every model, mode and batch size: the units are grouped over the first N dev
 the whole training step but the optimizer) is timed on one device and on the N devices; both give
 the same pseudo-gradients (their largest relative difference is printed). `resnet50` is Keras'
 ResNet50 cut into 8 units by `sw.split`. GPipe
-(`sw.parallel.gpipe`: exact backprop, the same groups, frames as micro-batches) is timed on the
-same devices and clips. Frames/s are B * T over the median time of `--reps` calls.
+(`sw.parallel.gpipe`: exact backprop, frames as micro-batches, on per-device programs too) is
+timed on the same devices and clips, with each rule's bound against it: `(1 + r) / (1 - bubble)
+x (the rule's one-device frames/s / bp's)`, r being GPipe's recompute share (one-device forward
+time over bp's gradient time). Frames/s are B * T over the median time of `--reps` calls.
 
 `--host_devices N` splits a CPU into N XLA host devices (set before JAX starts), so the script
 runs without accelerators; such numbers measure the program's overheads on shared cores, not a
@@ -128,13 +130,38 @@ def measure(name: str, mode: str, batch: int, frames: int, num_devices: int, res
            "peak_gb_per_device": [None if p is None else round(p / 2**30, 2) for p in peaks_placed],
            "peak_gb_one_device": None if peak_one is None else round(peak_one / 2**30, 2)}
     if mode != "bp":
-        chain = sw.parallel.balance(BUILDERS[name](resolution), frame_shape, num_devices, mode="bp", batch_size=batch)
-        pipe = _model(name, "bp", resolution, chain.devices)
-        pipe.build(video.shape)
-        seconds_gpipe = median_seconds(gpipe.gradient_function(pipe), (*_values(pipe), video, labels, None), reps)
-        row.update(gpipe_fps=batch * frames / seconds_gpipe, vs_gpipe=seconds_gpipe / seconds_placed,
-                   gpipe_bubble=gpipe.bubble(frames, num_devices))
+        row.update(_against_gpipe(name, mode, video, labels, num_devices, resolution, reps, seconds_one,
+                                  seconds_placed))
     return row
+
+
+def _against_gpipe(name: str, mode: str, video, labels, num_devices: int, resolution: int, reps: int,
+                   seconds_one: float, seconds_placed: float) -> dict:
+    """GPipe on the same devices (per-device programs), and the rule's bound against it.
+
+    The bound is `(1 + r) / (1 - bubble) x (the rule's one-device frames/s / bp's)`: GPipe
+    recomputes each group's forward pass (r: one-device forward time over bp's gradient time)
+    and idles for the bubble, and the rule itself costs what it costs on one device."""
+    batch, frames = video.shape[:2]
+    chain = sw.parallel.balance(BUILDERS[name](resolution), video.shape[2:], num_devices, mode="bp", batch_size=batch)
+    pipe = _model(name, "bp", resolution, chain.devices)
+    pipe.build(video.shape)
+    one_bp = _model(name, "bp", resolution)
+    one_bp.build(video.shape)
+    one_bp.set_weights(pipe.get_weights())
+    args = (*_values(pipe), video, labels, None)
+    seconds_gpipe = median_seconds(gpipe.gradient_function(pipe), args, reps)
+    seconds_bp = median_seconds(one_bp.gradient_function(), (*_values(one_bp), video, labels, None), reps)
+    forward = jax.jit(lambda trainable, non_trainable, clip: one_bp.stateless_call(trainable, non_trainable, clip)[0])
+    seconds_forward = median_seconds(forward, (*_values(one_bp), video), reps)
+    recompute = seconds_forward / seconds_bp
+    bubble = gpipe.bubble(frames, num_devices)
+    bound = (1 + recompute) / (1 - bubble) * seconds_bp / seconds_one
+    vs_gpipe = seconds_gpipe / seconds_placed
+    return {"gpipe_fps": batch * frames / seconds_gpipe, "vs_gpipe": vs_gpipe, "gpipe_bubble": bubble,
+            "gpipe_recompute": recompute, "vs_gpipe_bound": bound, "vs_gpipe_of_bound": vs_gpipe / bound,
+            "gpipe_max_rel_err": _relative_error(gpipe.gradient_function(pipe)(*args)[0],
+                                                 one_bp.gradient_function()(*_values(one_bp), video, labels, None))}
 
 
 def plot(path: str, rows) -> None:
@@ -191,8 +218,8 @@ def main() -> None:
                 print(f"measured {rows[-1]}", file=sys.stderr, flush=True)
     summary = {"devices": str(jax.devices()[:args.devices]), "XLA_FLAGS": os.environ["XLA_FLAGS"]}
     columns = ["model", "mode", "B", "T", "dtype", "groups", "runtime", "one_device_fps", "depth_parallel_fps",
-               "speedup", "ideal_speedup", "of_ideal", "gpipe_fps", "vs_gpipe", "max_rel_err", "peak_gb_per_device",
-               "peak_gb_one_device"]
+               "speedup", "ideal_speedup", "of_ideal", "gpipe_fps", "vs_gpipe", "vs_gpipe_bound", "vs_gpipe_of_bound",
+               "gpipe_recompute", "max_rel_err", "gpipe_max_rel_err", "peak_gb_per_device", "peak_gb_one_device"]
     report("depth_parallel", rows, columns, summary)
     if args.png:
         plot(args.png, rows)
