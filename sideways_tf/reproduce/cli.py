@@ -1,6 +1,6 @@
 """`sideways-reproduce`: the papers' claims in miniature, with error bars over seeds, on this machine.
 
-    sideways-reproduce [--claims motion,wide] [--seeds 3] [--out experiments] [--runs_dir DIR]
+    sideways-reproduce [--claims motion,wide] [--seeds 3] [--out sideways_reproduce] [--runs_dir DIR]
 
 Trains every arm of every claim once per seed (runs shared between claims are trained once;
 an interrupted call resumes), then writes `miniature.md` (per claim: mean ± std per arm, each
@@ -22,7 +22,10 @@ from sideways_tf.reproduce import execute, study
 FLAGS = flags.FLAGS
 flags.DEFINE_list("claims", None, f"Claims to check (default: all): {', '.join(claims_lib.CLAIMS)}.")
 flags.DEFINE_integer("seeds", 3, "Seeds per arm (at least 3 for error bars).")
-flags.DEFINE_string("out", "experiments", "Where miniature.md, miniature.json and the PNGs go.")
+# Not "experiments": run inside a clone, that would overwrite the repository's own results
+# (regenerated with --out experiments).
+flags.DEFINE_string("out", "sideways_reproduce", "Where miniature.md, miniature.json and the PNGs go (made if "
+                    "missing).")
 flags.DEFINE_string("runs_dir", None, "Where the runs go (default: sideways_reproduce_<size> in the temp folder); "
                     "kept, so that a second call resumes.")
 flags.DEFINE_integer("workers", None, "Runs trained at the same time, one process and one thread each "

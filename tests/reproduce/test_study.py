@@ -92,6 +92,15 @@ def test_the_command_lists_claims_and_refuses_bad_flags(tmp_path):
     assert not os.listdir(tmp_path)
 
 
+def test_the_default_out_is_not_the_repository_results():
+    from sideways_tf.reproduce import cli
+
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    default = cli.FLAGS["out"].default
+    # Run inside a clone, the default must not overwrite the repository's own miniature.md.
+    assert not os.path.isabs(default) and not os.path.exists(os.path.join(root, default, study.RESULTS_MD))
+
+
 def test_plan_gives_each_seed_its_run():
     jobs = execute.plan(claims.get(["motion"]), 3, "tiny", "/nonexistent")
     assert [(j.arm, j.seed) for j in jobs][:3] == [("sideways", 0), ("sideways", 1), ("sideways", 2)]
