@@ -26,7 +26,8 @@ def export_saved_model(model, filepath: str, verbose=None) -> None:
     Args:
       model: a built `SidewaysModel`.
       filepath: the SavedModel directory.
-      verbose: passed to Keras' `ExportArchive.write_out`.
+      verbose: None or True: one line per endpoint with its shapes (Keras' own listing names every
+        captured variable by a resource id); False: silent.
 
     Raises:
       ValueError: when the backend is not TensorFlow or the model is not built.
@@ -61,5 +62,16 @@ def export_saved_model(model, filepath: str, verbose=None) -> None:
     archive.add_endpoint("init_states", init_states, input_signature=[tf.TensorSpec((), "int32")])
     archive.add_endpoint("stream_step", stream_step,
                          input_signature=[tf.TensorSpec((None,) + frame_shape, "float32"), state_spec])
-    kwargs = {} if verbose is None else {"verbose": verbose}
-    archive.write_out(filepath, **kwargs)
+    archive.write_out(filepath, verbose=False)
+    if verbose is None or verbose:
+        print(endpoints_summary(filepath, frame_shape, model.prediction_shape, sorted(state)))
+
+
+def endpoints_summary(filepath: str, frame_shape, prediction_shape, state_names) -> str:
+    """What `export` wrote, one line per endpoint (`[B, T, *F]` style shapes)."""
+    frame = ", ".join(str(d) for d in frame_shape)
+    out = ", ".join(str(d) for d in prediction_shape)
+    return (f"Saved a SavedModel at {filepath} with endpoints:\n"
+            f"  serve(video [B, T, {frame}]) -> [B, T', {out}]\n"
+            f"  init_states(batch_size) -> {{{', '.join(state_names)}}}\n"
+            f"  stream_step(frame [B, {frame}], state) -> {{prediction [B, {out}], {', '.join(state_names)}}}")

@@ -252,6 +252,19 @@ def test_exported_saved_model_streams_without_the_package(mode, tmp_path):
     np.testing.assert_allclose(np.load(tmp_path / "serve.npy"), expected, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.tensorflow_only("a TensorFlow SavedModel")
+def test_export_says_what_it_wrote_in_a_few_lines(tmp_path, capsys):
+    model = sw.SidewaysModel(dense_units(3))
+    model.build((2, 7, 5))
+    model.export(str(tmp_path / "saved"))
+    printed = capsys.readouterr().out
+    assert "serve(video [B, T, 5]) -> [B, T', 3]" in printed
+    assert "stream_step(frame [B, 5], state) -> {prediction [B, 3], h0, h1, steps}" in printed
+    assert "Captures" not in printed and "tf.resource" not in printed and len(printed.splitlines()) <= 5
+    model.export(str(tmp_path / "quiet"), verbose=False)
+    assert capsys.readouterr().out == ""
+
+
 def test_weight_regularizers_enter_each_update_once():
     def units():
         l2 = keras.regularizers.L2(0.5)
