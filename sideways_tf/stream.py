@@ -26,11 +26,17 @@ import numpy as np
 MODES = ("sideways", "skip_sideways", "fa_skip_sideways", "bp")
 
 
+class _Help(argparse.ArgumentDefaultsHelpFormatter):
+    """Defaults in the help, except where there is none to show (the help then says what happens)."""
+
+    def _get_help_string(self, action):
+        return action.help if action.default is None else super()._get_help_string(action)
+
+
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="sideways-stream", description=__doc__.split("\n\n")[0],
-        epilog="example: sideways-stream --video clip.mp4 --seconds 30 --out /tmp/stream",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        epilog="example: sideways-stream --video clip.mp4 --seconds 30 --out /tmp/stream", formatter_class=_Help)
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--video", help="a video file, replayed in a loop (needs PyAV: sideways_tf[video])")
     source.add_argument("--camera", type=int, help="a camera index (needs opencv-python-headless)")

@@ -14,6 +14,9 @@ def test_help_exits_zero_and_lists_the_flags(capsys):
     assert exit_info.value.code == 0
     text = capsys.readouterr().out
     assert "--video" in text and "--camera" in text and "example: sideways-stream" in text
+    flat = " ".join(text.split())
+    assert "(default: None)" not in flat and "(default: a new temporary folder)" in flat
+    assert "(default: 25.0)" in flat  # defaults that exist are still shown
 
 
 @pytest.mark.parametrize("argv, message", [
