@@ -76,9 +76,10 @@ def vgg_style_units(num_classes: int = 51, width: int = 16) -> list:
     ]
 
 
-def compiled_model(mode: str, devices=None, width: int = 16, jit_compile="auto") -> sw.SidewaysModel:
+def compiled_model(mode: str, devices=None, width: int = 16, jit_compile="auto", **kwargs) -> sw.SidewaysModel:
+    """The 8-unit VGG-style model in `mode`, compiled (`kwargs` go to `SidewaysModel`)."""
     keras.utils.set_random_seed(0)
-    model = sw.SidewaysModel(vgg_style_units(width=width), mode=mode, devices=devices)
+    model = sw.SidewaysModel(vgg_style_units(width=width), mode=mode, devices=devices, **kwargs)
     model.compile(optimizer=keras.optimizers.Adam(1e-4, clipvalue=1.0),
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), jit_compile=jit_compile)
     return model

@@ -1,7 +1,7 @@
 """Training throughput (frames per second of `fit`) of every mode, per backend, on one device and on two.
 
     python -m benchmarks.throughput [--backend tensorflow|jax|both] [--jit_compile] [--frames 32] [--batch 4]
-        [--steps 4]
+        [--steps 4] [--loss_check_off]
 
 The 8-unit VGG-style net at 112x112 on uint8 clips, fed to `fit` as numpy arrays (the same
 input path on both backends). "one device" runs everything on one device; "two devices"
@@ -9,6 +9,8 @@ input path on both backends). "one device" runs everything on one device; "two d
 first, 5-8 on the second (`devices=`). Configurations are interleaved over several rounds and the
 median is reported, so that ratios come from one run on a shared, noisy machine. `--backend both`
 runs each backend in its own process, one after the other, and adds the JAX / TF ratio.
+`--loss_check_off` adds each mode with `stop_on_nonfinite_loss=False` to the same rounds: what
+the default check of the loss costs.
 """
 
 from __future__ import annotations
@@ -38,12 +40,15 @@ def measure(args) -> list[dict]:
     placements = {"one device": None}
     if keras.backend.backend() == "tensorflow":
         placements["two devices"] = ["/CPU:0"] * 4 + ["/CPU:1"] * 4
+    if args.loss_check_off:  # what the default check of the loss costs, in the same rounds
+        placements["one device, no loss check"] = None
     video = uint8_clips(args.batch * args.steps, args.frames)
     labels = np.arange(args.batch * args.steps) % 51
     models = {}
     for placement, devices in placements.items():
         for mode in args.modes:
-            model = compiled_model(mode, devices=devices, jit_compile=args.jit_compile or "auto")
+            model = compiled_model(mode, devices=devices, jit_compile=args.jit_compile or "auto",
+                                   stop_on_nonfinite_loss="no loss check" not in placement)
             model.fit(video[:args.batch], labels[:args.batch], batch_size=args.batch, verbose=0)  # compile, warm up
             models[(mode, placement)] = model
     times = {key: [] for key in models}
@@ -87,6 +92,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--modes", nargs="+", default=list(sw.MODES), choices=sw.MODES)
     parser.add_argument("--jit_compile", action="store_true", help="compile with XLA (TensorFlow; JAX always does)")
+    parser.add_argument("--loss_check_off", action="store_true",
+                        help="also time each mode with stop_on_nonfinite_loss=False (the check's cost)")
     parser.add_argument("--rows_only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.backend == "both":
