@@ -80,10 +80,10 @@ class SidewaysModel(keras.Model):
         unit's pseudo-gradient holds NaN or Inf (TensorFlow: an `InvalidArgumentError`; JAX: a
         runtime error carrying a `FloatingPointError`). Costs one reduction per gradient.
       stop_on_nonfinite_loss: a training step whose loss is NaN or Inf (a learning rate too
-        high, a NaN in the input) fails with a message saying so, before its update, so the
-        weights are those of the last step with a finite loss (TensorFlow: an
-        `InvalidArgumentError`; JAX: a `FloatingPointError`). Costs one scalar read per step
-        under JAX. False lets such steps update the weights.
+        high, a NaN in the input) is not applied and raises `FloatingPointError` saying so, so
+        `fit` stops with the weights of the last step with a finite loss (on both backends, with
+        XLA too: the step's state is held on the device and one scalar is read back per step).
+        False lets such steps update the weights.
       **kwargs: passed to `keras.Model` (`name`, ...).
 
     Calling the model on a clip `[B, T, *F]` returns the per-frame predictions
@@ -525,6 +525,7 @@ class SidewaysModel(keras.Model):
 
     def _jax_values(self) -> list:
         """Under JAX, every variable with its current value (references, no copy); else nothing."""
+        self.__dict__.pop("_state_kept", None)  # a flag from an earlier call (train_on_batch) is stale
         if keras.backend.backend() != "jax":
             return []
         variables = [*self.trainable_variables, *self.non_trainable_variables, *self.metrics_variables]
@@ -536,7 +537,7 @@ class SidewaysModel(keras.Model):
         """After a failed JAX `fit`: the variables get the state of the last step that ran, or
         their values from before `fit` (Keras' JAX `fit` detaches them while it runs and only
         reattaches them at the end of an epoch; an error in the first step left them empty)."""
-        if not before:
+        if not before or self.__dict__.pop("_state_kept", False):
             return
         if getattr(self, "_jax_state", None):
             self.jax_state_sync()
@@ -621,6 +622,15 @@ class SidewaysModel(keras.Model):
                 logs, new_state = self._stateless(self._train_on_batch, data, state, groups)
             self._finite_messages = [message for _, message in checks]
             return jax_finite.hold(logs, new_state, tuple(list(s) for s in state), checks)
+        if self.stop_on_nonfinite_loss:
+            from sideways_tf.core.backends import tensorflow_finite
+
+            # Bypasses Keras' attribute tracking: a plain list the step's `_finite` appends to.
+            self.__dict__["_step_losses"] = losses = []
+            try:
+                return tensorflow_finite.held_step(self, self._train_on_batch, args[0], losses)
+            finally:
+                self.__dict__["_step_losses"] = None
         return self._train_on_batch(*args)
 
     def make_train_function(self, force=False):
@@ -628,12 +638,17 @@ class SidewaysModel(keras.Model):
         if self._on_programs():  # the step drives one compiled program per device itself
             self.jit_compile = False
         super().make_train_function(force)
-        if keras.backend.backend() == "jax" and self._checks_steps() and \
-                not getattr(self.train_function, "finite_checked", False):
+        if getattr(self.train_function, "finite_checked", False):
+            return self.train_function
+        if keras.backend.backend() == "jax" and self._checks_steps():
             from sideways_tf.core.backends import jax_finite
 
             self.train_function = jax_finite.raising(self.train_function, lambda: self._finite_messages,
                                                      self._keep_jax_state)
+        elif keras.backend.backend() == "tensorflow" and self.stop_on_nonfinite_loss:
+            from sideways_tf.core.backends import tensorflow_finite
+
+            self.train_function = tensorflow_finite.raising(self.train_function, input_checks.NONFINITE_LOSS)
         return self.train_function
 
     def _checks_steps(self) -> bool:
@@ -657,6 +672,7 @@ class SidewaysModel(keras.Model):
         names = ("trainable_variables", "non_trainable_variables", "optimizer_variables", "metrics_variables")
         self._jax_state = dict(zip(names, state, strict=True))
         self.jax_state_sync()
+        self.__dict__["_state_kept"] = True  # what `_reattach_jax_values` must not overwrite
 
     def test_step(self, *args):
         """Depth-parallel inference on one batch (per-frame in `"bp"`), then the loss and metrics."""
@@ -698,7 +714,8 @@ class SidewaysModel(keras.Model):
 
     def _finite(self, result: ClipResult) -> ClipResult:
         """With `check_finite`, the result's gradients checked for NaN and Inf, each named by its unit;
-        then, with `stop_on_nonfinite_loss`, its loss (a culprit named first). The update waits for both."""
+        then, with `stop_on_nonfinite_loss`, its loss (a culprit named first): under JAX a check of
+        the step, under TensorFlow handed to `tensorflow_finite.held_step`."""
         backend = backends.current()
         gradients = result.gradients
         if self.check_finite:
@@ -706,8 +723,11 @@ class SidewaysModel(keras.Model):
                                                       backend.check_finite)
         loss = result.loss
         if self.stop_on_nonfinite_loss:
-            loss = backend.check_finite(backend.after(gradients, [loss])[0], input_checks.NONFINITE_LOSS)
-            gradients = backend.after([loss], gradients)
+            held = self.__dict__.get("_step_losses")
+            if held is not None:
+                held.append(loss)
+            else:
+                loss = backend.check_finite(loss, input_checks.NONFINITE_LOSS)
         return result._replace(loss=loss, gradients=gradients)
 
     @staticmethod

@@ -188,20 +188,22 @@ def test_without_the_checks_the_same_step_runs():
     assert not np.isfinite(model.get_weights()[0]).all()
 
 
+@pytest.mark.parametrize("jit_compile", [False, True])
 @pytest.mark.parametrize("cause", ["nan input", "learning rate"])
-def test_a_nonfinite_loss_stops_fit_with_the_last_finite_weights(cause):
+def test_a_nonfinite_loss_stops_fit_with_the_last_finite_weights(cause, jit_compile):
+    # Also under XLA (TensorFlow's default on GPUs and TPUs), which compiles assertions away.
     keras.utils.set_random_seed(0)
     video, labels = random_clip((2, 7, 5)), np.array([0, 1])
     learning_rate = 1e12 if cause == "learning rate" else 0.1
     # Linear units: a learning rate too high sends the logits, then the loss, to Inf and NaN.
     model = sw.SidewaysModel([keras.layers.Dense(8), keras.layers.Dense(8), keras.layers.Dense(3)])
-    model.compile(optimizer=keras.optimizers.SGD(learning_rate), loss=SPARSE_CE)
+    model.compile(optimizer=keras.optimizers.SGD(learning_rate), loss=SPARSE_CE, jit_compile=jit_compile)
     model.build(video.shape)
     if cause == "nan input":
         model.fit(video, labels, verbose=0)  # a finite step first
         video[1, 3, 2] = np.nan
     before = [w.copy() for w in model.get_weights()]
-    with pytest.raises(Exception, match="stop_on_nonfinite_loss: the training loss became NaN or Inf"):
+    with pytest.raises(FloatingPointError, match="stop_on_nonfinite_loss: the training loss became NaN or Inf"):
         model.fit(video, labels, epochs=30, verbose=0)
     weights = model.get_weights()
     assert all(np.isfinite(w).all() for w in weights)

@@ -1,6 +1,6 @@
 """What differs between Keras backends, and nothing else.
 
-Each backend module provides the same ten functions:
+Each backend module provides the same nine functions:
 
 * `value_and_vjp(fn, primals, cotangent=None, head=None)`: a unit's output and its
   vector-Jacobian product at given inputs (TF: `GradientTape`; JAX: `jax.vjp`);
@@ -16,8 +16,6 @@ Each backend module provides the same ten functions:
 * `check_finite(x, message)`: `x`, failing with `message` at run time if it holds NaN or Inf
   (TF: `tf.debugging.assert_all_finite`; JAX: a flag of the step, raised on the host,
   `jax_finite`);
-* `after(checks, values)`: `values`, computed only once the `check_finite` results `checks` have
-  passed (TF: a control dependency; JAX: as they are, since its checks hold the whole step);
 * `assert_at_least(value, minimum, message)`: a run-time check of a size unknown while tracing
   (TF: `tf.debugging.assert_greater_equal`; JAX: shapes are static, a Python check).
 

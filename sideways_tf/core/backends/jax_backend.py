@@ -109,12 +109,6 @@ def check_finite(x, message: str):
     return jax_finite.check(x, message)
 
 
-def after(checks: list, values: list) -> list:
-    """`values` as they are: a failed check holds the whole step's state (`jax_finite.hold`)."""
-    del checks
-    return list(values)
-
-
 def assert_at_least(value, minimum: int, message: str):
     """Raises `ValueError(message)` when `value` < `minimum` (shapes are static under JAX)."""
     if int(value) < minimum:

@@ -152,12 +152,6 @@ def check_finite(x, message: str):
     return tf.debugging.assert_all_finite(x, message)
 
 
-def after(checks: list, values: list) -> list:
-    """`values`, computed only after every tensor of `checks` (`check_finite` results) has passed."""
-    with tf.control_dependencies([c for c in checks if c is not None]):
-        return [v if v is None else tf.identity(v) for v in values]
-
-
 def assert_at_least(value, minimum: int, message: str):
     """Fails at run time with `message` when the int32 scalar `value` < `minimum` (shapes unknown while tracing)."""
     return tf.debugging.assert_greater_equal(value, tf.cast(minimum, value.dtype), message=message)
