@@ -93,10 +93,12 @@ def test_the_command_lists_claims_and_refuses_bad_flags(tmp_path):
 
 
 def test_the_default_out_is_not_the_repository_results():
-    from sideways_tf.reproduce import cli
-
+    # In a process of its own: the command's absl flags are global, and sideways-train defines some
+    # of the same names.
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    default = cli.FLAGS["out"].default
+    default = subprocess.run([sys.executable, "-c", "from sideways_tf.reproduce import cli; "
+                              "print(cli.FLAGS['out'].default)"], capture_output=True, text=True, check=True,
+                             timeout=300, cwd=root).stdout.strip().splitlines()[-1]
     # Run inside a clone, the default must not overwrite the repository's own miniature.md.
     assert not os.path.isabs(default) and not os.path.exists(os.path.join(root, default, study.RESULTS_MD))
 
