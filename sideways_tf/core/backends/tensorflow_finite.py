@@ -32,11 +32,13 @@ def held_step(model, step: Callable, data, losses: list) -> dict:
     Returns:
       The logs, with `LOG_KEY`: 1.0 where the step was refused, else 0.0.
     """
+    if not model.optimizer.built:  # its slots are held too (and made here, where tf.function can lift them)
+        model.optimizer.build(model.trainable_variables)
     variables = (list(model.trainable_variables) + list(model.non_trainable_variables)
                  + list(model.optimizer.variables) + list(model.metrics_variables))
+    # Read before the step: automatic control dependencies order reads and writes of a variable.
     before = [tf.identity(v.value) for v in variables]
-    with tf.control_dependencies(before):
-        logs = step(data)
+    logs = step(data)
     finite = tf.cast(tf.reduce_all([tf.reduce_all(tf.math.is_finite(loss)) for loss in losses]), tf.float32)
     finite = mean_over_replicas([finite])[0]  # 1.0 only where every replica's loss is finite
     kept = tf.equal(finite, 1.0)
