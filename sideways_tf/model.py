@@ -625,6 +625,9 @@ class SidewaysModel(keras.Model):
         if self.stop_on_nonfinite_loss:
             from sideways_tf.core.backends import tensorflow_finite
 
+            if self.engine is None:  # a generator's first batch: built first, so that its state can be held
+                x = keras.utils.unpack_x_y_sample_weight(args[0])[0]
+                self._check_video(stream_state.video_and_restarts(x)[0], training=True)
             # Bypasses Keras' attribute tracking: a plain list the step's `_finite` appends to.
             self.__dict__["_step_losses"] = losses = []
             try:
