@@ -25,7 +25,7 @@ import jax.numpy as jnp
 
 from sideways_tf.core import targets, workers
 from sideways_tf.core.pipeline import apply_stage
-from sideways_tf.core.placement import groups_of
+from sideways_tf.core.programs import ProgramsPlacement
 
 
 def clock_cycles(num_frames: int, num_groups: int) -> Iterator[list[tuple[int, int]]]:
@@ -101,12 +101,10 @@ def clip_gradients(model, params, states, video, labels, sample_weight=None):
     Arguments and result as `gpipe.clip_gradients`: one gradient per trainable variable (each
     on its group's device) and the mean per-frame loss (on the top group's device).
     """
-    from sideways_tf.core.backends.jax_stages import jax_device
-
     engine = model.engine
-    names, stage_of = groups_of(model.devices)
-    devices = [jax_device(name, model.devices.index(name)) for name in names]
-    groups = [tuple(k for k in range(len(stage_of)) if stage_of[k] == g) for g in range(len(names))]
+    place = ProgramsPlacement(model.devices)  # the rules' placement: each group's units and device
+    stage_of, devices = place.stage_of, place.group_devices
+    groups = [tuple(k for k in range(len(stage_of)) if stage_of[k] == g) for g in range(place.num_groups)]
     num_groups, num_frames = len(groups), int(video.shape[1])
     per_stage_params = engine.split(params, model.trainable_variables, trainable=True)
     per_stage_states = engine.split(states, model.non_trainable_variables, trainable=False)
