@@ -29,7 +29,8 @@ import numpy as np  # noqa: E402
 
 import sideways_tf as sw  # noqa: E402
 from sideways_tf.core import targets  # noqa: E402
-from sideways_tf.core.programs import DISPATCH, Clip  # noqa: E402
+from sideways_tf.core.group_steps import Clip  # noqa: E402
+from sideways_tf.core.programs import DISPATCH  # noqa: E402
 
 BUILDERS = {"vgg8": lambda: sw.models.vgg8(51), "vgg16": lambda: sw.models.vgg16(51)}
 

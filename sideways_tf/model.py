@@ -234,13 +234,12 @@ class SidewaysModel(keras.Model):
     def _per_device_programs(self) -> bool:
         """Whether the units run one program per device group (`core.programs`), built and driven from the host.
 
-        Under JAX with units over two or more devices, for clips of a pipelined rule. Streams
-        (`stateful`, `update_every`), weight regularizers and a data x stage mesh still run in
-        one program over a mesh (`docs/depth_parallel.md`).
+        Under JAX with units over two or more devices, for a pipelined rule. A data x stage mesh
+        still runs in one program over the mesh (`docs/depth_parallel.md`).
         """
         if keras.backend.backend() != "jax" or self.devices is None or len(set(self.devices)) < 2:
             return False
-        if self.mode == "bp" or self.stateful or self.update_every is not None or self.losses:
+        if self.mode == "bp":
             return False
         from sideways_tf.core.backends.jax_stages import distribution_mesh
 
@@ -318,6 +317,8 @@ class SidewaysModel(keras.Model):
 
     def compute_frame_loss(self, y, y_pred, sample_weight=None, training=True):
         """The loss of one frame's predictions `[B, *O]`: Keras' `compute_loss` (compiled loss + regularizers)."""
+        if self._on_programs() and self.losses:  # the regularizers' parts live on several devices
+            return self._data_loss(y, y_pred, sample_weight) + self._penalty(_values(self.trainable_variables))[0]
         return super().compute_loss(x=None, y=y, y_pred=y_pred, sample_weight=sample_weight, training=training)
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
@@ -368,10 +369,15 @@ class SidewaysModel(keras.Model):
         """
         params, states = list(params), list(states)
         penalized = bool(self.losses)
+        # On per-device programs the top group's step cannot read every unit's parameters: its
+        # loss leaves the regularizers out, and their value is added to the clip's loss below.
+        separate = penalized and self._on_programs() and not exact
         if self._on_programs():  # the per-device steps are traced with the compiled loss
             self.engine.place.use_loss(getattr(self, "loss", None))
 
         def frame_loss(y, y_pred, w):
+            if separate:
+                return self._data_loss(y, y_pred, w)
             if not penalized:
                 return self.compute_frame_loss(y, y_pred, w)
             # Regularizers enter the reported loss at every step but their gradient once per
@@ -384,22 +390,30 @@ class SidewaysModel(keras.Model):
             params, states, self.trainable_variables, self.non_trainable_variables,
             video, labels, sample_weight, frame_loss, exact=exact, **streaming,
         )
-        if not penalized or streaming.get("updater") is not None:
+        if not penalized:
             return result
-        penalty = self._penalty_gradients(params)
-        return result._replace(gradients=_plus(result.gradients, penalty))
+        total, gradients = self._penalty(params)
+        if separate:  # what every valid step's loss would have added
+            counted = ops.any(result.episode.output_valid)
+            result = result._replace(loss=ops.where(counted, result.loss + total, result.loss))
+        if streaming.get("updater") is not None:  # the penalty's gradient enters each update
+            return result
+        return result._replace(gradients=_plus(result.gradients, gradients))
 
-    def _penalty_gradients(self, params) -> list:
-        """Gradient of the weight regularizers (`self.losses`), scaled as Keras scales its losses."""
-        backend = backends.current()
+    def _penalty(self, params) -> tuple:
+        """The weight regularizers' value and gradient at `params`, scaled as Keras scales its losses."""
+        return self.engine.regularization(params, self.trainable_variables, 1.0 / backends.current().num_replicas())
 
-        def penalty(p):
-            with keras.StatelessScope(state_mapping=list(zip(self.trainable_variables, p, strict=True))):
-                total = ops.sum(ops.stack([ops.cast(ops.sum(loss), "float32") for loss in self.losses]))
-            return total / backend.num_replicas(), None
-
-        _, _, _, (grads,) = backend.value_and_vjp(penalty, [list(params)], head=lambda total: total)
-        return grads
+    def _data_loss(self, y, y_pred, sample_weight=None):
+        """Keras' `compute_loss` of one frame without the weight regularizers (`_penalty` adds them)."""
+        regularized = [(v, v.regularizer) for v in self.trainable_variables if v.regularizer is not None]
+        for v, _ in regularized:
+            v.regularizer = None
+        try:
+            return super().compute_loss(x=None, y=y, y_pred=y_pred, sample_weight=sample_weight)
+        finally:
+            for v, regularizer in regularized:
+                v.regularizer = regularizer
 
     def pseudo_gradients(self, video, labels, sample_weight=None) -> list:
         """The gradients `train_step` would hand to the optimizer for this batch (before clipping).
@@ -706,7 +720,7 @@ class SidewaysModel(keras.Model):
         if self.stateful or self.update_every is not None or starts is not None:
             return stream_state.train_chunk(self, params, states, video, starts, y, sample_weight)
         result = self._finite(self.clip_gradients(params, states, video, y, sample_weight))
-        self.optimizer.apply(result.gradients, self.trainable_variables)
+        self.engine.place.apply_gradients(self.optimizer, result.gradients, self.trainable_variables)
         self._assign(self.non_trainable_variables, result.non_trainable)
         self._track_gradients(result.gradients)
         self._track_loss(result.loss, video)

@@ -173,20 +173,20 @@ def optimizer_step(model, values, optimizer_state, gradients, keep):
       `(new values, new optimizer_state)`.
     """
     if model.losses:
-        penalty = model._penalty_gradients(values)
+        penalty = model._penalty(values)[1]
         gradients = [g + ops.cast(e, g.dtype) for g, e in zip(gradients, penalty, strict=True)]
     optimizer, variables = model.optimizer, model.trainable_variables
     if keras.backend.backend() == "tensorflow":
         # Inside the tf.while_loop the variables are assigned in step order (`stateless_apply`
         # refuses TensorFlow); the loop carries the values read back.
-        optimizer.apply(list(gradients), variables)
+        model.engine.place.apply_gradients(optimizer, gradients, variables)
         new = [ops.where(k, old, v.value) for v, old, k in zip(variables, values, keep, strict=True)]
         model._assign(variables, new)
         return new, optimizer_state
     mapping = list(zip(variables, values, strict=True)) + list(zip(optimizer.variables, optimizer_state,
                                                                   strict=True))
     with keras.StatelessScope(state_mapping=mapping) as scope:
-        optimizer.apply(list(gradients), variables)
+        model.engine.place.apply_gradients(optimizer, gradients, variables)
     new = [ops.where(k, old, scope.get_current_value(v)) for v, old, k in zip(variables, values, keep, strict=True)]
     return new, [scope.get_current_value(v) for v in optimizer.variables]
 
@@ -219,7 +219,7 @@ def train_chunk(model, params, states, video, starts, y, sample_weight) -> dict:
                                               flush=not model.stateful))
     outcome = result.episode
     if updater is None:
-        model.optimizer.apply(result.gradients, model.trainable_variables)
+        model.engine.place.apply_gradients(model.optimizer, result.gradients, model.trainable_variables)
         outcome = outcome._replace(stream=episode.empty_window(outcome.stream))
     else:
         model._assign(model.trainable_variables, result.params)

@@ -174,6 +174,37 @@ class Engine:
                 by_id[id(v)] = x
         return [by_id.get(id(v), o) for v, o in zip(variables, old, strict=True)]
 
+    def regularization(self, params: Sequence, trainable_variables: Sequence, scale: float = 1.0):
+        """The weight regularizers' total at `params` and its gradient, unit by unit, times `scale`.
+
+        Each unit's part is computed where its unit runs; `total` brings the parts together.
+
+        Args:
+          params: values of `trainable_variables`.
+          trainable_variables: the model's trainable variables.
+          scale: a factor on both (Keras divides its losses by the number of replicas).
+
+        Returns:
+          `(total, gradients)`: a float32 scalar, and one gradient per trainable variable.
+        """
+        backend = backends.current()
+        parts, gradients = [], []
+        for stage, values in zip(self.stages, self.split(params, trainable_variables, trainable=True), strict=True):
+            regularizers = [v.regularizer for v in stage.trainable_variables]
+            if not any(regularizers):
+                gradients.append([ops.zeros_like(x) for x in values])
+                continue
+
+            def penalty(p, regularizers=regularizers):
+                terms = [ops.sum(ops.cast(r(x), "float32")) for r, x in zip(regularizers, p, strict=True) if r]
+                return ops.sum(ops.stack(terms)) * scale, None
+
+            _, _, value, (grads,) = backend.value_and_vjp(penalty, [list(values)], head=lambda total: total)
+            parts.append(value)
+            gradients.append(grads)
+        total = self.place.total(parts) if parts else ops.zeros((), "float32")
+        return total, self.merge_gradients(gradients, trainable_variables)
+
     def updater(self, every: int, apply: Callable, trainable_variables: Sequence) -> episode.Updater:
         """An `episode.Updater` around an optimizer step on the model's variable list.
 
@@ -253,12 +284,11 @@ class Engine:
         place = self.placement(rule)
         plain = stream is None and starts is None and updater is None
         if self.programs and not rule.synchronous:
-            if not plain:
-                raise ValueError("streams (stateful=True, update_every, restarts) run units over devices in one "
-                                 "program: build the model with them (the per-device runtime is for clips).")
             return self._train_clip_on_programs(rule, params, states, trainable_variables, non_trainable_variables,
                                                 video, labels, sample_weight, top_loss, labels_per_frame,
-                                                weights_per_frame)
+                                                weights_per_frame, None if plain else dict(
+                                                    stream=stream, starts=starts, updater=updater,
+                                                    optimizer_state=optimizer_state, flush=flush))
 
         def run(per_stage_params, per_stage_states, video, labels, sample_weight, stream, starts, optimizer_state):
             # Every array is an argument, not a closure, so that `place.wrap` hands it to the
@@ -290,29 +320,38 @@ class Engine:
         )
 
     def _train_clip_on_programs(self, rule, params, states, trainable_variables, non_trainable_variables, video,
-                                labels, sample_weight, top_loss, labels_per_frame, weights_per_frame) -> ClipResult:
-        """`train_clip` of a plain clip on one program per device group (`core.programs`)."""
-        from sideways_tf.core.programs import Clip
+                                labels, sample_weight, top_loss, labels_per_frame, weights_per_frame,
+                                streaming: Optional[dict]) -> ClipResult:
+        """`train_clip` on one program per device group (`core.programs`; a chunk of streams:
+        `core.program_streams`)."""
+        from sideways_tf.core.group_steps import Clip
+        from sideways_tf.core.program_streams import train_stream
 
         def frame_target(labels, sample_weight, s):
             return targets.frame_target(labels, sample_weight, s, labels_per_frame, weights_per_frame)
 
-        clip = Clip(rule, frame_target, top_loss, training=True)
-        gradients, new_states, loss, outputs, valid = self.place.train_episode(
-            self.stages, clip, self.split(params, trainable_variables, trainable=True),
-            self.split(states, non_trainable_variables, trainable=False), video, labels, sample_weight,
-            self.activation_shapes)
+        per_stage = (self.split(params, trainable_variables, trainable=True),
+                     self.split(states, non_trainable_variables, trainable=False))
+        if streaming is None:
+            clip = Clip(rule, frame_target, top_loss, training=True)
+            gradients, new_states, loss, outputs, valid = self.place.train_episode(
+                self.stages, clip, *per_stage, video, labels, sample_weight, self.activation_shapes)
+            result = episode.EpisodeResult(gradients=gradients, states=new_states, loss=loss, outputs=outputs,
+                                           output_targets=None, output_valid=valid, stream=None,
+                                           params=per_stage[0], optimizer_state=())
+        else:
+            clip = Clip(rule, frame_target, top_loss, training=True, streaming=True)
+            result = train_stream(self.place, self.stages, clip, *per_stage, video, labels, sample_weight,
+                                  self.activation_shapes, **streaming)
         return ClipResult(
-            gradients=self.merge_gradients(gradients, trainable_variables),
-            non_trainable=self.merge_states(new_states, non_trainable_variables, states),
-            loss=loss,
-            predictions=outputs[:, rule.latency:],
+            gradients=self.merge_gradients(result.gradients, trainable_variables),
+            non_trainable=self.merge_states(result.states, non_trainable_variables, states),
+            loss=result.loss,
+            predictions=result.outputs[:, rule.latency:],
             labels_per_frame=labels_per_frame,
             weights_per_frame=weights_per_frame,
-            episode=episode.EpisodeResult(gradients=gradients, states=new_states, loss=loss, outputs=outputs,
-                                          output_targets=None, output_valid=valid, stream=None, params=None,
-                                          optimizer_state=()),
-            params=list(params),
+            episode=result,
+            params=self.merge_states(result.params, trainable_variables, params, trainable=True),
         )
 
     def current_values(self) -> tuple[list[list], list[list]]:

@@ -98,3 +98,11 @@ class Placement:
     def wrap(self, fn: Callable) -> Callable:
         """`fn` (the frame loop) run by this placement (here: as it is)."""
         return fn
+
+    def total(self, values: Sequence):
+        """The sum of scalars that units computed (each where its unit runs), on one device."""
+        return ops.sum(ops.stack(list(values)))
+
+    def apply_gradients(self, optimizer, gradients: Sequence, variables: Sequence) -> None:
+        """`optimizer.apply(gradients, variables)`, with each unit's gradients where its unit runs."""
+        optimizer.apply(list(gradients), variables)

@@ -107,11 +107,14 @@ def no_copies():
         # them otherwise (command buffers).
         print("skipped no_copies: it reads XLA:CPU's compiled text")
         return
+    if NUM_DEVICES < 4:
+        print(f"skipped no_copies: the mesh runtime (data x stage) needs 4 devices, {PLATFORM} has {NUM_DEVICES}")
+        return
     video, labels = random_clip((2, 9, 384)), np.array([0, 1])
-    # A streaming model runs its units in one program over a mesh (its clips' gradient function too).
-    model = _model(PLACEMENTS["grouped"], "skip_sideways", lambda: [keras.layers.Dense(384, activation="tanh")
-                                                                    for _ in range(4)] + [keras.layers.Dense(3)],
-                   update_every=1000)
+    # Under a data x stage distribution the units run in one program over the mesh.
+    keras.distribution.set_distribution(sw.parallel.data_and_stages(2, devices=names(0, 1, 2, 3)))
+    model = _model(names(0, 0, 1, 1, 1), "skip_sideways", lambda: [keras.layers.Dense(384, activation="tanh")
+                                                                   for _ in range(4)] + [keras.layers.Dense(3)])
     model.build(video.shape)
     assert not model.engine.programs
     values = [v.value for v in model.trainable_variables], [v.value for v in model.non_trainable_variables]
@@ -122,6 +125,7 @@ def no_copies():
         sizes = [int(np.prod([int(d) for d in dims.split(",") if d]))
                  for dims in re.findall(r"= f32\[([\d,]*)\]\{[^}]*\} copy\(", body)]
         assert all(size < 384 * 384 for size in sizes), f"the loop body copies {sizes} elements per step"
+    keras.distribution.set_distribution(None)
     print("ok no_copies")
 
 
@@ -142,21 +146,66 @@ def fit():
 
 
 def streaming():
-    """Updates inside the clip and state across batches (a stream cut in two chunks) equal one device."""
+    """Updates inside the clip, state across batches (a stream cut in two chunks) and restarts of some
+    slots equal one device, on per-device programs."""
     video = random_clip((2, 14, 6))
     labels = np.array([[0] * 14, [2] * 14])
-    for mode in ("sideways", "skip_sideways"):
-        placed, alone = _pair(PLACEMENTS["one_per_device"], mode, lambda: dense_units(5), update_every=3,
-                              stateful=True)
+    restart = np.zeros((2, 7), bool)
+    restart[1, 3] = True  # slot 1 begins a new video in the second chunk
+    cases = [("sideways", dict(update_every=3, stateful=True)), ("skip_sideways", dict(update_every=3, stateful=True)),
+             ("sideways", dict(stateful=True)), ("fa_skip_sideways", dict(update_every=1, stateful=True)),
+             ("sideways", dict(update_every=4))]
+    for mode, options in cases:
+        placed, alone = _pair(PLACEMENTS["one_per_device"], mode, lambda: dense_units(5), **options)
         for model in (placed, alone):
             model.build((2, 7, 6))
         alone.set_weights(placed.get_weights())
-        for chunk in (slice(0, 7), slice(7, 14)):
-            a = placed.train_on_batch(video[:, chunk], labels[:, chunk], return_dict=True)
-            b = alone.train_on_batch(video[:, chunk], labels[:, chunk], return_dict=True)
-            _close([a["loss"]], [b["loss"]], f"{mode} loss")
-        _close(placed.get_weights(), alone.get_weights(), f"{mode} weights after two chunks")
+        assert placed.engine.programs, f"{mode} {options}: not on per-device programs"
+        # A model that is not stateful takes the stream as one batch (each batch is an episode).
+        chunks = ((slice(0, 7), None), (slice(7, 14), restart)) if placed.stateful else ((slice(0, 14), None),)
+        for chunk, starts in chunks:
+            x = video[:, chunk] if starts is None else {"video": video[:, chunk], "restart": starts}
+            a = placed.train_on_batch(x, labels[:, chunk], return_dict=True)
+            b = alone.train_on_batch(x, labels[:, chunk], return_dict=True)
+            _close([a["loss"]], [b["loss"]], f"{mode} {options} loss")
+        _close(placed.get_weights(), alone.get_weights(), f"{mode} {options} weights after two chunks")
+        if placed.stateful:
+            _close(keras.tree.flatten(placed.stream_state.value()), keras.tree.flatten(alone.stream_state.value()),
+                   f"{mode} {options} stream state")
     print("ok streaming")
+
+
+def regularized():
+    """Weight regularizers and a global gradient norm clip on per-device programs: gradients, `fit`
+    (clips and a stream with updates inside), `evaluate` and losses equal one device."""
+    video, labels = random_clip((4, 9, 8, 8, 3)), np.array([0, 1, 2, 3])
+
+    def units():
+        made = conv_units()
+        for unit in made[1:3]:
+            unit.layers[0].kernel_regularizer = keras.regularizers.L2(0.05)
+        return made
+
+    for options in ({}, dict(update_every=3)):
+        models = []
+        for devices in (PLACEMENTS["grouped"], None):
+            keras.utils.set_random_seed(0)
+            model = sw.SidewaysModel(units(), mode="skip_sideways", devices=devices, **options)
+            models.append(compiled(model, keras.optimizers.Adam(0.01, global_clipnorm=0.05)))
+        placed, alone = models
+        for model in models:
+            model.build(video.shape)
+        alone.set_weights(placed.get_weights())
+        assert placed.engine.programs and len(placed.losses) == 2, (placed.engine.programs, placed.losses)
+        if not options:
+            _close(placed.pseudo_gradients(video, labels), alone.pseudo_gradients(video, labels), "pseudo-gradients")
+        a = placed.fit(video, labels, batch_size=2, epochs=2, verbose=0, shuffle=False).history
+        b = alone.fit(video, labels, batch_size=2, epochs=2, verbose=0, shuffle=False).history
+        _close(a["loss"], b["loss"], f"{options} loss with regularizers")
+        _close(placed.get_weights(), alone.get_weights(), f"{options} weights after fit")
+        _close([placed.evaluate(video, labels, verbose=0)], [alone.evaluate(video, labels, verbose=0)],
+               f"{options} evaluate")
+    print("ok regularized")
 
 
 def gpipe():
@@ -271,7 +320,7 @@ def programs():
 
 
 CHECKS = {"gradients": gradients, "programs": programs, "auto": auto, "no_copies": no_copies, "fit": fit,
-          "streaming": streaming, "gpipe": gpipe, "data_and_stages": data_and_stages}
+          "streaming": streaming, "regularized": regularized, "gpipe": gpipe, "data_and_stages": data_and_stages}
 
 if __name__ == "__main__":
     assert keras.backend.backend() == "jax" and NUM_DEVICES >= 2, (PLATFORM, os.environ.get("XLA_FLAGS"))

@@ -18,7 +18,8 @@ jax_only = pytest.mark.skipif(keras.backend.backend() != "jax", reason="JAX only
                                                                        "with tf.device (test_model_training.py)")
 
 
-CHECKS = ("gradients", "programs", "auto", "no_copies", "fit", "streaming", "gpipe", "data_and_stages")
+CHECKS = ("gradients", "programs", "auto", "no_copies", "fit", "streaming", "regularized", "gpipe",
+          "data_and_stages")
 if keras.backend.backend() == "jax":
     from sideways_tf.core.backends.jax_stages import MIN_KERAS, keras_version
 

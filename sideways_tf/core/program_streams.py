@@ -1,0 +1,150 @@
+"""A chunk of streams on per-device programs: restarts, updates every L frames, the pipeline carried on.
+
+The same loop as `episode.train_episode` with a `Stream`, `starts` and an `Updater`, on the
+groups of `core.programs`: each group's step restarts its slots where a new video begins and the
+top group keeps the targets in flight (`core.group_steps`, `Clip.streaming`). An update is a
+point where every group has finished the same frame, so the frames run in segments that end
+after each update step (`(stream step + 1) % L == 0`); between two segments the host applies the
+optimizer to each unit's window (`Updater.apply`, which runs op by op on the arrays of each
+group's own device) and empties the windows, while the pieces of the segment's last frame wait
+in the groups' inboxes. With `update_every = 1` that is a segment per frame.
+
+A `Stream` is the single program's form: the carries start from it (`resume`) and return to it
+(`export`), so a stateful model keeps its streams across batches as it does on one device. The
+gradient message a unit receives is the sum of its pieces `d{k+1}` and `s{k+2}`, which is what
+`Stream.pipe.gradients` holds; it resumes as `d{k+1}` with `s{k+2}` zero.
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import jax
+import jax.numpy as jnp
+
+from sideways_tf.core import episode, pipeline
+from sideways_tf.core.group_steps import Clip
+from sideways_tf.core.programs import Prepared, ProgramsPlacement, batch_major, window_gradients
+
+
+def train_stream(place: ProgramsPlacement, stages, clip: Clip, params: Sequence[Sequence],
+                 states: Sequence[Sequence], video, labels, sample_weight, activation_shapes,
+                 stream: Optional[episode.Stream] = None, starts=None,
+                 updater: Optional[episode.Updater] = None, optimizer_state=(),
+                 flush: bool = True) -> episode.EpisodeResult:
+    """`episode.train_episode` of a chunk of streams, each unit on its group's device.
+
+    Args:
+      place: the placement.
+      stages, params, states, video, labels, sample_weight, activation_shapes: as in
+        `ProgramsPlacement.prepare` (`clip.streaming` is True).
+      stream, starts, updater, optimizer_state, flush: as in `episode.train_episode`.
+
+    Returns:
+      An `episode.EpisodeResult`; `stream` reads once from the device where the stream stands.
+    """
+    depth = len(stages)
+    ready = place.prepare(stages, clip, params, states, video, [tuple(s) for s in activation_shapes], labels,
+                          sample_weight, starts)
+    first_step = 0
+    if stream is not None:
+        resume(ready, stream)
+        first_step = int(stream.step)
+    num_frames = ready.num_frames
+    updates = {s + 1 for s in range(num_frames) if updater is not None and (first_step + s + 1) % updater.every == 0}
+    params = [list(p) for p in params]
+    first = 0
+    for end in sorted(updates | {num_frames}):
+        place.run(ready, first, end, keep_last=True)
+        if end in updates:
+            params, optimizer_state = update(ready, updater, params, optimizer_state, depth)
+        first = end
+    gradients = window_gradients(ready.carries, depth)
+    if updater is not None and flush and any(bool(c > 0) for carry in ready.carries for c in carry["counts"].values()):
+        params, optimizer_state = update(ready, updater, params, optimizer_state, depth)
+    new_states = [None] * depth
+    for carry in ready.carries:
+        for k, value in carry["states"].items():
+            new_states[k] = value
+    top = ready.carries[_group_of(ready, depth - 1)]
+    return episode.EpisodeResult(
+        gradients=gradients,
+        states=new_states,
+        loss=top["loss_sum"] / jnp.maximum(top["loss_count"], 1.0),
+        outputs=batch_major(top["outputs"]),
+        output_targets=jax.tree.map(batch_major, top["targets"]),
+        output_valid=batch_major(top["valid"]),
+        stream=export(ready, clip.rule, depth, first_step + num_frames),
+        params=params,
+        optimizer_state=optimizer_state,
+    )
+
+
+def update(ready: Prepared, updater: episode.Updater, params: list, optimizer_state, depth: int):
+    """Applies each unit's window mean (`Updater.apply`), empties the windows, hands the groups their new values.
+
+    Returns:
+      `(params per stage, optimizer_state)` after the update.
+    """
+    counted = [None] * depth
+    for carry in ready.carries:
+        for k, count in carry["counts"].items():
+            counted[k] = count > 0
+    params, optimizer_state = updater.apply(params, optimizer_state, window_gradients(ready.carries, depth), counted)
+    for g, group in enumerate(ready.groups):
+        carry = dict(ready.carries[g])
+        carry["acc"] = jax.tree.map(jnp.zeros_like, carry["acc"])
+        carry["counts"] = jax.tree.map(jnp.zeros_like, carry["counts"])
+        ready.carries[g] = carry
+        ready.params[g] = jax.device_put({k: list(params[k]) for k in group.units}, group.device)
+    return [list(p) for p in params], optimizer_state
+
+
+def resume(ready: Prepared, stream: episode.Stream) -> None:
+    """Puts `stream` (the single program's form) into the groups' fresh carries and inboxes."""
+    pipe = stream.pipe
+    for g, group in enumerate(ready.groups):
+        carry = dict(ready.carries[g])
+        values = {}
+        for name in group.reads:
+            kind, k = name[0], int(name[1:])
+            if kind == "h":
+                value = pipe.activations[k]
+            elif kind == "d":
+                value = pipe.gradients[k - 1]
+            else:  # already summed into d{k-1}'s message
+                value = jnp.zeros_like(pipe.activations[k - 2])
+            values[name] = jax.device_put(value, group.device)
+        carry["steps"] = jax.device_put(pipe.steps, group.device)
+        carry["pieces"] = {name: values[name] for name in group.keeps}
+        ready.inboxes[g].update({name: values[name] for name in group.reads if name not in group.keeps})
+        carry["acc"] = jax.device_put({k: list(stream.accumulators[k]) for k in group.units}, group.device)
+        carry["counts"] = jax.device_put({k: stream.counts[k] for k in group.units}, group.device)
+        if "line" in carry:
+            carry["line"] = jax.device_put(stream.targets, group.device)
+        ready.carries[g] = carry
+
+
+def export(ready: Prepared, rule, depth: int, step: int) -> episode.Stream:
+    """The groups' carries and inboxes after a segment as an `episode.Stream` (each part on its device)."""
+    held, steps = {}, {}
+    for g, group in enumerate(ready.groups):
+        got = {**ready.carries[g]["pieces"], **ready.inboxes[g]}
+        for k in group.units:
+            held[k], steps[k] = got, ready.carries[g]["steps"]
+    activations = tuple(held[k + 1][f"h{k}"] for k in range(depth - 1))
+    gradients = tuple(pipeline.incoming_message(k, rule, depth, steps[k], held[k][f"d{k + 1}"],
+                                                held[k].get(f"s{k + 2}")) for k in range(depth - 1))
+    top = ready.carries[_group_of(ready, depth - 1)]
+    accumulators, counts = [None] * depth, [None] * depth
+    for carry in ready.carries:
+        for k in carry["acc"]:
+            accumulators[k], counts[k] = list(carry["acc"][k]), carry["counts"][k]
+    return episode.Stream(pipe=pipeline.PipelineState(steps=top["steps"], activations=activations,
+                                                      gradients=gradients),
+                          accumulators=accumulators, counts=counts, step=jnp.asarray(step, jnp.int32),
+                          targets=top.get("line", ()))
+
+
+def _group_of(ready: Prepared, unit: int) -> int:
+    return next(g for g, group in enumerate(ready.groups) if unit in group.units)
