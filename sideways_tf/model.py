@@ -133,7 +133,7 @@ class SidewaysModel(keras.Model):
                     f"`devices` must be None, 'auto' or a list of {len(units)} device strings (one per unit); got "
                     f"{devices!r}."
                 )
-            backends.current().placement(devices)  # names a device that does not exist
+            backends.current().placement(devices, programs=mode != "bp")  # names a device that does not exist
             devices = list(devices)
         self.frame_units = list(units)
         self.gradient_stats = gradient_stats
@@ -234,16 +234,12 @@ class SidewaysModel(keras.Model):
     def _per_device_programs(self) -> bool:
         """Whether the units run one program per device group (`core.programs`), built and driven from the host.
 
-        Under JAX with units over two or more devices, for a pipelined rule. A data x stage mesh
-        still runs in one program over the mesh (`docs/depth_parallel.md`).
+        Under JAX with units over two or more devices, for a pipelined rule (under a data x stage
+        distribution, each group over its replicas' devices; `docs/depth_parallel.md`).
         """
         if keras.backend.backend() != "jax" or self.devices is None or len(set(self.devices)) < 2:
             return False
-        if self.mode == "bp":
-            return False
-        from sideways_tf.core.backends.jax_stages import distribution_mesh
-
-        return distribution_mesh() is None
+        return self.mode != "bp"
 
     def _on_programs(self) -> bool:
         return self.engine is not None and self.engine.programs

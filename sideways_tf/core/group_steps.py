@@ -35,6 +35,9 @@ class Group(NamedTuple):
       reads: the pieces its units read at each step.
       keeps: of those, the ones its own units produce (carried on its device).
       sends: `(piece, group)`: what it produces that another group reads.
+      replicated: where its parameters, state and sums live (a JAX sharding: its device, or its
+        replicas' devices under data x depth).
+      batched: where its per-example arrays live (`[B, ...]`, split over the replicas).
     """
 
     units: tuple
@@ -42,6 +45,8 @@ class Group(NamedTuple):
     reads: tuple
     keeps: tuple
     sends: tuple
+    replicated: object = None
+    batched: object = None
 
 
 class Clip(NamedTuple):
@@ -76,14 +81,16 @@ def pieces(rule: Rule, depth: int, training: bool = True) -> dict[str, tuple[int
     return found
 
 
-def plan(stage_of: Sequence[int], devices: Sequence, rule: Rule, training: bool = True) -> list[Group]:
+def plan(stage_of: Sequence[int], devices: Sequence, rule: Rule, training: bool = True,
+         shardings: Optional[Sequence[tuple]] = None) -> list[Group]:
     """The groups of units and what each reads, keeps and sends.
 
     Args:
       stage_of: unit k's group index.
-      devices: each group's JAX device.
+      devices: each group's JAX device (its first, under data x depth).
       rule: the rule.
       training: the pieces of training (activations and messages) or of inference (activations).
+      shardings: per group `(replicated, batched)` (default: its device for both).
     """
     depth = len(stage_of)
     crossing = pieces(rule, depth, training)
@@ -94,7 +101,9 @@ def plan(stage_of: Sequence[int], devices: Sequence, rule: Rule, training: bool 
         keeps = tuple(name for name in reads if stage_of[crossing[name][0]] == g)
         sends = tuple((name, h) for name, (producer, readers) in crossing.items() if stage_of[producer] == g
                       for h in sorted({stage_of[r] for r in readers} - {g}))
-        groups.append(Group(units, device, reads, keeps, sends))
+        one = jax.sharding.SingleDeviceSharding(device)
+        replicated, batched = shardings[g] if shardings is not None else (one, one)
+        groups.append(Group(units, device, reads, keeps, sends, replicated, batched))
     return groups
 
 

@@ -67,17 +67,17 @@ def train_stream(place: ProgramsPlacement, stages, clip: Clip, params: Sequence[
         for k, value in carry["states"].items():
             new_states[k] = value
     top = ready.carries[_group_of(ready, depth - 1)]
-    return episode.EpisodeResult(
-        gradients=gradients,
-        states=new_states,
-        loss=top["loss_sum"] / jnp.maximum(top["loss_count"], 1.0),
-        outputs=batch_major(top["outputs"]),
-        output_targets=jax.tree.map(batch_major, top["targets"]),
-        output_valid=batch_major(top["valid"]),
-        stream=export(ready, clip.rule, depth, first_step + num_frames),
-        params=params,
-        optimizer_state=optimizer_state,
-    )
+    return episode.EpisodeResult(*ready.place.home((
+        gradients,
+        new_states,
+        top["loss_sum"] / jnp.maximum(top["loss_count"], 1.0),
+        batch_major(top["outputs"]),
+        jax.tree.map(batch_major, top["targets"]),
+        batch_major(top["valid"]),
+        export(ready, clip.rule, depth, first_step + num_frames),
+        params,
+        optimizer_state,
+    )))
 
 
 def update(ready: Prepared, updater: episode.Updater, params: list, optimizer_state, depth: int):
@@ -90,13 +90,15 @@ def update(ready: Prepared, updater: episode.Updater, params: list, optimizer_st
     for carry in ready.carries:
         for k, count in carry["counts"].items():
             counted[k] = count > 0
-    params, optimizer_state = updater.apply(params, optimizer_state, window_gradients(ready.carries, depth), counted)
+    place = ready.place
+    params, optimizer_state = updater.apply(params, optimizer_state,
+                                            *place.home((window_gradients(ready.carries, depth), counted)))
     for g, group in enumerate(ready.groups):
         carry = dict(ready.carries[g])
         carry["acc"] = jax.tree.map(jnp.zeros_like, carry["acc"])
         carry["counts"] = jax.tree.map(jnp.zeros_like, carry["counts"])
         ready.carries[g] = carry
-        ready.params[g] = jax.device_put({k: list(params[k]) for k in group.units}, group.device)
+        ready.params[g] = jax.device_put({k: list(params[k]) for k in group.units}, group.replicated)
     return [list(p) for p in params], optimizer_state
 
 
@@ -114,14 +116,14 @@ def resume(ready: Prepared, stream: episode.Stream) -> None:
                 value = pipe.gradients[k - 1]
             else:  # already summed into d{k-1}'s message
                 value = jnp.zeros_like(pipe.activations[k - 2])
-            values[name] = jax.device_put(value, group.device)
-        carry["steps"] = jax.device_put(pipe.steps, group.device)
+            values[name] = jax.device_put(value, group.batched)
+        carry["steps"] = jax.device_put(pipe.steps, group.batched)
         carry["pieces"] = {name: values[name] for name in group.keeps}
         ready.inboxes[g].update({name: values[name] for name in group.reads if name not in group.keeps})
-        carry["acc"] = jax.device_put({k: list(stream.accumulators[k]) for k in group.units}, group.device)
-        carry["counts"] = jax.device_put({k: stream.counts[k] for k in group.units}, group.device)
+        carry["acc"] = jax.device_put({k: list(stream.accumulators[k]) for k in group.units}, group.replicated)
+        carry["counts"] = jax.device_put({k: stream.counts[k] for k in group.units}, group.replicated)
         if "line" in carry:
-            carry["line"] = jax.device_put(stream.targets, group.device)
+            carry["line"] = jax.device_put(stream.targets, group.replicated)
         ready.carries[g] = carry
 
 

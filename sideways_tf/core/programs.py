@@ -28,6 +28,7 @@ from typing import Callable, NamedTuple, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from sideways_tf.core import workers
 from sideways_tf.core.group_steps import Clip, init_function, plan, step_function
@@ -62,6 +63,7 @@ class Prepared(NamedTuple):
     inboxes: list
     inputs: list
     num_frames: int
+    place: object = None
 
 
 class ProgramsPlacement(Placement):
@@ -80,7 +82,7 @@ class ProgramsPlacement(Placement):
     multi_program = True
 
     def __init__(self, devices: Sequence[str], dispatch: str = "workers"):
-        from sideways_tf.core.backends.jax_stages import jax_device
+        from sideways_tf.core.backends.jax_stages import distribution_mesh, first_replica, jax_device
 
         super().__init__(devices)
         if dispatch not in DISPATCH:
@@ -92,6 +94,22 @@ class ProgramsPlacement(Placement):
             raise ValueError(f"`devices` names the same device twice under different names: {self.devices!r}.")
         self.dispatch = dispatch
         self._functions: dict = {}
+        mesh = distribution_mesh()
+        self.replicas = 1 if mesh is None else mesh.devices.size // mesh.shape["stage"]
+        self._home = None
+        self.shardings = [(jax.sharding.SingleDeviceSharding(d),) * 2 for d in self.group_devices]
+        if mesh is not None:  # data x depth: each group over the same stage of every replica
+            row = first_replica(mesh)
+            rows = np.moveaxis(mesh.devices, mesh.axis_names.index("stage"), -1).reshape(-1, len(row))
+            self.shardings = []
+            for name, device in zip(names, self.group_devices, strict=True):
+                if device not in row:
+                    raise ValueError(f"devices[{first[name]}]={name!r} is not on the stage axis of the first data "
+                                     f"replica of the distribution's mesh, {[str(d) for d in row]}.")
+                column = jax.sharding.Mesh(rows[:, row.index(device)], ("batch",))
+                self.shardings.append((jax.sharding.NamedSharding(column, jax.sharding.PartitionSpec()),
+                                       jax.sharding.NamedSharding(column, jax.sharding.PartitionSpec("batch"))))
+            self._home = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
 
     @property
     def num_groups(self) -> int:
@@ -101,22 +119,28 @@ class ProgramsPlacement(Placement):
         """`tree`'s arrays on the first group's device (for the one-program paths: exact backprop)."""
         return jax.device_put(tree, self.group_devices[0])
 
+    def home(self, tree):
+        """Results handed back to Keras: as they are, or under data x depth on the whole mesh (replicated),
+        where the distribution keeps the variables and metrics."""
+        return tree if self._home is None else jax.device_put(tree, self._home)
+
     def total(self, values: Sequence):
         """The sum of scalars computed on the groups' devices, on the top unit's device."""
-        here = self.group_devices[self.stage_of[-1]]
-        return sum(jax.device_put(jnp.asarray(v, jnp.float32), here) for v in values)
+        here = self.shardings[self.stage_of[-1]][0]
+        return self.home(sum(jax.device_put(jnp.asarray(v, jnp.float32), here) for v in values))
 
     def apply_gradients(self, optimizer, gradients: Sequence, variables: Sequence) -> None:
         """`optimizer.apply` on gradients that live on the groups' devices (each update runs where its
         variable lives). A `global_clipnorm` is applied first, from the groups' squared norms added on
         one device, as Keras computes it; Keras' own would stack arrays of several devices."""
+        gradients = self.home(list(gradients))
         clip = optimizer.global_clipnorm
         if not clip:
-            optimizer.apply(list(gradients), variables)
+            optimizer.apply(gradients, variables)
             return
         norm = jnp.sqrt(self.total([jnp.sum(jnp.square(g.astype(jnp.float32))) for g in gradients]))
         scale = clip * jnp.minimum(1.0 / norm, 1.0 / clip) + (norm - norm)  # NaN where the norm is not finite
-        clipped = [g * jax.device_put(scale, list(g.devices())[0]).astype(g.dtype) for g in gradients]
+        clipped = [g * jax.device_put(scale, g.sharding).astype(g.dtype) for g in gradients]
         optimizer.global_clipnorm = None
         try:
             optimizer.apply(clipped, variables)
@@ -152,7 +176,10 @@ class ProgramsPlacement(Placement):
           starts: None, or `[B, T]` bool: slot b begins a new video at frame s (streams).
         """
         batch_size, num_frames = int(video.shape[0]), int(video.shape[1])
-        groups = plan(self.stage_of, self.group_devices, clip.rule, clip.training)
+        groups = plan(self.stage_of, self.group_devices, clip.rule, clip.training, self.shardings)
+        if batch_size % self.replicas:
+            raise ValueError(f"the batch of {batch_size} clips cannot be split over {self.replicas} data replicas: "
+                             f"use a batch size that is a multiple of {self.replicas}.")
         shapes = (batch_size, num_frames, tuple(video.shape[2:]), str(video.dtype))
         base = (clip.rule, clip.training, clip.streaming, starts is None, shapes,
                 None if labels is None else (labels.shape, str(labels.dtype)),
@@ -160,19 +187,21 @@ class ProgramsPlacement(Placement):
         target_spec = None
         if clip.streaming and clip.training:
             target_spec = jax.eval_shape(lambda y, w: clip.frame_target(y, w, 0), labels, sample_weight)
-        ready = Prepared(groups, [], [], [], [], [], num_frames)
+        ready = Prepared(groups, [], [], [], [], [], num_frames, self)
         traced = _traced((params, states, video))
         for g, group in enumerate(groups):
             step = self._compiled(("step", g, traced) + base, lambda group=group: step_function(
                 stages, clip, group, {} if traced else compiler_options(group.device)))
             init = self._compiled(("init", g) + base, lambda group=group: init_function(
                 stages, clip, group, batch_size, num_frames, activation_shapes, target_spec))
-            mine = jax.device_put({k: list(params[k]) for k in group.units}, group.device)
-            carry, inbox = init(mine, jax.device_put({k: list(states[k]) for k in group.units}, group.device))
+            mine = jax.device_put({k: list(params[k]) for k in group.units}, group.replicated)
+            carry, inbox = init(mine, jax.device_put({k: list(states[k]) for k in group.units}, group.replicated))
+            if self.replicas > 1:  # the pieces as the steps will pass them on: split over the replicas
+                carry["pieces"], inbox = jax.device_put((carry["pieces"], inbox), group.batched)
             top = len(stages) - 1 in group.units
 
-            def put(x, here: bool = True, device=group.device):
-                return jax.device_put(x, device) if here and x is not None else None
+            def put(x, here: bool = True, where=group.batched):
+                return jax.device_put(x, where) if here and x is not None else None
 
             ready.inputs.append((put(video, 0 in group.units), put(labels, top), put(sample_weight, top),
                                  put(starts)))
@@ -193,7 +222,7 @@ class ProgramsPlacement(Placement):
         routes = [(g, name, h) for g, group in enumerate(groups) for name, h in group.sends]
         # One batched device_put per frame, to shardings made once: device_put's own per-call work
         # is most of a short step's host time (separate calls per group cost twice as much).
-        where = [jax.sharding.SingleDeviceSharding(groups[h].device) for _, _, h in routes]
+        where = [groups[h].batched for _, _, h in routes]
         # JAX's precision settings are per thread: the dispatching threads take the caller's.
         precision = jax.config.jax_default_matmul_precision
 
@@ -244,13 +273,13 @@ class ProgramsPlacement(Placement):
                 new_states[k] = carry["states"][k]
         top = carries[self.stage_of[-1]]
         loss = top["loss_sum"] / jnp.maximum(top["loss_count"], 1.0)
-        return gradients, new_states, loss, batch_major(top["outputs"]), batch_major(top["valid"])
+        return self.home((gradients, new_states, loss, batch_major(top["outputs"]), batch_major(top["valid"])))
 
     def inference_episode(self, stages, rule: Rule, params, states, video, activation_shapes):
         """Predictions `[B, T - latency, *O]` of a clip, on the top unit's device."""
         clip = Clip(rule, None, None, training=False)
         carries = self.run_clip(stages, clip, params, states, video, activation_shapes)
-        return batch_major(carries[self.stage_of[-1]]["outputs"])[:, rule.latency:]
+        return self.home(batch_major(carries[self.stage_of[-1]]["outputs"])[:, rule.latency:])
 
 
 def window_gradients(carries: Sequence[dict], depth: int) -> list:

@@ -2,8 +2,9 @@
 
 Each row of the mesh is one data replica: it trains on its share of the batch with the units
 spread over its devices along the "stage" axis (`SidewaysModel(devices=...)` names the devices
-of the first row). XLA partitions the batch over the "batch" axis (batch-norm statistics,
-losses and gradients are reduced over it automatically); the engine runs the stages itself.
+of the first row). Each group of units runs one program over its stage of every replica
+(`core.programs`), and XLA partitions that program over the batch (batch-norm statistics,
+losses and gradients are reduced over it automatically).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Units over devices under JAX (`devices=`): one program over a "stage" mesh axis.
+"""Units over devices under JAX (`devices=`): one program per device group (and the mesh runtime).
 
 The checks run in `stages_worker.py`, in a process with 4 host devices (the session has one).
 """
@@ -23,8 +23,8 @@ CHECKS = ("gradients", "programs", "auto", "no_copies", "fit", "streaming", "reg
 if keras.backend.backend() == "jax":
     from sideways_tf.core.backends.jax_stages import MIN_KERAS, keras_version
 
-    if keras_version() < MIN_KERAS:  # only the data x stage mesh runs on older Keras (test below)
-        CHECKS = ("data_and_stages",)
+    if keras_version() < MIN_KERAS:  # per-device programs run on older Keras; the mesh (bp, GPipe's) does not
+        CHECKS = ("gradients", "programs", "auto", "streaming", "regularized", "data_and_stages")
 
 
 @jax_only
@@ -73,10 +73,11 @@ def test_device_names_are_checked(devices, match):
 
 
 @jax_only
-def test_older_keras_needs_a_data_and_stage_mesh():
+def test_older_keras_needs_a_data_and_stage_mesh_for_bp():
     from sideways_tf.core.backends.jax_stages import MIN_KERAS, keras_version
 
     if keras_version() >= MIN_KERAS:
         pytest.skip(f"Keras {keras.__version__} runs devices= without a distribution")
-    with pytest.raises(ValueError, match=r"`devices` under JAX needs Keras >= 3.12.*sw.parallel.data_and_stages"):
-        sw.SidewaysModel(dense_units(3), devices=["cpu:0"] * 3)
+    with pytest.raises(ValueError, match=r"`devices` under JAX needs Keras >= 3.12 for mode='bp'.*data_and_stages"):
+        sw.SidewaysModel(dense_units(3), mode="bp", devices=["cpu:0"] * 3)
+    sw.SidewaysModel(dense_units(3), mode="sideways", devices=["cpu:0"] * 3)  # one program per device: any release

@@ -14,6 +14,10 @@ the same on every device and equal the single-device ones.
 Parameters and the optimizer state are replicated on every device (the optimizer step inside a
 streaming loop runs on each); only the per-step work and the accumulated gradients are split.
 `data_and_stages` adds a data axis, left to XLA's automatic partitioning.
+
+Models of a pipelined rule run one program per device group instead (`core.programs`), which
+does not drain every device at every frame; this runtime remains for `"bp"` models with
+`devices=` (whose training is per frame in one program anyway) and GPipe's `runtime="mesh"`.
 """
 
 from __future__ import annotations
@@ -104,11 +108,12 @@ def _check_keras_version() -> None:
     import keras
 
     if keras_version() < MIN_KERAS:
-        raise ValueError(f"`devices` under JAX needs Keras >= {'.'.join(map(str, MIN_KERAS))}: the JAX trainer of "
-                         f"Keras {keras.__version__} keeps every variable on one device, which a program over several "
-                         f"devices cannot meet. Upgrade Keras, or train under "
+        raise ValueError(f"`devices` under JAX needs Keras >= {'.'.join(map(str, MIN_KERAS))} for mode='bp', whose "
+                         f"units run in one program over a mesh of the devices: the JAX trainer of Keras "
+                         f"{keras.__version__} keeps every variable on one device, which that program cannot meet. "
+                         f"Upgrade Keras, or train under "
                          f"keras.distribution.set_distribution(sw.parallel.data_and_stages(num_stages)), which "
-                         f"works with this release.")
+                         f"works with this release (the pipelined modes run one program per device on any release).")
 
 
 def _stand_in(spec, kept):
