@@ -183,12 +183,7 @@ def optimizer_step(model, values, optimizer_state, gradients, keep):
         new = [ops.where(k, old, v.value) for v, old, k in zip(variables, values, keep, strict=True)]
         model._assign(variables, new)
         return new, optimizer_state
-    mapping = list(zip(variables, values, strict=True)) + list(zip(optimizer.variables, optimizer_state,
-                                                                  strict=True))
-    with keras.StatelessScope(state_mapping=mapping) as scope:
-        model.engine.place.apply_gradients(optimizer, gradients, variables)
-    new = [ops.where(k, old, scope.get_current_value(v)) for v, old, k in zip(variables, values, keep, strict=True)]
-    return new, [scope.get_current_value(v) for v in optimizer.variables]
+    return model.engine.place.optimizer_step(optimizer, variables, values, optimizer_state, gradients, keep)
 
 
 def train_chunk(model, params, states, video, starts, y, sample_weight) -> dict:

@@ -131,6 +131,8 @@ class Engine:
         self.prediction_shape = tuple(prediction_shape)
         self.devices = devices
         self.place = backends.current().placement(devices, programs=programs)
+        if hasattr(self.place, "bind"):
+            self.place.bind(self.stages)
         self.programs = bool(getattr(self.place, "multi_program", False))
         # Exact per-frame backprop and frame-by-frame inference have no concurrency across
         # units to gain: they run in one program (under TensorFlow still in each unit's tf.device).

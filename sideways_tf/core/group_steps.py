@@ -182,10 +182,15 @@ def step_function(stages, clip: Clip, group: Group, options: dict) -> Callable:
         new["pieces"] = {name: produced[name] for name in group.keeps}
         if clip.training:
             new["states"] = {k: results[k]["state"] for k in group.units}
-            new["acc"] = {k: [a + ops.cast(d, a.dtype) for a, d in zip(carry["acc"][k], results[k]["grads"],
-                                                                       strict=True)] for k in group.units}
-            new["counts"] = {k: carry["counts"][k] + ops.mean(ops.cast(
+            # A window emptied by an update (`open` False) starts again from this step's gradients:
+            # one select in the same fused add, instead of zero-filling the sums from the host.
+            is_open = carry["open"]
+            new["acc"] = {k: [ops.where(is_open, a + ops.cast(d, a.dtype), ops.cast(d, a.dtype))
+                              for a, d in zip(carry["acc"][k], results[k]["grads"], strict=True)]
+                          for k in group.units}
+            new["counts"] = {k: ops.where(is_open, carry["counts"][k], 0.0) + ops.mean(ops.cast(
                 steps >= rule.first_counted_step(k, depth), "float32")) for k in group.units}
+            new["open"] = ops.ones((), "bool")
         if top:
             out = results[depth - 1]["out"]
             valid = steps >= rule.first_counted_step(depth - 1, depth)
@@ -219,6 +224,7 @@ def init_function(stages, clip: Clip, group: Group, batch_size: int, num_frames:
         if clip.training:
             carry["acc"] = {k: [jnp.zeros_like(p) for p in params[k]] for k in group.units}
             carry["counts"] = {k: jnp.zeros((), jnp.float32) for k in group.units}
+            carry["open"] = jnp.ones((), bool)  # False once an update has emptied the window
             carry["loss_sum"] = jnp.zeros((), jnp.float32)
             carry["loss_count"] = jnp.zeros((), jnp.float32)
         if top:

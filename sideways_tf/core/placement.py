@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from typing import Callable, Optional, Sequence
 
+import keras
 from keras import ops
 
 from sideways_tf.core import backends
@@ -106,3 +107,23 @@ class Placement:
     def apply_gradients(self, optimizer, gradients: Sequence, variables: Sequence) -> None:
         """`optimizer.apply(gradients, variables)`, with each unit's gradients where its unit runs."""
         optimizer.apply(list(gradients), variables)
+
+    def optimizer_step(self, optimizer, variables: Sequence, values: Sequence, optimizer_state: Sequence,
+                       gradients: Sequence, keep: Sequence) -> tuple[list, list]:
+        """One optimizer step on explicit values (JAX: `keras.StatelessScope`).
+
+        Args:
+          optimizer: a Keras optimizer.
+          variables, values, gradients: the trainable variables, their values, their gradients.
+          optimizer_state: the values of `optimizer.variables`.
+          keep: one bool scalar per variable: keep its old value.
+
+        Returns:
+          `(new values, new optimizer_state)`.
+        """
+        mapping = list(zip(variables, values, strict=True)) + list(zip(optimizer.variables, optimizer_state,
+                                                                      strict=True))
+        with keras.StatelessScope(state_mapping=mapping) as scope:
+            optimizer.apply(list(gradients), variables)
+        new = [ops.where(k, old, scope.get_current_value(v)) for v, old, k in zip(variables, values, keep, strict=True)]
+        return new, [scope.get_current_value(v) for v in optimizer.variables]

@@ -24,7 +24,7 @@ import jax.numpy as jnp
 
 from sideways_tf.core import episode, pipeline
 from sideways_tf.core.group_steps import Clip
-from sideways_tf.core.programs import Prepared, ProgramsPlacement, batch_major, window_gradients
+from sideways_tf.core.programs import Prepared, ProgramsPlacement, batch_major, window, window_gradients
 
 
 def train_stream(place: ProgramsPlacement, stages, clip: Clip, params: Sequence[Sequence],
@@ -59,8 +59,8 @@ def train_stream(place: ProgramsPlacement, stages, clip: Clip, params: Sequence[
         if end in updates:
             params, optimizer_state = update(ready, updater, params, optimizer_state, depth)
         first = end
-    gradients = window_gradients(ready.carries, depth)
-    if updater is not None and flush and any(bool(c > 0) for carry in ready.carries for c in carry["counts"].values()):
+    gradients, counted = window_gradients(ready.carries, depth)
+    if updater is not None and flush and any(bool(c) for c in counted):
         params, optimizer_state = update(ready, updater, params, optimizer_state, depth)
     new_states = [None] * depth
     for carry in ready.carries:
@@ -86,18 +86,10 @@ def update(ready: Prepared, updater: episode.Updater, params: list, optimizer_st
     Returns:
       `(params per stage, optimizer_state)` after the update.
     """
-    counted = [None] * depth
-    for carry in ready.carries:
-        for k, count in carry["counts"].items():
-            counted[k] = count > 0
-    place = ready.place
     params, optimizer_state = updater.apply(params, optimizer_state,
-                                            *place.home((window_gradients(ready.carries, depth), counted)))
+                                            *ready.place.home(window_gradients(ready.carries, depth)))
     for g, group in enumerate(ready.groups):
-        carry = dict(ready.carries[g])
-        carry["acc"] = jax.tree.map(jnp.zeros_like, carry["acc"])
-        carry["counts"] = jax.tree.map(jnp.zeros_like, carry["counts"])
-        ready.carries[g] = carry
+        ready.carries[g] = {**ready.carries[g], "open": jax.device_put(jnp.zeros((), bool), group.replicated)}
         ready.params[g] = jax.device_put({k: list(params[k]) for k in group.units}, group.replicated)
     return [list(p) for p in params], optimizer_state
 
@@ -122,6 +114,7 @@ def resume(ready: Prepared, stream: episode.Stream) -> None:
         ready.inboxes[g].update({name: values[name] for name in group.reads if name not in group.keeps})
         carry["acc"] = jax.device_put({k: list(stream.accumulators[k]) for k in group.units}, group.replicated)
         carry["counts"] = jax.device_put({k: stream.counts[k] for k in group.units}, group.replicated)
+        carry["open"] = jax.device_put(jnp.ones((), bool), group.replicated)
         if "line" in carry:
             carry["line"] = jax.device_put(stream.targets, group.replicated)
         ready.carries[g] = carry
@@ -140,8 +133,9 @@ def export(ready: Prepared, rule, depth: int, step: int) -> episode.Stream:
     top = ready.carries[_group_of(ready, depth - 1)]
     accumulators, counts = [None] * depth, [None] * depth
     for carry in ready.carries:
-        for k in carry["acc"]:
-            accumulators[k], counts[k] = list(carry["acc"][k]), carry["counts"][k]
+        sums, window_counts = window(carry)
+        for k in sums:
+            accumulators[k], counts[k] = sums[k], window_counts[k]
     return episode.Stream(pipe=pipeline.PipelineState(steps=top["steps"], activations=activations,
                                                       gradients=gradients),
                           accumulators=accumulators, counts=counts, step=jnp.asarray(step, jnp.int32),

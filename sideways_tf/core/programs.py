@@ -31,6 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from sideways_tf.core import workers
+from sideways_tf.core.group_optimizer import GroupOptimizer
 from sideways_tf.core.group_steps import Clip, init_function, plan, step_function
 from sideways_tf.core.placement import Placement, groups_of
 from sideways_tf.core.schedule import Rule
@@ -129,23 +130,40 @@ class ProgramsPlacement(Placement):
         here = self.shardings[self.stage_of[-1]][0]
         return self.home(sum(jax.device_put(jnp.asarray(v, jnp.float32), here) for v in values))
 
+    def bind(self, stages) -> None:
+        """Learns which unit (hence group) each trainable variable belongs to (for the optimizer's step)."""
+        self._unit_of = {id(v): k for k, stage in enumerate(stages) for v in stage.trainable_variables}
+
+    def optimizer_step(self, optimizer, variables: Sequence, values: Sequence, optimizer_state: Sequence,
+                       gradients: Sequence, keep: Sequence) -> tuple[list, list]:
+        """One optimizer step, each group's variables in one compiled call on its devices (`GroupOptimizer`).
+
+        Arguments and result as `Placement.optimizer_step`; the results come back on `home`.
+        """
+        unit_of = getattr(self, "_unit_of", {})
+        if any(id(v) not in unit_of for v in variables):  # a variable of no unit: Keras' own step
+            return super().optimizer_step(optimizer, variables, self.home(list(values)),
+                                          self.home(list(optimizer_state)), self.home(list(gradients)), keep)
+        key = (id(optimizer), tuple(id(v) for v in variables))
+        if getattr(self, "_optimizer_key", None) != key:
+            self._group_optimizer = GroupOptimizer(optimizer, variables,
+                                                   [self.stage_of[unit_of[id(v)]] for v in variables],
+                                                   [replicated for replicated, _ in self.shardings])
+            self._optimizer_key = key
+        return self.home(self._group_optimizer.apply(values, optimizer_state, gradients, keep))
+
     def apply_gradients(self, optimizer, gradients: Sequence, variables: Sequence) -> None:
-        """`optimizer.apply` on gradients that live on the groups' devices (each update runs where its
-        variable lives). A `global_clipnorm` is applied first, from the groups' squared norms added on
-        one device, as Keras computes it; Keras' own would stack arrays of several devices."""
-        gradients = self.home(list(gradients))
-        clip = optimizer.global_clipnorm
-        if not clip:
-            optimizer.apply(gradients, variables)
-            return
-        norm = jnp.sqrt(self.total([jnp.sum(jnp.square(g.astype(jnp.float32))) for g in gradients]))
-        scale = clip * jnp.minimum(1.0 / norm, 1.0 / clip) + (norm - norm)  # NaN where the norm is not finite
-        clipped = [g * jax.device_put(scale, g.sharding).astype(g.dtype) for g in gradients]
-        optimizer.global_clipnorm = None
-        try:
-            optimizer.apply(clipped, variables)
-        finally:
-            optimizer.global_clipnorm = clip
+        """`optimizer.apply(gradients, variables)` as one compiled step per group (`optimizer_step`)."""
+        variables = list(variables)
+        if not optimizer.built:
+            optimizer.build(variables)
+        values, state = self.optimizer_step(optimizer, variables, [v.value for v in variables],
+                                            [v.value for v in optimizer.variables], gradients,
+                                            [False] * len(variables))
+        for variable, value in zip(variables, values, strict=True):
+            variable.assign(value)
+        for variable, value in zip(optimizer.variables, state, strict=True):
+            variable.assign(value)
 
     # ------------------------------------------------------------ compiled pieces
 
@@ -267,7 +285,8 @@ class ProgramsPlacement(Placement):
           `(gradients per stage, states per stage, loss, outputs [B, T, *O], output_valid [B, T])`.
         """
         carries = self.run_clip(stages, clip, params, states, video, activation_shapes, labels, sample_weight)
-        gradients, new_states = window_gradients(carries, len(stages)), [None] * len(stages)
+        gradients = window_gradients(carries, len(stages))[0]
+        new_states = [None] * len(stages)
         for carry in carries:
             for k in carry["states"]:
                 new_states[k] = carry["states"][k]
@@ -282,14 +301,34 @@ class ProgramsPlacement(Placement):
         return self.home(batch_major(carries[self.stage_of[-1]]["outputs"])[:, rule.latency:])
 
 
-def window_gradients(carries: Sequence[dict], depth: int) -> list:
-    """Per unit, its gradient sums over its counted steps, each on its group's device."""
-    gradients = [None] * depth
+@jax.jit
+def _window(sums: dict, counts: dict, is_open):
+    return (jax.tree.map(lambda a: jnp.where(is_open, a, jnp.zeros_like(a)), sums),
+            jax.tree.map(lambda c: jnp.where(is_open, c, jnp.zeros_like(c)), counts))
+
+
+def window(carry: dict) -> tuple[dict, dict]:
+    """A group's open window: per unit its gradient sums and its count (zeros once an update emptied it)."""
+    return _window(carry["acc"], carry["counts"], carry["open"])
+
+
+@jax.jit
+def _means(sums: dict, counts: dict, is_open) -> tuple[dict, dict]:
+    counts = {k: jnp.where(is_open, c, jnp.zeros_like(c)) for k, c in counts.items()}
+    return ({k: [jnp.where(is_open, a, jnp.zeros_like(a)) / jnp.maximum(counts[k], 1e-12).astype(a.dtype)
+                 for a in unit] for k, unit in sums.items()},
+            {k: c > 0 for k, c in counts.items()})
+
+
+def window_gradients(carries: Sequence[dict], depth: int) -> tuple[list, list]:
+    """Per unit, the mean of its gradients over its counted steps in the open window, and whether it
+    counted any, on its group's device (one compiled call per group)."""
+    gradients, counted = [None] * depth, [None] * depth
     for carry in carries:
-        for k, sums in carry["acc"].items():
-            count = jnp.maximum(carry["counts"][k], 1e-12)
-            gradients[k] = [a / count.astype(a.dtype) for a in sums]
-    return gradients
+        means, any_counted = _means(carry["acc"], carry["counts"], carry["open"])
+        for k in means:
+            gradients[k], counted[k] = means[k], any_counted[k]
+    return gradients, counted
 
 
 def _traced(tree) -> bool:
