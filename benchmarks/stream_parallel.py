@@ -1,7 +1,8 @@
 """Streams over devices (JAX): a stateful model's training step with updates every L frames, one device against N.
 
     python -m benchmarks.stream_parallel [--models vgg16] [--mode sideways] [--batch 8] [--frames 32]
-        [--update_every 32 8 1] [--devices 2] [--resolution 112] [--reps 5] [--png PATH] [--host_devices N]
+        [--update_every 32 8 1] [--devices 2] [--resolution 112] [--reps 5] [--optimizer adam|sgd] [--png PATH]
+        [--host_devices N]
 
 For every model and L: a model with `stateful=True, update_every=L` takes chunks of T frames of
 the same B streams through `train_on_batch` (the whole step: the frames, the optimizer's updates
@@ -29,12 +30,15 @@ import numpy as np  # noqa: E402
 import sideways_tf as sw  # noqa: E402
 from benchmarks.common import report  # noqa: E402
 
+OPTIMIZERS = {"adam": lambda: keras.optimizers.Adam(1e-4), "sgd": lambda: keras.optimizers.SGD(1e-3, momentum=0.9)}
 
-def _model(name: str, mode: str, resolution: int, update_every: int, devices=None) -> sw.SidewaysModel:
+
+def _model(name: str, mode: str, resolution: int, update_every: int, optimizer: str,
+           devices=None) -> sw.SidewaysModel:
     keras.utils.set_random_seed(0)
     model = sw.SidewaysModel(BUILDERS[name](resolution), mode=mode, devices=devices, stateful=True,
                              update_every=update_every)
-    model.compile(optimizer=keras.optimizers.Adam(1e-4),
+    model.compile(optimizer=OPTIMIZERS[optimizer](),
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     return model
 
@@ -51,21 +55,21 @@ def _seconds_per_step(model, chunks, labels, reps: int) -> float:
 
 
 def measure(name: str, mode: str, batch: int, frames: int, update_every: int, num_devices: int, resolution: int,
-            reps: int) -> dict:
+            reps: int, optimizer: str = "adam") -> dict:
     """One row: a stateful step's frames/s on one device and on `num_devices` (balanced)."""
     frame_shape = (resolution, resolution, 3)
     rng = np.random.default_rng(0)
     chunks = [rng.integers(0, 256, size=(batch, frames) + frame_shape, dtype=np.uint8) for _ in range(2)]
     labels = np.repeat((np.arange(batch) % 51)[:, None], frames, axis=1)
     plan = sw.parallel.balance(BUILDERS[name](resolution), frame_shape, num_devices, mode=mode, batch_size=batch)
-    one = _model(name, mode, resolution, update_every)
-    placed = _model(name, mode, resolution, update_every, plan.devices)
+    one = _model(name, mode, resolution, update_every, optimizer)
+    placed = _model(name, mode, resolution, update_every, optimizer, plan.devices)
     for model in (one, placed):
         model.build((batch, frames) + frame_shape)
     placed.set_weights(one.get_weights())
     seconds_placed = _seconds_per_step(placed, chunks, labels, reps)
     seconds_one = _seconds_per_step(one, chunks, labels, reps)
-    return {"model": name, "mode": mode, "B": batch, "T": frames, "update_every": update_every,
+    return {"model": name, "mode": mode, "B": batch, "T": frames, "update_every": update_every, "optimizer": optimizer,
             "devices": num_devices, "groups": [len(g) for g in plan.groups],
             "runtime": "programs" if placed.engine.programs else "one program",
             "one_device_fps": batch * frames / seconds_one, "depth_parallel_fps": batch * frames / seconds_placed,
@@ -104,6 +108,10 @@ def main() -> None:
     parser.add_argument("--devices", type=int, default=2)
     parser.add_argument("--resolution", type=int, default=112)
     parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument("--optimizer", default="adam", choices=list(OPTIMIZERS),
+                        help="adam (as the papers train); sgd with momentum changes weights linearly in the "
+                             "gradients, so the weights' difference measures the gradients' (Adam amplifies "
+                             "the rounding of near-zero gradients)")
     parser.add_argument("--png", help="also save a plot here")
     parser.add_argument("--host_devices", type=int, default=0, help="split the CPU into this many XLA devices")
     parser.add_argument("--xla_flags", default="", help="appended to XLA_FLAGS before JAX starts")
@@ -115,10 +123,10 @@ def main() -> None:
         for batch in args.batch:
             for every in args.update_every:
                 rows.append(measure(name, args.mode, batch, args.frames, every, args.devices, args.resolution,
-                                    args.reps))
+                                    args.reps, args.optimizer))
                 print(f"measured {rows[-1]}", file=sys.stderr, flush=True)
-    columns = ["model", "mode", "B", "T", "update_every", "groups", "runtime", "one_device_fps", "depth_parallel_fps",
-               "speedup", "ideal_speedup", "of_ideal", "weights_max_rel_err"]
+    columns = ["model", "mode", "B", "T", "update_every", "optimizer", "groups", "runtime", "one_device_fps",
+               "depth_parallel_fps", "speedup", "ideal_speedup", "of_ideal", "weights_max_rel_err"]
     report("stream_parallel", rows, columns, {"devices": str(jax.devices()[:args.devices])})
     if args.png:
         plot(args.png, rows)

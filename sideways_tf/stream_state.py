@@ -205,8 +205,9 @@ def train_chunk(model, params, states, video, starts, y, sample_weight) -> dict:
         if backends.current().num_replicas() > 1:
             raise ValueError("`update_every` applies the optimizer inside the frame loop, which tf.distribute "
                              "cannot do with more than one replica; use update_every=None under a strategy.")
+        # Without regularizers the step is the optimizer's alone (per-device programs fuse it).
         updater = model.engine.updater(model.update_every, functools.partial(optimizer_step, model),
-                                      model.trainable_variables)
+                                       model.trainable_variables, None if model.losses else model.optimizer)
         if keras.backend.backend() == "jax":
             optimizer_state = [v.value for v in model.optimizer.variables]
     result = model._finite(model.clip_gradients(params, states, video, y, sample_weight, stream=stream,

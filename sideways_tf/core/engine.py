@@ -207,7 +207,7 @@ class Engine:
         total = self.place.total(parts) if parts else ops.zeros((), "float32")
         return total, self.merge_gradients(gradients, trainable_variables)
 
-    def updater(self, every: int, apply: Callable, trainable_variables: Sequence) -> episode.Updater:
+    def updater(self, every: int, apply: Callable, trainable_variables: Sequence, optimizer=None) -> episode.Updater:
         """An `episode.Updater` around an optimizer step on the model's variable list.
 
         Args:
@@ -216,6 +216,7 @@ class Engine:
             one optimizer step with values and gradients aligned with `trainable_variables`;
             `keep[i]` (a bool scalar) asks to leave variable i unchanged.
           trainable_variables: the model's trainable variables.
+          optimizer: the Keras optimizer when `apply` is its step and nothing more (`episode.Updater`).
         """
 
         def apply_per_stage(params, optimizer_state, gradients, counted):
@@ -229,7 +230,8 @@ class Engine:
                                             self.merge_gradients(gradients, trainable_variables), keep)
             return self.split(values, trainable_variables, trainable=True), optimizer_state
 
-        return episode.Updater(every=every, apply=apply_per_stage)
+        return episode.Updater(every=every, apply=apply_per_stage, optimizer=optimizer,
+                               variables=tuple(trainable_variables) if optimizer is not None else ())
 
     # ------------------------------------------------------------ clips
 

@@ -61,10 +61,16 @@ class Updater(NamedTuple):
       apply: `apply(params, optimizer_state, gradients, counted) -> (params, optimizer_state)`,
         with `params` and `gradients` per stage and `counted` per stage a bool scalar (a unit
         that did not count in the window keeps its parameters).
+      optimizer: the Keras optimizer that `apply` runs, when it is nothing more (no gradient
+        added to the window's): per-device programs then update each group on its own
+        (`core.program_streams`); None otherwise.
+      variables: the trainable variables `optimizer` updates, in its `optimizer_state` order.
     """
 
     every: int
     apply: Callable
+    optimizer: object = None
+    variables: Sequence = ()
 
 
 class EpisodeResult(NamedTuple):

@@ -58,16 +58,23 @@ class GroupOptimizer:
         self.members = [[i for i, g in enumerate(group_of) if g == group] for group in range(len(shardings))]
         self.shardings = list(shardings)
         self._steps: dict = {}
+        self._writes = None
 
-    def _step(self, g: int, values, optimizer_state) -> tuple[list[int], Callable]:
-        """Group g's touched optimizer variables and its compiled step (made once)."""
+    def step(self, g: int, values: Sequence, optimizer_state: Sequence) -> tuple[list[int], Callable]:
+        """Group g's touched optimizer variables (indices) and its compiled step (made once).
+
+        `step(values_g, touched_state, gradients_g, keep_g) -> (values_g, touched_state)`, with the
+        group's variables in `members[g]` order. `values` and `optimizer_state` (all of them) give
+        the shapes to trace with.
+        """
         if g not in self._steps:
             opt_vars = self.optimizer.variables
-            writes = [written(self.optimizer, [self.variables[i] for i in self.members[h]],
-                              [values[i] for i in self.members[h]], optimizer_state)
-                      for h in range(len(self.members))]
-            anyone = set().union(*writes)
-            touched = sorted(writes[g] | (set(range(len(opt_vars))) - anyone))
+            if self._writes is None:
+                self._writes = [written(self.optimizer, [self.variables[i] for i in members],
+                                        [values[i] for i in members], optimizer_state)
+                                for members in self.members]
+            anyone = set().union(*self._writes)
+            touched = sorted(self._writes[g] | (set(range(len(opt_vars))) - anyone))
             variables = [self.variables[i] for i in self.members[g]]
             chosen = [opt_vars[j] for j in touched]
 
@@ -77,6 +84,17 @@ class GroupOptimizer:
 
             self._steps[g] = (touched, jax.jit(step))
         return self._steps[g]
+
+    def merge(self, optimizer_state: Sequence, group_states: dict) -> list:
+        """`optimizer_state` with each group's touched values (`group_states[g]`) put back; a variable
+        that several groups touch (the iteration counter) takes the first group's."""
+        merged, done = list(optimizer_state), set()
+        for g in sorted(group_states):
+            for j, value in zip(self._steps[g][0], group_states[g], strict=True):
+                if j not in done:
+                    merged[j] = value
+                    done.add(j)
+        return merged
 
     def apply(self, values: Sequence, optimizer_state: Sequence, gradients: Sequence, keep: Sequence):
         """One step: `(values, optimizer_state)` after it (each group's on its own devices).
@@ -94,26 +112,22 @@ class GroupOptimizer:
             scale = clip * jnp.minimum(1.0 / norm, 1.0 / clip) + (norm - norm)  # NaN where the norm is not finite
             gradients = [g * jax.device_put(scale, self.shardings[self._group(i)]).astype(g.dtype)
                          for i, g in enumerate(gradients)]
-        new_values, new_state, counted = list(values), list(optimizer_state), set()
+        new_values, group_states = list(values), {}
         self.optimizer.global_clipnorm = None  # applied above (also while the steps are traced)
         try:
             for g, members in enumerate(self.members):
                 if not members:
                     continue
-                touched, step = self._step(g, values, optimizer_state)
+                touched, step = self.step(g, values, optimizer_state)
                 args = jax.device_put(([values[i] for i in members], [optimizer_state[j] for j in touched],
                                        [gradients[i] for i in members],
                                        [jnp.asarray(keep[i], bool) for i in members]), self.shardings[g])
-                out_values, out_state = step(*args)
+                out_values, group_states[g] = step(*args)
                 for i, value in zip(members, out_values, strict=True):
                     new_values[i] = value
-                for j, value in zip(touched, out_state, strict=True):
-                    if j not in counted:  # a shared one (the iteration counter): the first group's
-                        new_state[j] = value
-                        counted.add(j)
         finally:
             self.optimizer.global_clipnorm = clip
-        return new_values, new_state
+        return new_values, self.merge(optimizer_state, group_states)
 
     def _group(self, i: int) -> int:
         return next(g for g, members in enumerate(self.members) if i in members)

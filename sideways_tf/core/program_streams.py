@@ -21,10 +21,11 @@ from typing import Optional, Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from sideways_tf.core import episode, pipeline
 from sideways_tf.core.group_steps import Clip
-from sideways_tf.core.programs import Prepared, ProgramsPlacement, batch_major, window, window_gradients
+from sideways_tf.core.programs import Prepared, ProgramsPlacement, batch_major, window, window_gradients, window_means
 
 
 def train_stream(place: ProgramsPlacement, stages, clip: Clip, params: Sequence[Sequence],
@@ -51,17 +52,35 @@ def train_stream(place: ProgramsPlacement, stages, clip: Clip, params: Sequence[
         resume(ready, stream)
         first_step = int(stream.step)
     num_frames = ready.num_frames
-    updates = {s + 1 for s in range(num_frames) if updater is not None and (first_step + s + 1) % updater.every == 0}
     params = [list(p) for p in params]
-    first = 0
-    for end in sorted(updates | {num_frames}):
-        place.run(ready, first, end, keep_last=True)
-        if end in updates:
+    grouped = None
+    if updater is not None and updater.optimizer is not None and not updater.optimizer.global_clipnorm:
+        grouped = place.group_optimizer(updater.optimizer, updater.variables)
+    if grouped is not None:  # each group updates itself after its update steps, in its worker
+        own = GroupUpdates(ready, grouped, updater.variables, params, optimizer_state)
+
+        def after(g, s):
+            if (first_step + s + 1) % updater.every == 0:
+                own.update(g)
+
+        place.run(ready, 0, num_frames, keep_last=True, after=after)
+        gradients, counted = window_gradients(ready.carries, depth)
+        if flush and any(bool(c) for c in counted):
+            for g in range(len(ready.groups)):
+                own.update(g)
+        params, optimizer_state = own.result(depth, optimizer_state)
+    else:  # segments that end after each update step; the host updates every group between two
+        updates = {s + 1 for s in range(num_frames)
+                   if updater is not None and (first_step + s + 1) % updater.every == 0}
+        first = 0
+        for end in sorted(updates | {num_frames}):
+            place.run(ready, first, end, keep_last=True)
+            if end in updates:
+                params, optimizer_state = update(ready, updater, params, optimizer_state, depth)
+            first = end
+        gradients, counted = window_gradients(ready.carries, depth)
+        if updater is not None and flush and any(bool(c) for c in counted):
             params, optimizer_state = update(ready, updater, params, optimizer_state, depth)
-        first = end
-    gradients, counted = window_gradients(ready.carries, depth)
-    if updater is not None and flush and any(bool(c) for c in counted):
-        params, optimizer_state = update(ready, updater, params, optimizer_state, depth)
     new_states = [None] * depth
     for carry in ready.carries:
         for k, value in carry["states"].items():
@@ -78,6 +97,60 @@ def train_stream(place: ProgramsPlacement, stages, clip: Clip, params: Sequence[
         params,
         optimizer_state,
     )))
+
+
+class GroupUpdates:
+    """The optimizer's updates of a stream's groups, each group's run by its own worker.
+
+    Group g's update reads only its own window and parameters (`GroupOptimizer.step`: its
+    variables and the optimizer variables it touches), so it needs no other group: its worker
+    dispatches it right after the update step, and the next frame's step reads the new values.
+
+    Args:
+      ready: the prepared chunk.
+      grouped: the optimizer's per-group steps.
+      variables: the trainable variables, in the optimizer state's order.
+      params: per stage, the values before the chunk.
+      optimizer_state: the values of the optimizer's variables before the chunk.
+    """
+
+    def __init__(self, ready: Prepared, grouped, variables, params, optimizer_state):
+        place = ready.place
+        self.ready, self.grouped = ready, grouped
+        self.where = [[place.unit_position(variables[i]) for i in members] for members in grouped.members]
+        values = [params[k][p] for k, p in (place.unit_position(v) for v in variables)]
+        self.states = {}
+        for g, members in enumerate(grouped.members):
+            if members:
+                touched, _ = grouped.step(g, values, optimizer_state)
+                sharding = ready.groups[g].replicated
+                self.states[g] = jax.device_put([optimizer_state[j] for j in touched], sharding)
+
+    def update(self, g: int) -> None:
+        """Applies group g's window (its units that counted none keep their values) and empties it."""
+        if g not in self.states:
+            return
+        ready = self.ready
+        carry = ready.carries[g]
+        means, counted = window_means(carry)
+        _, step = self.grouped.step(g, None, None)
+        mine = {k: list(v) for k, v in ready.params[g].items()}
+        values, self.states[g] = step([mine[k][p] for k, p in self.where[g]], self.states[g],
+                                      [means[k][p] for k, p in self.where[g]],
+                                      [jnp.logical_not(counted[k]) for k, _ in self.where[g]])
+        for (k, p), value in zip(self.where[g], values, strict=True):
+            mine[k][p] = value
+        ready.params[g] = mine
+        # A new flag each time: the step donates its carry.
+        ready.carries[g] = {**carry, "open": jax.device_put(np.zeros((), bool), ready.groups[g].replicated)}
+
+    def result(self, depth: int, optimizer_state) -> tuple[list, list]:
+        """`(params per stage, optimizer_state)` after the chunk."""
+        params = [None] * depth
+        for mine in self.ready.params:
+            for k, values in mine.items():
+                params[k] = list(values)
+        return params, self.grouped.merge(optimizer_state, self.states)
 
 
 def update(ready: Prepared, updater: episode.Updater, params: list, optimizer_state, depth: int):

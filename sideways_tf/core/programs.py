@@ -133,6 +133,25 @@ class ProgramsPlacement(Placement):
     def bind(self, stages) -> None:
         """Learns which unit (hence group) each trainable variable belongs to (for the optimizer's step)."""
         self._unit_of = {id(v): k for k, stage in enumerate(stages) for v in stage.trainable_variables}
+        self._position = {id(v): p for stage in stages for p, v in enumerate(stage.trainable_variables)}
+
+    def group_optimizer(self, optimizer, variables: Sequence) -> Optional[GroupOptimizer]:
+        """The compiled per-group step of `optimizer` on `variables` (made once), or None when a
+        variable belongs to no unit."""
+        unit_of = getattr(self, "_unit_of", {})
+        if any(id(v) not in unit_of for v in variables):
+            return None
+        key = (id(optimizer), tuple(id(v) for v in variables))
+        if getattr(self, "_optimizer_key", None) != key:
+            self._group_optimizer = GroupOptimizer(optimizer, variables,
+                                                   [self.stage_of[unit_of[id(v)]] for v in variables],
+                                                   [replicated for replicated, _ in self.shardings])
+            self._optimizer_key = key
+        return self._group_optimizer
+
+    def unit_position(self, variable) -> tuple[int, int]:
+        """`(unit, index among its trainable variables)` of a trainable variable."""
+        return self._unit_of[id(variable)], self._position[id(variable)]
 
     def optimizer_step(self, optimizer, variables: Sequence, values: Sequence, optimizer_state: Sequence,
                        gradients: Sequence, keep: Sequence) -> tuple[list, list]:
@@ -140,17 +159,11 @@ class ProgramsPlacement(Placement):
 
         Arguments and result as `Placement.optimizer_step`; the results come back on `home`.
         """
-        unit_of = getattr(self, "_unit_of", {})
-        if any(id(v) not in unit_of for v in variables):  # a variable of no unit: Keras' own step
+        grouped = self.group_optimizer(optimizer, variables)
+        if grouped is None:  # a variable of no unit: Keras' own step
             return super().optimizer_step(optimizer, variables, self.home(list(values)),
                                           self.home(list(optimizer_state)), self.home(list(gradients)), keep)
-        key = (id(optimizer), tuple(id(v) for v in variables))
-        if getattr(self, "_optimizer_key", None) != key:
-            self._group_optimizer = GroupOptimizer(optimizer, variables,
-                                                   [self.stage_of[unit_of[id(v)]] for v in variables],
-                                                   [replicated for replicated, _ in self.shardings])
-            self._optimizer_key = key
-        return self.home(self._group_optimizer.apply(values, optimizer_state, gradients, keep))
+        return self.home(grouped.apply(values, optimizer_state, gradients, keep))
 
     def apply_gradients(self, optimizer, gradients: Sequence, variables: Sequence) -> None:
         """`optimizer.apply(gradients, variables)` as one compiled step per group (`optimizer_step`)."""
@@ -229,11 +242,13 @@ class ProgramsPlacement(Placement):
             ready.params.append(mine)
         return ready
 
-    def run(self, ready: "Prepared", first: int = 0, last: Optional[int] = None, keep_last: bool = False) -> None:
+    def run(self, ready: "Prepared", first: int = 0, last: Optional[int] = None, keep_last: bool = False,
+            after: Optional[Callable[[int, int], None]] = None) -> None:
         """Runs frames `first..last-1` of a prepared clip through every group (its carries and inboxes change).
 
         `keep_last`: also move the last frame's pieces into the inboxes (a stream, or a segment
-        that another follows); a clip's last pieces are read by no one.
+        that another follows); a clip's last pieces are read by no one. `after(g, s)`: called
+        once group g has dispatched frame s (by its worker), before it reads frame s + 1's inbox.
         """
         last = ready.num_frames if last is None else last
         groups, carries, inboxes = ready.groups, ready.carries, ready.inboxes
@@ -257,12 +272,14 @@ class ProgramsPlacement(Placement):
         traced = _traced((ready.params, ready.inputs))
         pool = None if traced or self.dispatch == "plain" else workers.pool(len(groups))
         if pool is not None and self.dispatch == "workers":
-            _run_workers(ready, routes, where, call, precision, first, last, keep_last)
+            _run_workers(ready, routes, where, call, precision, first, last, keep_last, after)
             return
         for s in range(first, last):
             outs = list(pool.map(call_in_thread, range(len(groups)))) if pool is not None else [
                 call(g) for g in range(len(groups))]
             carries[:] = [carry for carry, _ in outs]
+            for g in range(len(groups)) if after is not None else ():
+                after(g, s)
             if routes and (s + 1 < last or keep_last):
                 moved = jax.device_put([outs[g][1][name] for g, name, _ in routes], where)
                 for (_, name, h), value in zip(routes, moved, strict=True):
@@ -320,12 +337,17 @@ def _means(sums: dict, counts: dict, is_open) -> tuple[dict, dict]:
             {k: c > 0 for k, c in counts.items()})
 
 
+def window_means(carry: dict) -> tuple[dict, dict]:
+    """A group's window: per unit its gradients' mean over its counted steps, and whether it counted any."""
+    return _means(carry["acc"], carry["counts"], carry["open"])
+
+
 def window_gradients(carries: Sequence[dict], depth: int) -> tuple[list, list]:
     """Per unit, the mean of its gradients over its counted steps in the open window, and whether it
     counted any, on its group's device (one compiled call per group)."""
     gradients, counted = [None] * depth, [None] * depth
     for carry in carries:
-        means, any_counted = _means(carry["acc"], carry["counts"], carry["open"])
+        means, any_counted = window_means(carry)
         for k in means:
             gradients[k], counted[k] = means[k], any_counted[k]
     return gradients, counted
@@ -337,7 +359,7 @@ def _traced(tree) -> bool:
 
 
 def _run_workers(ready: "Prepared", routes, where, call: Callable, precision, first: int, last: int,
-                 keep_last: bool) -> None:
+                 keep_last: bool, after: Optional[Callable] = None) -> None:
     """Frames `first..last-1` with one worker per group (`core.workers`), each running its own frame loop.
 
     Worker g calls its step for frame s as soon as the pieces it reads from frame s - 1 have
@@ -358,6 +380,8 @@ def _run_workers(ready: "Prepared", routes, where, call: Callable, precision, fi
             if s > first:
                 receive()
             ready.carries[g], out = call(g)
+            if after is not None:
+                after(g, s)
             if s + 1 < last or keep_last:
                 for h, (names, sharding) in sends.get(g, {}).items():
                     moved = jax.device_put([out[name] for name in names], [sharding] * len(names))
