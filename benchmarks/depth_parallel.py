@@ -189,25 +189,32 @@ def plot(path: str, rows) -> None:
     figure.savefig(path, dpi=110)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", nargs="+", default=list(BUILDERS), choices=list(BUILDERS))
-    parser.add_argument("--modes", nargs="+", default=["sideways", "skip_sideways"], choices=list(sw.MODES))
-    parser.add_argument("--batch", type=int, nargs="+", default=[8, 32])
-    parser.add_argument("--frames", type=int, default=32)
+def parse_with_device_flags(parser: argparse.ArgumentParser) -> argparse.Namespace:
+    """Adds the flags every depth-parallel benchmark shares (devices, resolution, repetitions, plot, XLA),
+    parses, and checks that JAX has the devices asked for."""
     parser.add_argument("--devices", type=int, default=2)
     parser.add_argument("--resolution", type=int, default=112)
-    parser.add_argument("--dtype", default="float32", choices=["float32", "mixed_bfloat16"])
     parser.add_argument("--reps", type=int, default=5)
-    parser.add_argument("--dispatch", default="workers", choices=list(DISPATCH),
-                        help="per-device programs: a worker per group running its own frame loop, a thread per group "
-                             "joined every frame, or the calling thread")
     parser.add_argument("--png", help="also save a plot here")
     parser.add_argument("--host_devices", type=int, default=0, help="split the CPU into this many XLA devices")
     parser.add_argument("--xla_flags", default="", help="appended to XLA_FLAGS before JAX starts")
     args = parser.parse_args()
     if len(jax.devices()) < args.devices:
         parser.error(f"--devices {args.devices}: JAX has {len(jax.devices())} devices ({jax.devices()}).")
+    return args
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="+", default=list(BUILDERS), choices=list(BUILDERS))
+    parser.add_argument("--modes", nargs="+", default=["sideways", "skip_sideways"], choices=list(sw.MODES))
+    parser.add_argument("--batch", type=int, nargs="+", default=[8, 32])
+    parser.add_argument("--frames", type=int, default=32)
+    parser.add_argument("--dtype", default="float32", choices=["float32", "mixed_bfloat16"])
+    parser.add_argument("--dispatch", default="workers", choices=list(DISPATCH),
+                        help="per-device programs: a worker per group running its own frame loop, a thread per group "
+                             "joined every frame, or the calling thread")
+    args = parse_with_device_flags(parser)
     keras.mixed_precision.set_global_policy(args.dtype)
     rows = []
     for name in args.models:

@@ -20,7 +20,8 @@ import argparse
 import sys
 import time
 
-from benchmarks.depth_parallel import BUILDERS, _relative_error  # sets XLA_FLAGS and KERAS_BACKEND first
+# depth_parallel sets XLA_FLAGS and KERAS_BACKEND first
+from benchmarks.depth_parallel import BUILDERS, _relative_error, parse_with_device_flags
 
 # isort: split
 import jax  # noqa: E402
@@ -105,19 +106,11 @@ def main() -> None:
     parser.add_argument("--batch", type=int, nargs="+", default=[8])
     parser.add_argument("--frames", type=int, default=32)
     parser.add_argument("--update_every", type=int, nargs="+", default=[32, 8, 1])
-    parser.add_argument("--devices", type=int, default=2)
-    parser.add_argument("--resolution", type=int, default=112)
-    parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--optimizer", default="adam", choices=list(OPTIMIZERS),
                         help="adam (as the papers train); sgd with momentum changes weights linearly in the "
                              "gradients, so the weights' difference measures the gradients' (Adam amplifies "
                              "the rounding of near-zero gradients)")
-    parser.add_argument("--png", help="also save a plot here")
-    parser.add_argument("--host_devices", type=int, default=0, help="split the CPU into this many XLA devices")
-    parser.add_argument("--xla_flags", default="", help="appended to XLA_FLAGS before JAX starts")
-    args = parser.parse_args()
-    if len(jax.devices()) < args.devices:
-        parser.error(f"--devices {args.devices}: JAX has {len(jax.devices())} devices ({jax.devices()}).")
+    args = parse_with_device_flags(parser)
     rows = []
     for name in args.models:
         for batch in args.batch:

@@ -55,6 +55,7 @@ class GroupOptimizer:
     def __init__(self, optimizer, variables: Sequence, group_of: Sequence[int], shardings: Sequence):
         self.optimizer = optimizer
         self.variables = list(variables)
+        self.group_of = list(group_of)
         self.members = [[i for i, g in enumerate(group_of) if g == group] for group in range(len(shardings))]
         self.shardings = list(shardings)
         self._steps: dict = {}
@@ -110,7 +111,7 @@ class GroupOptimizer:
                        for g in gradients]
             norm = jnp.sqrt(sum(squares))
             scale = clip * jnp.minimum(1.0 / norm, 1.0 / clip) + (norm - norm)  # NaN where the norm is not finite
-            gradients = [g * jax.device_put(scale, self.shardings[self._group(i)]).astype(g.dtype)
+            gradients = [g * jax.device_put(scale, self.shardings[self.group_of[i]]).astype(g.dtype)
                          for i, g in enumerate(gradients)]
         new_values, group_states = list(values), {}
         self.optimizer.global_clipnorm = None  # applied above (also while the steps are traced)
@@ -128,6 +129,3 @@ class GroupOptimizer:
         finally:
             self.optimizer.global_clipnorm = clip
         return new_values, self.merge(optimizer_state, group_states)
-
-    def _group(self, i: int) -> int:
-        return next(g for g, members in enumerate(self.members) if i in members)
