@@ -386,7 +386,8 @@ class SidewaysModel(keras.Model):
             params, states, self.trainable_variables, self.non_trainable_variables,
             video, labels, sample_weight, frame_loss, exact=exact, **streaming,
         )
-        if not penalized:
+        # With an updater and no separate value to add, the penalty's gradient enters each update instead.
+        if not penalized or (streaming.get("updater") is not None and not separate):
             return result
         total, gradients = self._penalty(params)
         if separate:  # what every valid step's loss would have added
