@@ -4,10 +4,11 @@
         [--resolution 224] [--devices 2] [--reps 3]
 
 Each group's compiled step is run T times on its own (its inbox fixed, nothing waiting on
-another group), the boundary pieces are moved T times on their own, and the whole clip is run
-with each dispatch (`core.programs.DISPATCH`); the host's time per dispatched step and transfer is
-timed too. If the loop is much slower than the slowest group
-alone plus a transfer, the groups are waiting on each other or on the host.
+another group), then every group's so at once, each from a thread of its own (near the slowest
+group: the hosts' launches overlap); the boundary pieces are moved T times on their own, and the
+whole clip is run with each dispatch (`core.programs.DISPATCH`); the host's time per dispatched
+step and transfer is timed too. If the loop is much slower than the slowest group alone plus a
+transfer, the groups are waiting on each other or on the host.
 """
 
 from __future__ import annotations
@@ -98,7 +99,7 @@ def main() -> None:
     row = {"model": args.model, "mode": args.mode, "B": args.batch, "T": args.frames, "res": args.resolution,
            "dtype": args.dtype, "groups": [list(g) for g in plan.groups],
            "balance_group_ms": [round(t, 3) for t in plan.group_ms]}
-    outs = []
+    outs, alones = [], []
     for g in range(len(ready.groups)):
         state = {"carry": ready.carries[g]}
 
@@ -110,8 +111,19 @@ def main() -> None:
             return out
 
         outs.append(alone())
+        alones.append(alone)
         row[f"group{g}_step_ms"] = round(1e3 * _best(alone, args.reps) / args.frames, 3)
         row[f"group{g}_dispatch_ms"] = round(1e3 * _host_seconds(alone, args.frames), 3)
+    # Every group's loop alone, all at once on threads of their own: if this is near the slowest
+    # group alone, the hosts' launches overlap; near their sum, they are serialised on the host.
+    import concurrent.futures
+
+    with concurrent.futures.ThreadPoolExecutor(len(alones)) as pool:
+        def together():
+            for future in [pool.submit(alone) for alone in alones]:
+                future.result()
+
+        row["groups_together_ms"] = round(1e3 * _best(together, args.reps) / args.frames, 3)
     routes = [(g, name, h) for g, group in enumerate(ready.groups) for name, h in group.sends]
     pieces = [outs[g][name] for g, name, _ in routes]
     where = [ready.groups[h].device for _, _, h in routes]

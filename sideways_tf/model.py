@@ -371,6 +371,10 @@ class SidewaysModel(keras.Model):
         if self._on_programs():  # the per-device steps are traced with the compiled loss
             self.engine.place.use_loss(getattr(self, "loss", None))
 
+        # The per-device steps are compiled once and keep this loss: it must not hold this clip's
+        # parameters (they would stay alive on the first device), so it reads them only where needed.
+        constants = params if penalized and not separate else None
+
         def frame_loss(y, y_pred, w):
             if separate:
                 return self._data_loss(y, y_pred, w)
@@ -378,7 +382,7 @@ class SidewaysModel(keras.Model):
                 return self.compute_frame_loss(y, y_pred, w)
             # Regularizers enter the reported loss at every step but their gradient once per
             # clip (below), so the per-step loss sees the parameters as constants.
-            frozen = [(v, ops.stop_gradient(p)) for v, p in zip(self.trainable_variables, params, strict=True)]
+            frozen = [(v, ops.stop_gradient(p)) for v, p in zip(self.trainable_variables, constants, strict=True)]
             with keras.StatelessScope(state_mapping=frozen):
                 return self.compute_frame_loss(y, y_pred, w)
 
@@ -711,6 +715,7 @@ class SidewaysModel(keras.Model):
         self._check_video(video, training=True)
         self._check_compiled()
         self._check_targets(video.shape[1], y, sample_weight)
+        self.engine.place.settle(self.optimizer, self.trainable_variables)
         params, states = _values(self.trainable_variables), _values(self.non_trainable_variables)
         if self.check_finite:
             video = input_checks.finite_video(video, backends.current().check_finite)

@@ -70,10 +70,7 @@ class GroupOptimizer:
         """
         if g not in self._steps:
             opt_vars = self.optimizer.variables
-            if self._writes is None:
-                self._writes = [written(self.optimizer, [self.variables[i] for i in members],
-                                        [values[i] for i in members], optimizer_state)
-                                for members in self.members]
+            self._learn_writes(values, optimizer_state)
             anyone = set().union(*self._writes)
             touched = sorted(self._writes[g] | (set(range(len(opt_vars))) - anyone))
             variables = [self.variables[i] for i in self.members[g]]
@@ -85,6 +82,22 @@ class GroupOptimizer:
 
             self._steps[g] = (touched, jax.jit(step))
         return self._steps[g]
+
+    def _learn_writes(self, values: Sequence, optimizer_state: Sequence) -> None:
+        if self._writes is None:
+            self._writes = [written(self.optimizer, [self.variables[i] for i in members],
+                                    [values[i] for i in members], optimizer_state)
+                            for members in self.members]
+
+    def owners(self, values: Sequence, optimizer_state: Sequence) -> dict[int, int]:
+        """`{index in optimizer.variables: group}` for the optimizer variables (slots) that exactly
+        one group's step writes; the shared ones (the iteration counter) are left out."""
+        self._learn_writes(values, optimizer_state)
+        groups_writing: dict[int, list[int]] = {}
+        for g, writes in enumerate(self._writes):
+            for j in writes:
+                groups_writing.setdefault(j, []).append(g)
+        return {j: gs[0] for j, gs in groups_writing.items() if len(gs) == 1}
 
     def merge(self, optimizer_state: Sequence, group_states: dict) -> list:
         """`optimizer_state` with each group's touched values (`group_states[g]`) put back; a variable

@@ -10,7 +10,8 @@ the results equal it.
 
 A clip of a stream (`Clip.streaming`) also restarts slots where a new video begins, keeps the
 targets in flight in a delay line and records every step's target, as `episode.train_episode`
-does; its carry starts from and returns to an `episode.Stream` (`core.programs`).
+does; its carry starts from and returns to an `episode.Stream` (`core.programs`). A group's
+window of gradients (what an update applies) is read from its carry (`window_gradients`).
 """
 
 from __future__ import annotations
@@ -246,3 +247,38 @@ def init_function(stages, clip: Clip, group: Group, batch_size: int, num_frames:
         return carry, inbox
 
     return jax.jit(init)
+
+
+@jax.jit
+def _window(sums: dict, counts: dict, is_open):
+    return (jax.tree.map(lambda a: jnp.where(is_open, a, jnp.zeros_like(a)), sums),
+            jax.tree.map(lambda c: jnp.where(is_open, c, jnp.zeros_like(c)), counts))
+
+
+def window(carry: dict) -> tuple[dict, dict]:
+    """A group's open window: per unit its gradient sums and its count (zeros once an update emptied it)."""
+    return _window(carry["acc"], carry["counts"], carry["open"])
+
+
+@jax.jit
+def _means(sums: dict, counts: dict, is_open) -> tuple[dict, dict]:
+    counts = {k: jnp.where(is_open, c, jnp.zeros_like(c)) for k, c in counts.items()}
+    return ({k: [jnp.where(is_open, a, jnp.zeros_like(a)) / jnp.maximum(counts[k], 1e-12).astype(a.dtype)
+                 for a in unit] for k, unit in sums.items()},
+            {k: c > 0 for k, c in counts.items()})
+
+
+def window_means(carry: dict) -> tuple[dict, dict]:
+    """A group's window: per unit its gradients' mean over its counted steps, and whether it counted any."""
+    return _means(carry["acc"], carry["counts"], carry["open"])
+
+
+def window_gradients(carries: Sequence[dict], depth: int) -> tuple[list, list]:
+    """Per unit, the mean of its gradients over its counted steps in the open window, and whether it
+    counted any, on its group's device (one compiled call per group)."""
+    gradients, counted = [None] * depth, [None] * depth
+    for carry in carries:
+        means, any_counted = window_means(carry)
+        for k in means:
+            gradients[k], counted[k] = means[k], any_counted[k]
+    return gradients, counted

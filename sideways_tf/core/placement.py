@@ -104,6 +104,10 @@ class Placement:
         """The sum of scalars that units computed (each where its unit runs), on one device."""
         return ops.sum(ops.stack(list(values)))
 
+    def settle(self, optimizer, variables: Sequence) -> None:
+        """Puts each unit's variables (and its optimizer slots) where its unit runs, before a step
+        (here: nothing to do; `ProgramsPlacement` moves them to their groups' devices)."""
+
     def apply_gradients(self, optimizer, gradients: Sequence, variables: Sequence) -> None:
         """`optimizer.apply(gradients, variables)`, with each unit's gradients where its unit runs."""
         optimizer.apply(list(gradients), variables)

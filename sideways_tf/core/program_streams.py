@@ -24,8 +24,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from sideways_tf.core import episode, pipeline
-from sideways_tf.core.group_steps import Clip
-from sideways_tf.core.programs import Prepared, ProgramsPlacement, batch_major, window, window_gradients, window_means
+from sideways_tf.core.group_steps import Clip, window, window_gradients, window_means
+from sideways_tf.core.programs import Prepared, ProgramsPlacement, batch_major
 
 
 def train_stream(place: ProgramsPlacement, stages, clip: Clip, params: Sequence[Sequence],

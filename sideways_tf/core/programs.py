@@ -32,7 +32,7 @@ import numpy as np
 
 from sideways_tf.core import workers
 from sideways_tf.core.group_optimizer import GroupOptimizer
-from sideways_tf.core.group_steps import Clip, init_function, plan, step_function
+from sideways_tf.core.group_steps import Clip, init_function, plan, step_function, window_gradients
 from sideways_tf.core.placement import Placement, groups_of
 from sideways_tf.core.schedule import Rule
 
@@ -132,8 +132,29 @@ class ProgramsPlacement(Placement):
 
     def bind(self, stages) -> None:
         """Learns which unit (hence group) each trainable variable belongs to (for the optimizer's step)."""
+        self._stages = list(stages)
         self._unit_of = {id(v): k for k, stage in enumerate(stages) for v in stage.trainable_variables}
         self._position = {id(v): p for stage in stages for p, v in enumerate(stage.trainable_variables)}
+
+    def settle(self, optimizer, variables: Sequence) -> None:
+        """Moves each unit's variables, and the optimizer slots that only its group updates, to its
+        group's device, where Keras did not make them (it makes every variable on the first device,
+        as does `set_weights`); a variable already there is left alone. Under data x depth the
+        distribution places the variables."""
+        if self.replicas > 1:
+            return
+        if _traced([v.value for v in variables]):
+            return
+        moves = [(v, self.group_devices[self.stage_of[k]]) for k, stage in enumerate(getattr(self, "_stages", ()))
+                 for v in stage.variables]
+        if optimizer is not None and optimizer.built:
+            grouped = self.group_optimizer(optimizer, variables)
+            if grouped is not None:
+                owners = grouped.owners([v.value for v in grouped.variables], [v.value for v in optimizer.variables])
+                moves += [(optimizer.variables[j], self.group_devices[g]) for j, g in owners.items()]
+        for variable, device in moves:
+            if variable.value.devices() != {device}:
+                variable.assign(jax.device_put(variable.value, device))
 
     def group_optimizer(self, optimizer, variables: Sequence) -> Optional[GroupOptimizer]:
         """The compiled per-group step of `optimizer` on `variables` (made once), or None when a
@@ -316,41 +337,6 @@ class ProgramsPlacement(Placement):
         clip = Clip(rule, None, None, training=False)
         carries = self.run_clip(stages, clip, params, states, video, activation_shapes)
         return self.home(batch_major(carries[self.stage_of[-1]]["outputs"])[:, rule.latency:])
-
-
-@jax.jit
-def _window(sums: dict, counts: dict, is_open):
-    return (jax.tree.map(lambda a: jnp.where(is_open, a, jnp.zeros_like(a)), sums),
-            jax.tree.map(lambda c: jnp.where(is_open, c, jnp.zeros_like(c)), counts))
-
-
-def window(carry: dict) -> tuple[dict, dict]:
-    """A group's open window: per unit its gradient sums and its count (zeros once an update emptied it)."""
-    return _window(carry["acc"], carry["counts"], carry["open"])
-
-
-@jax.jit
-def _means(sums: dict, counts: dict, is_open) -> tuple[dict, dict]:
-    counts = {k: jnp.where(is_open, c, jnp.zeros_like(c)) for k, c in counts.items()}
-    return ({k: [jnp.where(is_open, a, jnp.zeros_like(a)) / jnp.maximum(counts[k], 1e-12).astype(a.dtype)
-                 for a in unit] for k, unit in sums.items()},
-            {k: c > 0 for k, c in counts.items()})
-
-
-def window_means(carry: dict) -> tuple[dict, dict]:
-    """A group's window: per unit its gradients' mean over its counted steps, and whether it counted any."""
-    return _means(carry["acc"], carry["counts"], carry["open"])
-
-
-def window_gradients(carries: Sequence[dict], depth: int) -> tuple[list, list]:
-    """Per unit, the mean of its gradients over its counted steps in the open window, and whether it
-    counted any, on its group's device (one compiled call per group)."""
-    gradients, counted = [None] * depth, [None] * depth
-    for carry in carries:
-        means, any_counted = window_means(carry)
-        for k in means:
-            gradients[k], counted[k] = means[k], any_counted[k]
-    return gradients, counted
 
 
 def _traced(tree) -> bool:

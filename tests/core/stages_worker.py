@@ -141,7 +141,45 @@ def fit():
         _close(placed.get_weights(), alone.get_weights(), f"{mode} weights after fit")
         _close(a["loss"], b["loss"], f"{mode} loss")
         _close([placed.evaluate(video, labels, verbose=0)], [alone.evaluate(video, labels, verbose=0)], f"{mode} eval")
+        _nothing_else_kept(placed)
     print("ok fit")
+
+
+def _nothing_else_kept(model):
+    """After training, no device holds arrays shaped like another device's parameters, besides
+    variables' values (of any model still alive): the compiled per-device steps keep no clip's
+    parameters (a loss closure once kept the first clip's, every unit's on the first device)."""
+    import gc
+
+    gc.collect()
+    models = [m for m in gc.get_objects() if isinstance(m, sw.SidewaysModel)]
+    values = {id(v.value) for m in models for v in m.variables + (m.optimizer.variables if m.optimizer else [])}
+    kept = [a for a in jax.live_arrays() if id(a) not in values and a.size > 1]
+    for variable in model.trainable_variables:
+        home = variable.value.devices()
+        strays = [a.devices() for a in kept if a.shape == variable.shape and a.devices() != home]
+        assert not strays, f"{model.mode}: copies of {variable.path} (on {home}) kept on {strays}"
+    if model.engine.programs:
+        _where_they_run(model)
+        model.set_weights(model.get_weights())  # Keras puts the values on the first device again
+        model.engine.place.settle(model.optimizer, model.trainable_variables)  # as each training step does first
+        _where_they_run(model)
+
+
+def _where_they_run(model):
+    """Each unit's variables, and the optimizer slots of its variables, on its group's device."""
+    place = model.engine.place
+    for k, stage in enumerate(model.stages):
+        device = place.group_devices[place.stage_of[k]]
+        wrong = [v.path for v in stage.variables if v.value.devices() != {device}]
+        assert not wrong, f"{model.mode}: {wrong} not on unit {k}'s device {device}"
+    optimizer, variables = model.optimizer, model.trainable_variables
+    owners = place.group_optimizer(optimizer, variables).owners([v.value for v in variables],
+                                                                [v.value for v in optimizer.variables])
+    assert len(owners) == 2 * len(variables), owners  # Adam's two slots per variable
+    wrong = [optimizer.variables[j].path for j, g in owners.items()
+             if optimizer.variables[j].value.devices() != {place.group_devices[g]}]
+    assert not wrong, f"{model.mode}: slots {wrong} not on their group's device"
 
 
 def streaming():

@@ -1,0 +1,188 @@
+"""Memory per GPU with units over devices (JAX): each device's peak while training, against its group's share.
+
+    python -m benchmarks.depth_memory [--model vgg16] [--mode sideways] [--batch 32] [--frames 32]
+        [--resolution 224] [--devices 2] [--dtype float32|mixed_bfloat16] [--steps 2] [--png PATH]
+
+Fresh processes (a device's peak, `memory_stats()["peak_bytes_in_use"]`, only ever grows): one
+groups the units over N devices by time (`sw.parallel.balance`); one trains the model on one
+device for `--steps` `train_on_batch` calls (Adam) and reads its peak `P1`; one trains the same
+model with its units over the N devices and reads each device's peak `P_g`. Each run also notes
+every device's bytes in use and peak after building and after each step (`timeline`): the first
+step's peak includes what XLA's autotuning of convolutions allocates while it compiles (it runs
+candidate algorithms on scratch buffers on the device), so a peak reached in step 1 and not
+raised after is the compiler's, not the training's.
+
+A group's share of the one-device peak is `(P1 - clip) * f_g + clip`, where `clip` is the clip's
+bytes on a device and `f_g` is the group's fraction of the groups' footprints: each group's
+compiled step (XLA's memory analysis: arguments, outputs less what they alias, temporaries; the
+clip left out). `peak / share` near 1 says each device holds its own group and nothing more; the
+sum of the peaks against `P1` says what the split costs in all.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+
+MODELS = ("vgg8", "vgg16", "resnet50")
+GB = 2.0**30
+
+
+def _worker(args) -> dict:
+    """Runs in a fresh process: the plan, or one training run's peaks."""
+    os.environ["KERAS_BACKEND"] = "jax"
+    if args.host_devices:
+        os.environ["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={args.host_devices}"
+    import jax
+    import keras
+    import numpy as np
+
+    import sideways_tf as sw
+    from benchmarks.depth_parallel import BUILDERS
+
+    keras.mixed_precision.set_global_policy(args.dtype)
+    frame_shape = (args.resolution, args.resolution, 3)
+    if args.worker == "plan":
+        plan = sw.parallel.balance(BUILDERS[args.model](args.resolution), frame_shape, args.devices, mode=args.mode,
+                                   batch_size=args.batch)
+        return {"devices": list(plan.devices), "groups": [list(g) for g in plan.groups],
+                "ideal_speedup": plan.ideal_speedup}
+    devices = json.loads(args.placement) if args.worker == "placed" else None
+    keras.utils.set_random_seed(0)
+    model = sw.SidewaysModel(BUILDERS[args.model](args.resolution), mode=args.mode, devices=devices)
+    model.compile(optimizer=keras.optimizers.Adam(1e-4),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    video = np.random.default_rng(0).integers(0, 256, (args.batch, args.frames) + frame_shape, dtype=np.uint8)
+    labels = np.arange(args.batch) % 51
+    used = jax.devices()[:args.devices if devices else 1]
+    timeline = {}
+
+    def note(point: str) -> None:  # each device's bytes in use and peak so far, in GB
+        stats = [d.memory_stats() or {} for d in used]
+        timeline[point] = [[round(s.get(k, 0) / GB, 3) for k in ("bytes_in_use", "peak_bytes_in_use")]
+                           for s in stats]
+
+    model.build(video.shape)
+    note("built")
+    for step in range(args.steps):
+        model.train_on_batch(video, labels)
+        note(f"step {step + 1}")
+    row = {"peak_bytes": [(d.memory_stats() or {}).get("peak_bytes_in_use") for d in used],
+           "clip_bytes": int(video.nbytes), "timeline_gb_in_use_and_peak": timeline}
+    if devices:
+        row["footprints"] = _footprints(model, video, labels)
+    return row
+
+
+def _footprints(model, video, labels) -> list:
+    """Per group, its compiled step's bytes (XLA's memory analysis), the clip left out."""
+    from sideways_tf.core import targets
+    from sideways_tf.core.group_steps import Clip
+
+    engine, place = model.engine, model.engine.place
+    params = engine.split([v.value for v in model.trainable_variables], model.trainable_variables, True)
+    states = engine.split([v.value for v in model.non_trainable_variables], model.non_trainable_variables, False)
+    clip = Clip(engine.rule(), lambda y, w, s: targets.frame_target(y, w, s, False, False),
+                lambda target, out: model.compute_frame_loss(target["y"], out, target.get("w")), training=True)
+    ready = place.prepare(engine.stages, clip, params, states, video, engine.activation_shapes, labels)
+    sizes = []
+    for g in range(len(ready.groups)):
+        args = (ready.params[g], ready.carries[g], ready.inboxes[g], *ready.inputs[g])
+        memory = ready.steps[g].lower(*args).compile().memory_analysis()
+        clip_bytes = video.nbytes if ready.inputs[g][0] is not None else 0
+        sizes.append(int(memory.argument_size_in_bytes + memory.output_size_in_bytes
+                         - memory.alias_size_in_bytes + memory.temp_size_in_bytes - clip_bytes))
+    return sizes
+
+
+def _run(args, worker: str, placement=None) -> dict:
+    """One worker in a fresh process; its JSON result."""
+    command = [sys.executable, "-m", "benchmarks.depth_memory", "--worker", worker] + [
+        f"--{name}={getattr(args, name)}" for name in ("model", "mode", "batch", "frames", "resolution", "devices",
+                                                        "dtype", "steps", "host_devices")
+        if getattr(args, name)]
+    if placement is not None:
+        command.append(f"--placement={json.dumps(placement)}")
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if done.returncode:
+        raise RuntimeError(f"{' '.join(command)} failed:\n{done.stderr[-4000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def shares(one_peak: int, clip: int, footprints) -> list:
+    """Each group's share of the one-device peak: `(one_peak - clip) * f_g + clip`, `f_g` its footprint's fraction."""
+    total = sum(footprints)
+    return [(one_peak - clip) * f / total + clip for f in footprints]
+
+
+def plot(path: str, row: dict) -> None:
+    """Each device's peak beside its group's share."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    x = np.arange(len(row["peak_gb"]))
+    figure, axis = plt.subplots(figsize=(2.2 + 1.4 * len(x), 3.4))
+    axis.bar(x - 0.2, row["peak_gb"], 0.4, label="peak while training")
+    axis.bar(x + 0.2, row["share_gb"], 0.4, label="group's share of the one-device peak")
+    axis.axhline(row["one_device_peak_gb"], color="gray", lw=0.8, ls="--", label="one device's peak")
+    axis.set_xticks(x, [f"device {g}\nunits {u}" for g, u in enumerate(row["groups"])], fontsize=8)
+    axis.set_ylabel("GB")
+    axis.set_title(f"{row['model']} {row['res']}x{row['res']}, B={row['B']}, T={row['T']}, {row['dtype']}", fontsize=9)
+    axis.legend(fontsize=7, loc="upper right")
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="vgg16", choices=MODELS)
+    parser.add_argument("--mode", default="sideways", choices=["sideways", "skip_sideways", "fa_skip_sideways"])
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--frames", type=int, default=32)
+    parser.add_argument("--resolution", type=int, default=224)
+    parser.add_argument("--devices", type=int, default=2)
+    parser.add_argument("--dtype", default="float32", choices=["float32", "mixed_bfloat16"])
+    parser.add_argument("--steps", type=int, default=2, help="train_on_batch calls before the peaks are read")
+    parser.add_argument("--png", help="also plot each device's peak against its share")
+    parser.add_argument("--host_devices", type=int, default=0,
+                        help="split a CPU into N XLA devices (a smoke test: the CPU reports no peaks)")
+    parser.add_argument("--worker", choices=["plan", "one", "placed"], help=argparse.SUPPRESS)
+    parser.add_argument("--placement", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        print(json.dumps(_worker(args)))
+        return
+    from benchmarks.report import report
+
+    plan = _run(args, "plan")
+    one = _run(args, "one")
+    placed = _run(args, "placed", plan["devices"])
+    clip = placed["clip_bytes"]
+    if None in one["peak_bytes"] + placed["peak_bytes"]:
+        print(json.dumps({"benchmark": "depth_memory", "footprints": placed["footprints"],
+                          "error": "these devices report no peak memory (memory_stats): run on GPUs"}))
+        return
+    share = shares(one["peak_bytes"][0], clip, placed["footprints"])
+    row = {"model": args.model, "mode": args.mode, "res": args.resolution, "B": args.batch, "T": args.frames,
+           "dtype": args.dtype, "groups": plan["groups"], "one_device_peak_gb": one["peak_bytes"][0] / GB,
+           "peak_gb": [round(p / GB, 3) for p in placed["peak_bytes"]],
+           "share_gb": [round(s / GB, 3) for s in share],
+           "peak_over_share": [round(p / s, 3) for p, s in zip(placed["peak_bytes"], share, strict=True)],
+           "sum_of_peaks_over_one": sum(placed["peak_bytes"]) / one["peak_bytes"][0],
+           "clip_gb": clip / GB, "footprint_gb": [round(f / GB, 3) for f in placed["footprints"]]}
+    report("depth_memory", [row], list(row), {"steps": args.steps,
+                                              "one_device_timeline": one["timeline_gb_in_use_and_peak"],
+                                              "timeline": placed["timeline_gb_in_use_and_peak"]})
+    if args.png:
+        plot(args.png, row)
+        print(f"plot: {args.png}")
+
+
+if __name__ == "__main__":
+    main()
