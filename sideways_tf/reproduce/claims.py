@@ -3,7 +3,7 @@
 Every arm is the `MINIATURE` config (the quickstart's moving shapes, smaller) with a claim's and
 an arm's changes; runs with the same config are shared between claims (the Sideways motion run
 serves four of them). The checks are `verdict` comparisons, fixed before any run: where a claim
-does not hold in miniature, the table says so; nothing here was tuned until it held.
+is contradicted or not shown in miniature, the table says so; nothing here was tuned until it held.
 
 Registered explicitly in `CLAIMS`, in the order `sideways-reproduce` runs them.
 """

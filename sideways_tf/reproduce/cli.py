@@ -4,8 +4,9 @@
 
 Trains every arm of every claim once per seed (runs shared between claims are trained once;
 an interrupted call resumes), then writes `miniature.md` (per claim: mean ± std per arm, each
-check and the verdict: holds / does not hold), `miniature.json` (every number) and
-`miniature_<claim>.png` into `--out`. `--list` prints the claims.
+check and the verdict: holds, contradicted, or not shown at this power with the seeds that would
+decide it), `miniature.json` (every number) and `miniature_<claim>.png` into `--out`. `--list`
+prints the claims; `--rejudge` judges the runs recorded in `--out` again without training.
 """
 
 from __future__ import annotations
@@ -33,12 +34,23 @@ flags.DEFINE_integer("workers", None, "Runs trained at the same time, one proces
 flags.DEFINE_enum("size", "full", list(execute.SIZES), "full: the documented runs; tiny: 2 steps per run (a "
                   "check of the machinery, no science).")
 flags.DEFINE_bool("list", False, "List the claims and exit.")
+flags.DEFINE_bool("rejudge", False, "Judge the runs recorded in --out/miniature.json again with the current checks "
+                  "(no training) and rewrite miniature.md.")
 
 def main(argv) -> None:
     del argv
     if FLAGS.list:
         for claim in claims_lib.CLAIMS.values():
             print(f"{claim.name:<18}{claim.title} ({claim.source}; {len(claim.arms)} arms)")
+        return
+    if FLAGS.rejudge:
+        try:
+            verdicts = study.rejudge(FLAGS.out)
+        except (FileNotFoundError, ValueError) as error:
+            absl_cli.fail("sideways-reproduce", f"--rejudge: {error}")
+        for name, decided in verdicts.items():
+            print(f"{name:<18}{decided}")
+        print(f"\nresults: {os.path.join(FLAGS.out, study.RESULTS_MD)}")
         return
     names = FLAGS.claims or list(claims_lib.CLAIMS)
     try:

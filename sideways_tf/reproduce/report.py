@@ -48,13 +48,22 @@ def claim_section(claim: Claim, values: verdict.Values, runs: dict, png: Optiona
         if claim.metric == "cosine":
             row.insert(3, " ".join(f"{v:.3f}" for v in _unit_means(metrics)))
         lines.append("| " + " | ".join(row) + " |")
-    lines += ["", "| check | left | right | difference | verdict |", "|---|---|---|---|---|"]
+    lines += ["", "| check | left | right | difference | 2 se | verdict |", "|---|---|---|---|---|---|"]
     for outcome in outcomes:
         lines.append(f"| {outcome.statement} | {outcome.left:.3f} | {outcome.right:.3f} | {outcome.difference:+.3f} "
-                     f"| {outcome.verdict} |")
+                     f"| {outcome.noise:.3f} | {outcome_words(outcome)} |")
     if png:
         lines += ["", f"![{claim.name}]({png})"]
     return decided, "\n".join(lines) + "\n"
+
+
+def outcome_words(outcome: verdict.Outcome) -> str:
+    """A check's verdict in the report; a check not shown says what more seeds would do."""
+    if outcome.verdict != verdict.NOT_SHOWN or outcome.seeds < 2:
+        return outcome.verdict
+    if outcome.seeds_needed is None:
+        return f"{outcome.verdict} (more seeds would not decide it: the difference lies between 0 and the margin)"
+    return f"{outcome.verdict} (the same difference would decide it with {outcome.seeds_needed} seeds per arm)"
 
 
 def _unit_means(metrics: Sequence[dict]) -> list[float]:

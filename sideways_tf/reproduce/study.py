@@ -60,6 +60,66 @@ def reproduce(names: Sequence[str], seeds: int, out: str, runs_dir: str, workers
     return verdicts
 
 
+def rejudge(out: str) -> dict:
+    """Judges the runs recorded in `out/miniature.json` again with the current checks, without training,
+    and rewrites `miniature.md` and the verdicts in `miniature.json`; returns `{claim: verdict}`.
+
+    The header of the existing `miniature.md` (how and when the runs were made) is kept, with a
+    line saying when and how the verdicts were re-read; the plots are left as they are.
+
+    Raises:
+      FileNotFoundError: naming the file when `out` holds no `miniature.json` or `miniature.md`.
+      ValueError: when the file records a claim this version does not have.
+    """
+    paths = {name: os.path.join(out, name) for name in (RESULTS_JSON, RESULTS_MD)}
+    for path in paths.values():
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"{path} not found: --rejudge re-reads the results of an earlier "
+                                    "sideways-reproduce run in --out.")
+    with open(paths[RESULTS_JSON]) as f:
+        numbers = json.load(f)
+    with open(paths[RESULTS_MD]) as f:
+        old = f.read()
+    header = old[:old.index("| claim | verdict | from |")].rstrip()
+    header = "\n".join(line for line in header.splitlines()
+                       if not line.startswith("`a > b` holds") and not line.startswith("Verdicts re-read"))
+    for words in (" " + VERDICT_WORDS, " `a > b` holds when the means differ by more than the margin and twice the "
+                  "standard error of their difference; `a ~ b` when they are within the tolerance."):
+        header = header.replace(words, "")  # this version's words, or the two-verdict version's
+    header = header.rstrip() + " " + VERDICT_WORDS + "\n\n" + (
+        f"Verdicts re-read on {datetime.date.today().isoformat()} from `{RESULTS_JSON}` "
+        "(`sideways-reproduce --rejudge`), with the same checks: each claim's runs were not trained again.")
+    chosen = claims_lib.get(list(numbers))
+    sections, verdicts = [], {}
+    for claim in chosen:
+        runs = {arm: [dict(run) for run in sorted(recorded, key=lambda r: r["seed"])]
+                for arm, recorded in numbers[claim.name]["runs"].items()}
+        values: dict = {}
+        for arm, recorded in runs.items():
+            for run in recorded:
+                for metric, value in run.items():
+                    if metric != "seed" and isinstance(value, (int, float)) and not isinstance(value, bool):
+                        values.setdefault((arm, metric), []).append(float(value))
+        png = f"miniature_{claim.name}.png"
+        decided, text = report.claim_section(claim, values, runs,
+                                             png if os.path.exists(os.path.join(out, png)) else None)
+        sections.append((claim, decided, text))
+        verdicts[claim.name] = numbers[claim.name]["verdict"] = decided
+    with open(paths[RESULTS_MD], "w") as f:
+        f.write(report.document(sections, header))
+    with open(paths[RESULTS_JSON], "w") as f:
+        json.dump(numbers, f, indent=1, default=float)
+    return verdicts
+
+
+VERDICT_WORDS = (
+    "`a > b` holds when the means differ by more than the margin and twice the standard error (2 se) of their "
+    "difference; `a ~ b` when they are within the tolerance. A check is *contradicted* when the opposite is shown "
+    "beyond 2 se (b above a; the means apart by more than the tolerance plus 2 se), and otherwise *not shown at "
+    "this power*, with the seeds per arm at which the same difference and spread would decide it. A claim holds "
+    "when all its checks hold, is contradicted when one is, and is otherwise not shown.")
+
+
 def _compact(metrics: dict) -> dict:
     """A run's metrics with only the learning curves of its table and plot (not every per-unit statistic)."""
     history = {k: v for k, v in metrics.get("history", {}).items() if k in KEPT_CURVES}
@@ -86,6 +146,5 @@ def _header(seeds: int, size: str, names: Sequence[str], minutes: float, trained
         f"{m.batch_size}, {m.num_examples} clips, {m.epochs} epochs, {m.validation_steps * m.batch_size} held-out "
         f"clips{'' if size == 'full' else '; here at the tiny size: 2 steps per run, no science'}) with the "
         "claim's changes; the checks were fixed before the runs and nothing was tuned until they held. "
-        "`a > b` holds when the means differ by more than the margin and twice the standard error of their "
-        "difference; `a ~ b` when they are within the tolerance.",
+        + VERDICT_WORDS,
     ])

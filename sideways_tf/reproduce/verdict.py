@@ -10,17 +10,30 @@ difference of two operands (how much a rule loses from one setting to another, s
   "not shown different" would be too easy to pass).
 * `AtLeast(a, b)`: a is not below b by more than `tolerance`.
 
-Each check's verdict is "holds" or "does not hold"; a claim holds when all its checks do.
+Each check has one of three verdicts:
+
+* *holds*: as above;
+* *contradicted*: the opposite is shown beyond twice the standard error (for `Greater`, b above a
+  by more than 2 se; for `Similar`, the means apart by more than the tolerance plus 2 se; for
+  `AtLeast`, a below b by more than the tolerance plus 2 se);
+* *not shown at this power*: neither. The outcome gives the difference and the seeds per arm at
+  which the same difference, with the same spread, would decide the check (None where no number
+  of seeds would: a `Greater` whose difference lies between 0 and its margin).
+
+A claim holds when every check holds, is contradicted when one of its checks is, and is otherwise
+not shown.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Mapping, Sequence, Union
+from typing import Mapping, Optional, Sequence, Union
 
 HOLDS = "holds"
-FAILS = "does not hold"
+CONTRADICTED = "contradicted"
+NOT_SHOWN = "not shown at this power"
+VERDICTS = (HOLDS, CONTRADICTED, NOT_SHOWN)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,7 +106,11 @@ class Outcome:
       statement: what was checked, in words.
       left, right: the two sides' means.
       difference: `left - right`.
-      verdict: `HOLDS` or `FAILS`.
+      verdict: one of `VERDICTS`.
+      noise: twice the standard error of the difference.
+      seeds: seeds per arm behind the numbers.
+      seeds_needed: with `NOT_SHOWN`, the seeds per arm at which this difference, with this spread,
+        would decide the check; None otherwise, or where no number of seeds would.
     """
 
     statement: str
@@ -101,6 +118,9 @@ class Outcome:
     right: float
     difference: float
     verdict: str
+    noise: float = 0.0
+    seeds: int = 1
+    seeds_needed: Optional[int] = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,10 +133,15 @@ class Greater:
     statement: str = ""
 
     def evaluate(self, values: Values) -> Outcome:
-        left, right, difference = _sides(self.left, self.right, values)
-        noise = 2 * math.hypot(standard_error(left), standard_error(right))
-        holds = math.isfinite(difference) and difference > max(self.margin, noise)
-        return _outcome(self.statement or f"{self.left} > {self.right}", left, right, holds)
+        sides = _Sides.of(self.left, self.right, values)
+        d = sides.difference
+        if d > max(self.margin, sides.noise):
+            return sides.outcome(self.statement or f"{self.left} > {self.right}", HOLDS)
+        # The seeds at which d would clear 2 se: above the margin it would hold, below 0 it would be
+        # contradicted; between 0 and the margin no number of seeds decides it.
+        return sides.outcome(self.statement or f"{self.left} > {self.right}",
+                             CONTRADICTED if -d > sides.noise else NOT_SHOWN,
+                             d if d > self.margin else max(-d, 0.0))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -129,10 +154,9 @@ class Similar:
     statement: str = ""
 
     def evaluate(self, values: Values) -> Outcome:
-        left, right, difference = _sides(self.left, self.right, values)
-        holds = math.isfinite(difference) and abs(difference) <= self.tolerance
-        return _outcome(self.statement or f"{self.left} ~ {self.right} (within {self.tolerance:g})", left, right,
-                        holds)
+        sides = _Sides.of(self.left, self.right, values)
+        return sides.bounded(self.statement or f"{self.left} ~ {self.right} (within {self.tolerance:g})",
+                             abs(sides.difference) - self.tolerance)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -145,27 +169,55 @@ class AtLeast:
     statement: str = ""
 
     def evaluate(self, values: Values) -> Outcome:
-        left, right, difference = _sides(self.left, self.right, values)
-        holds = math.isfinite(difference) and difference >= -self.tolerance
-        return _outcome(self.statement or f"{self.left} >= {self.right} - {self.tolerance:g}", left, right, holds)
+        sides = _Sides.of(self.left, self.right, values)
+        return sides.bounded(self.statement or f"{self.left} >= {self.right} - {self.tolerance:g}",
+                             -sides.difference - self.tolerance)
 
 
 Check = Union[Greater, Similar, AtLeast]
 
 
-def _sides(left: Operand, right: Operand, values: Values) -> tuple[list[float], list[float], float]:
-    """Both operands' per-seed values and the difference of their means."""
-    left_values, right_values = values_of(left, values), values_of(right, values)
-    return left_values, right_values, mean_std(left_values)[0] - mean_std(right_values)[0]
+@dataclasses.dataclass(frozen=True)
+class _Sides:
+    """Both operands' means, their difference, twice its standard error, and the seeds behind them."""
 
+    left: float
+    right: float
+    noise: float
+    seeds: int
 
-def _outcome(statement: str, left: Sequence[float], right: Sequence[float], holds: bool) -> Outcome:
-    left_mean, right_mean = mean_std(left)[0], mean_std(right)[0]
-    return Outcome(statement, left_mean, right_mean, left_mean - right_mean, HOLDS if holds else FAILS)
+    @property
+    def difference(self) -> float:
+        return self.left - self.right
+
+    @classmethod
+    def of(cls, left: Operand, right: Operand, values: Values) -> "_Sides":
+        a, b = values_of(left, values), values_of(right, values)
+        finite = [[v for v in side if math.isfinite(v)] for side in (a, b)]
+        return cls(mean_std(a)[0], mean_std(b)[0], 2 * math.hypot(standard_error(a), standard_error(b)),
+                   max(len(side) for side in finite))
+
+    def bounded(self, statement: str, excess: float) -> Outcome:
+        """A check that holds while `excess` (how far the difference is past the allowed band) is <= 0."""
+        if not math.isfinite(excess):
+            return self.outcome(statement, NOT_SHOWN)
+        if excess <= 0:
+            return self.outcome(statement, HOLDS)
+        return self.outcome(statement, CONTRADICTED if excess > self.noise else NOT_SHOWN, excess)
+
+    def outcome(self, statement: str, verdict: str, effect: float = 0.0) -> Outcome:
+        """The outcome; with `NOT_SHOWN`, the seeds at which `effect` would be beyond twice the standard error."""
+        if not math.isfinite(self.difference):
+            verdict = NOT_SHOWN
+        needed = None
+        if verdict == NOT_SHOWN and effect > 0 and self.noise > 0 and math.isfinite(effect):
+            needed = max(self.seeds + 1, math.ceil(self.seeds * (self.noise / effect) ** 2))
+        return Outcome(statement, self.left, self.right, self.difference, verdict, self.noise, self.seeds, needed)
 
 
 def judge(checks: Sequence[Check], values: Values) -> tuple[str, list[Outcome]]:
-    """`(verdict, outcomes)`: the claim holds when every check holds."""
+    """`(verdict, outcomes)`: the claim holds when every check holds, is contradicted when one is."""
     outcomes = [check.evaluate(values) for check in checks]
-    verdict = HOLDS if outcomes and all(o.verdict == HOLDS for o in outcomes) else FAILS
-    return verdict, outcomes
+    if outcomes and all(o.verdict == HOLDS for o in outcomes):
+        return HOLDS, outcomes
+    return (CONTRADICTED if any(o.verdict == CONTRADICTED for o in outcomes) else NOT_SHOWN), outcomes

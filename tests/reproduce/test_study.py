@@ -2,13 +2,14 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
 import pytest
 
 from sideways_tf.reproduce import claims, execute, footage, study
-from sideways_tf.reproduce.verdict import FAILS, HOLDS
+from sideways_tf.reproduce.verdict import VERDICTS
 
 pytestmark = pytest.mark.backend_independent("the claims' runs go through the runner, which "
                                              "tests/training/test_runner.py runs under both backends")
@@ -28,7 +29,7 @@ def tiny(tmp_path_factory):
 
 def test_every_claim_is_judged_and_written(tiny):
     root, verdicts, lines = tiny
-    assert list(verdicts) == list(claims.CLAIMS) and set(verdicts.values()) <= {HOLDS, FAILS}
+    assert list(verdicts) == list(claims.CLAIMS) and set(verdicts.values()) <= set(VERDICTS)
     text = (root / "out" / study.RESULTS_MD).read_text()
     numbers = json.loads((root / "out" / study.RESULTS_JSON).read_text())
     for claim in claims.CLAIMS.values():
@@ -38,8 +39,7 @@ def test_every_claim_is_judged_and_written(tiny):
         assert set(numbers[claim.name]["runs"]) == {arm.name for arm in claim.arms}
         for check in claim.checks:
             assert check.evaluate.__self__ is check  # every check has a row
-        assert text.count("| holds |") + text.count("| does not hold |") >= sum(
-            len(c.checks) for c in claims.CLAIMS.values())
+        assert sum(text.count(f"| {v}") for v in VERDICTS) >= sum(len(c.checks) for c in claims.CLAIMS.values())
     # Shared runs were trained once: fewer runs than (claim, arm) pairs.
     distinct = len({run["run"] for claim in numbers.values() for runs in claim["runs"].values() for run in runs})
     assert distinct < sum(len(c.arms) for c in claims.CLAIMS.values())
@@ -107,3 +107,17 @@ def test_plan_gives_each_seed_its_run():
     jobs = execute.plan(claims.get(["motion"]), 3, "tiny", "/nonexistent")
     assert [(j.arm, j.seed) for j in jobs][:3] == [("sideways", 0), ("sideways", 1), ("sideways", 2)]
     assert len({j.key for j in jobs}) == 9
+
+
+def test_rejudging_the_recorded_runs_gives_the_same_verdicts_without_training(tiny, tmp_path):
+    root, verdicts, _ = tiny
+    out = tmp_path / "out"
+    shutil.copytree(root / "out", out)
+    before = json.loads((out / study.RESULTS_JSON).read_text())
+    assert study.rejudge(str(out)) == verdicts
+    assert study.rejudge(str(out)) == verdicts  # twice: the header says it once
+    text = (out / study.RESULTS_MD).read_text()
+    assert "Verdicts re-read on" in text and text.count("`a > b` holds") == 1
+    assert json.loads((out / study.RESULTS_JSON).read_text()) == before
+    with pytest.raises(FileNotFoundError, match="miniature.json"):
+        study.rejudge(str(tmp_path / "empty"))

@@ -1,12 +1,14 @@
-"""The verdict logic on made-up numbers: each check's rule, pairing, divergence, the claim's verdict."""
+"""The verdict logic on made-up numbers: each check's rule and its three verdicts, the seeds a difference
+would need, pairing, divergence, the claim's verdict."""
 
 import math
 
 import pytest
 
 from sideways_tf.reproduce.verdict import (
-    FAILS,
+    CONTRADICTED,
     HOLDS,
+    NOT_SHOWN,
     AtLeast,
     Difference,
     Greater,
@@ -34,21 +36,34 @@ def test_mean_std_is_the_sample_deviation_and_skips_non_finite_values():
 def test_greater_needs_the_margin_and_twice_the_standard_error():
     assert Greater(A, B, 0.05).evaluate(_values([0.6, 0.62, 0.61], [0.12, 0.13, 0.12])).verdict == HOLDS
     # Above the margin, but within the noise: three seeds spread over 0.3.
-    noisy = _values([0.3, 0.6, 0.9], [0.5, 0.5, 0.5])
-    assert Greater(A, B, 0.05).evaluate(noisy).verdict == FAILS
-    # Clean, but below the margin.
-    assert Greater(A, B, 0.05).evaluate(_values([0.54, 0.54, 0.54], [0.5, 0.5, 0.5])).verdict == FAILS
+    noisy = _values([0.33, 0.63, 0.93], [0.5, 0.5, 0.5])
+    outcome = Greater(A, B, 0.05).evaluate(noisy)
+    assert outcome.verdict == NOT_SHOWN and outcome.seeds == 3
+    # 2 se = 2 * 0.3 / sqrt(3) = 0.346 against a difference of 0.13: 3 * (0.346 / 0.13)^2 = 21.3, so 22 seeds.
+    assert outcome.noise == pytest.approx(0.3464, abs=1e-4) and outcome.seeds_needed == 22
+    # Clean, but below the margin: no number of seeds shows it.
+    outcome = Greater(A, B, 0.05).evaluate(_values([0.54, 0.54, 0.54], [0.5, 0.5, 0.5]))
+    assert outcome.verdict == NOT_SHOWN and outcome.seeds_needed is None
+    # The opposite direction, beyond the noise.
     outcome = Greater(B, A).evaluate(_values([0.6, 0.6], [0.1, 0.1]))
-    assert outcome.verdict == FAILS and outcome.difference == pytest.approx(-0.5)
+    assert outcome.verdict == CONTRADICTED and outcome.difference == pytest.approx(-0.5)
+    # The opposite direction within the noise is not a contradiction; more seeds could make it one.
+    outcome = Greater(A, B).evaluate(_values([0.43, 0.63, 0.23], [0.5, 0.5, 0.5]))
+    assert outcome.verdict == NOT_SHOWN and outcome.seeds_needed == math.ceil(3 * (outcome.noise / 0.07) ** 2)
 
 
 def test_similar_and_at_least_use_an_absolute_tolerance():
     near = _values([0.52, 0.50, 0.51], [0.49, 0.50, 0.48])
     assert Similar(A, B, 0.05).evaluate(near).verdict == HOLDS
-    assert Similar(A, B, 0.01).evaluate(near).verdict == FAILS
+    # Apart by 0.02 against a tolerance of 0.01: 0.01 too far, within 2 se (0.017).
+    outcome = Similar(A, B, 0.01).evaluate(near)
+    assert outcome.verdict == NOT_SHOWN
+    assert outcome.seeds_needed == math.ceil(3 * (outcome.noise / (outcome.difference - 0.01)) ** 2) == 8
+    assert Similar(A, B, 0.01).evaluate(_values([0.6, 0.6, 0.6], [0.5, 0.5, 0.5])).verdict == CONTRADICTED
     assert Similar(A, 0.125, 0.05, "a ~ chance").evaluate(_values([0.13, 0.12, 0.14], [0])).statement == "a ~ chance"
     assert AtLeast(A, B, 0.02).evaluate(_values([0.49], [0.5])).verdict == HOLDS
-    assert AtLeast(A, B, 0.02).evaluate(_values([0.47], [0.5])).verdict == FAILS
+    assert AtLeast(A, B, 0.02).evaluate(_values([0.47], [0.5])).verdict == CONTRADICTED  # one seed: no noise
+    assert AtLeast(A, B, 0.02).evaluate(_values([0.37, 0.57, 0.47], [0.5, 0.5, 0.5])).verdict == NOT_SHOWN
 
 
 def test_differences_pair_seeds_and_broadcast_constants():
@@ -72,7 +87,9 @@ def test_a_claim_holds_only_when_every_check_does():
     holds = (Greater(A, B, 0.05), Similar(B, 0.125, 0.05))
     assert judge(holds, values)[0] == HOLDS
     decided, outcomes = judge(holds + (Similar(A, 0.125, 0.05),), values)
-    assert decided == FAILS and [o.verdict for o in outcomes] == [HOLDS, HOLDS, FAILS]
-    assert judge((), values)[0] == FAILS
-    # Every seed diverged (no finite value): nothing can hold.
-    assert judge((Greater(A, B),), _values([math.nan] * 3, [0.1] * 3))[0] == FAILS
+    assert decided == CONTRADICTED and [o.verdict for o in outcomes] == [HOLDS, HOLDS, CONTRADICTED]
+    # One check not shown and none contradicted: the claim is not shown.
+    assert judge(holds + (Greater(A, B, 0.9),), values)[0] == NOT_SHOWN
+    assert judge((), values)[0] == NOT_SHOWN
+    # Every seed diverged (no finite value): nothing is shown either way.
+    assert judge((Greater(A, B),), _values([math.nan] * 3, [0.1] * 3))[0] == NOT_SHOWN
