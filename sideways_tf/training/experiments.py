@@ -29,8 +29,19 @@ DATASETS = {"hmdb51": HMDB51, "ucf101": UCF101}
 SIDEWAYS_PAPER = dict(space_to_depth=False)
 
 
+# The Skip-Sideways supplement, Models: "We train all the models with ADAM and a cosine learning rate
+# schedule" (every `skip_*` and `stability_*` experiment; the Sideways paper's step schedule stays
+# with `sideways_*`).
+SKIP_PAPER = dict(schedule="cosine")
+
+
 def _exp(description: str, **changes) -> Config:
     return dataclasses.replace(PAPER, description=description, **changes)
+
+
+def _skip(description: str, **changes) -> Config:
+    """An experiment of the Skip-Sideways paper or its supplement (`SKIP_PAPER` first)."""
+    return _exp(description, **{**SKIP_PAPER, **changes})
 
 
 def _build() -> dict[str, Config]:
@@ -55,63 +66,61 @@ def _build() -> dict[str, Config]:
         eval_split="test", resolution=240, update_every=1, **SIDEWAYS_PAPER)
     # Skip-Sideways paper, Table 1: VGG-8 on HMDB51/UCF101, VGG-16 on Kinetics-600 (concat).
     for name, kwargs in DATASETS.items():
-        experiments[f"skip_t1_vgg8_{name}"] = _exp(
+        experiments[f"skip_t1_vgg8_{name}"] = _skip(
             f"Skip-Sideways Table 1: VGG-8 on {name}, concat (--mode sideways for the Sideways row)",
             model="vgg8", mode="skip_sideways", **kwargs)
         # Table 2: the ablations (Sideways row: --mode sideways).
-        experiments[f"skip_t2_add_{name}"] = _exp(
+        experiments[f"skip_t2_add_{name}"] = _skip(
             f"Skip-Sideways Table 2: add fusion on {name}", model="vgg8", mode="skip_sideways", fusion="add", **kwargs)
-        experiments[f"skip_t2_fa_{name}"] = _exp(
+        experiments[f"skip_t2_fa_{name}"] = _skip(
             f"Skip-Sideways Table 2: FA-Skip-Sideways on {name}", model="vgg8", mode="fa_skip_sideways", **kwargs)
         # Table 3: wide VGG-8 with as many parameters as Skip-Sideways concat, trained with Sideways.
-        experiments[f"skip_t3_wide_vgg8_{name}"] = _exp(
+        experiments[f"skip_t3_wide_vgg8_{name}"] = _skip(
             f"Skip-Sideways Table 3: wide VGG-8 with Sideways on {name}", model="vgg8", mode="sideways",
             width=round(wide_vgg8_width(kwargs["num_classes"], "concat", PAPER.resolution, True), 4), **kwargs)
-    experiments["skip_t1_vgg16_kinetics600"] = _exp(
+    experiments["skip_t1_vgg16_kinetics600"] = _skip(
         "Skip-Sideways Table 1: VGG-16 on Kinetics-600, 112x112", model="vgg16", mode="skip_sideways", **KINETICS)
     # Table 6: Kinetics-600 at 224x224; 3D baselines trained with BP.
     # Table 6: "We use resolution 224 x 224 and total batch-size 256" (16 hosts x 16).
     table6 = {**KINETICS, "resolution": 224, "batch_size": 256}
-    experiments["skip_t6_vgg16_kinetics600"] = _exp(
+    experiments["skip_t6_vgg16_kinetics600"] = _skip(
         "Skip-Sideways Table 6: Skip-Sideways VGG-16, 224x224", model="vgg16", mode="skip_sideways", **table6)
-    # Supplement: "We train all the models with ADAM and a cosine learning rate schedule."
-    experiments["skip_t6_vgg16_3d_kinetics600"] = _exp(
-        "Skip-Sideways Table 6: 3D VGG-16 (BP)", model="vgg16_3d", mode="bp", schedule="cosine", **table6)
-    experiments["skip_t6_causal_vgg16_3d_kinetics600"] = _exp(
-        "Skip-Sideways Table 6: causal 3D VGG-16 (BP)", model="causal_vgg16_3d", mode="bp", schedule="cosine",
-        **table6)
+    experiments["skip_t6_vgg16_3d_kinetics600"] = _skip(
+        "Skip-Sideways Table 6: 3D VGG-16 (BP)", model="vgg16_3d", mode="bp", **table6)
+    experiments["skip_t6_causal_vgg16_3d_kinetics600"] = _skip(
+        "Skip-Sideways Table 6: causal 3D VGG-16 (BP)", model="causal_vgg16_3d", mode="bp", **table6)
     # Table 7: Full-Res predicting the frame 8 steps ahead (--mode sideways for the Sideways row).
     # "Full-Res on Kinetics-600, trained with batch size 64, 112 x 112"; it "maintains the input
     # resolution through all the layers", so no space-to-depth.
-    experiments["skip_t7_full_res_kinetics600"] = _exp(
+    experiments["skip_t7_full_res_kinetics600"] = _skip(
         "Skip-Sideways Table 7: Full-Res frame prediction t+8, L2", model="full_res", mode="skip_sideways",
         future_offset=8, space_to_depth=False, **{**KINETICS, "batch_size": 64})
     # Supplementary material: stability sweeps on HMDB51 (--mode sideways for the left panels).
     for rate in ("0.01", "0.1", "1.0"):
-        experiments[f"stability_lr_{rate}"] = _exp(
+        experiments[f"stability_lr_{rate}"] = _skip(
             f"Stability: initial learning rate {rate}", model="vgg8", mode="skip_sideways",
             learning_rate=float(rate), **HMDB51)
     for stride, fps in ((1, 30), (2, 15), (4, 7), (8, 4)):
-        experiments[f"stability_frame_rate_{fps}fps"] = _exp(
+        experiments[f"stability_frame_rate_{fps}fps"] = _skip(
             f"Stability: input frame rate ~{fps} fps (temporal stride {stride})", model="vgg8", mode="skip_sideways",
             stride=stride, **HMDB51)
     # The supplement's Figures 3 and 4 average each curve over the other hyperparameter: the grid.
     for rate in ("0.01", "0.1", "1.0"):
         for stride, fps in ((1, 30), (2, 15), (4, 7), (8, 4)):
-            experiments[f"stability_lr{rate}_{fps}fps"] = _exp(
+            experiments[f"stability_lr{rate}_{fps}fps"] = _skip(
                 f"Stability grid: initial learning rate {rate}, ~{fps} fps (stride {stride})", model="vgg8",
                 mode="skip_sideways", learning_rate=float(rate), stride=stride, **HMDB51)
     for shots in (2, 3):
-        experiments[f"stability_montage_concat{shots}"] = _exp(
+        experiments[f"stability_montage_concat{shots}"] = _skip(
             f"Stability: montage of {shots} clips of 16 frames", model="vgg8", mode="skip_sideways",
             montage="concat", montage_shots=shots, **{**HMDB51, "num_frames": 16 * shots})
         # Figure 5: "Red, green and blue denote the initial learning rate as 0.0001, 0.001, 0.01."
         for rate in ("0.0001", "0.001", "0.01"):
-            experiments[f"stability_montage_concat{shots}_lr{rate}"] = _exp(
+            experiments[f"stability_montage_concat{shots}_lr{rate}"] = _skip(
                 f"Stability: montage of {shots} clips, initial learning rate {rate}", model="vgg8",
                 mode="skip_sideways", montage="concat", montage_shots=shots, learning_rate=float(rate),
                 **{**HMDB51, "num_frames": 16 * shots})
-    experiments["stability_montage_interleave3"] = _exp(
+    experiments["stability_montage_interleave3"] = _skip(
         "Stability: frames of 3 clips interleaved (48 frames)", model="vgg8", mode="skip_sideways",
         montage="interleave", montage_shots=3, **{**HMDB51, "num_frames": 48})
     # The project's main job: offline, minutes on a CPU.
