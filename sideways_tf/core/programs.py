@@ -139,9 +139,9 @@ class ProgramsPlacement(Placement):
     def settle(self, optimizer, variables: Sequence) -> None:
         """Moves each unit's variables, and the optimizer slots that only its group updates, to its
         group's device, where Keras did not make them (it makes every variable on the first device,
-        as does `set_weights`); a variable already there is left alone. Under data x depth the
-        distribution places the variables."""
-        if self.replicas > 1:
+        as does `set_weights`); a variable already there is left alone. Under a distribution's mesh
+        (data x depth) the distribution places the variables."""
+        if self._home is not None:
             return
         if _traced([v.value for v in variables]):
             return
