@@ -79,15 +79,9 @@ def _worker(args) -> dict:
 
 def _footprints(model, video, labels) -> list:
     """Per group, its compiled step's bytes (XLA's memory analysis), the clip left out."""
-    from sideways_tf.core import targets
-    from sideways_tf.core.group_steps import Clip
+    from benchmarks.group_steps import prepared
 
-    engine, place = model.engine, model.engine.place
-    params = engine.split([v.value for v in model.trainable_variables], model.trainable_variables, True)
-    states = engine.split([v.value for v in model.non_trainable_variables], model.non_trainable_variables, False)
-    clip = Clip(engine.rule(), lambda y, w, s: targets.frame_target(y, w, s, False, False),
-                lambda target, out: model.compute_frame_loss(target["y"], out, target.get("w")), training=True)
-    ready = place.prepare(engine.stages, clip, params, states, video, engine.activation_shapes, labels)
+    ready = prepared(model, video, labels)
     sizes = []
     for g in range(len(ready.groups)):
         args = (ready.params[g], ready.carries[g], ready.inboxes[g], *ready.inputs[g])

@@ -63,6 +63,17 @@ def _host_seconds(function, calls: int) -> float:
     return seconds / calls
 
 
+def prepared(model, video, labels):
+    """A placed model's training clip ready to run (`ProgramsPlacement.prepare`): per group its compiled
+    step and inputs, for a clip with one label per clip."""
+    engine = model.engine
+    params = engine.split([v.value for v in model.trainable_variables], model.trainable_variables, True)
+    states = engine.split([v.value for v in model.non_trainable_variables], model.non_trainable_variables, False)
+    clip = Clip(engine.rule(), lambda y, w, s: targets.frame_target(y, w, s, False, False),
+                lambda target, out: model.compute_frame_loss(target["y"], out, target.get("w")), training=True)
+    return engine.place.prepare(engine.stages, clip, params, states, video, engine.activation_shapes, labels)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="vgg16", choices=list(BUILDERS))
@@ -85,17 +96,8 @@ def main() -> None:
     model = sw.SidewaysModel(BUILDERS[args.model](), mode=args.mode, devices=plan.devices)
     model.compile(optimizer="sgd", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     model.build(video.shape)
-    engine, place = model.engine, model.engine.place
-    params = engine.split([v.value for v in model.trainable_variables], model.trainable_variables, True)
-    states = engine.split([v.value for v in model.non_trainable_variables], model.non_trainable_variables, False)
-    rule = engine.rule()
-
-    def frame_target(y, w, s):
-        return targets.frame_target(y, w, s, False, False)
-
-    clip = Clip(rule, frame_target, lambda target, out: model.compute_frame_loss(target["y"], out, target.get("w")),
-                training=True)
-    ready = place.prepare(engine.stages, clip, params, states, video, engine.activation_shapes, labels)
+    place = model.engine.place
+    ready = prepared(model, video, labels)
     row = {"model": args.model, "mode": args.mode, "B": args.batch, "T": args.frames, "res": args.resolution,
            "dtype": args.dtype, "groups": [list(g) for g in plan.groups],
            "balance_group_ms": [round(t, 3) for t in plan.group_ms]}

@@ -227,9 +227,16 @@ def cosines(log_dir: str, epochs: int) -> dict:
 
 def claim_values(claim: Claim, jobs: Sequence[Job], results: dict) -> dict:
     """`{(arm, metric): [per seed]}` of one claim's runs (the `verdict.Values` its checks read)."""
+    mine = sorted((j for j in jobs if j.claim == claim.name), key=lambda j: j.seed)
+    return run_values({arm.name: [results[j.key] for j in mine if j.arm == arm.name] for arm in claim.arms})
+
+
+def run_values(runs: dict) -> dict:
+    """`{(arm, metric): [per seed]}` from `{arm: [a run's metrics, in seed order]}`: every number of each run."""
     values: dict = {}
-    for job in sorted((j for j in jobs if j.claim == claim.name), key=lambda j: j.seed):
-        for metric, value in results[job.key].items():
-            if isinstance(value, (int, float)) and not isinstance(value, bool):
-                values.setdefault((job.arm, metric), []).append(float(value))
+    for arm, metrics in runs.items():
+        for run in metrics:
+            for metric, value in run.items():
+                if isinstance(value, (int, float)) and not isinstance(value, bool):
+                    values.setdefault((arm, metric), []).append(float(value))
     return values

@@ -81,8 +81,7 @@ def rejudge(out: str) -> dict:
     with open(paths[RESULTS_MD]) as f:
         old = f.read()
     header = old[:old.index("| claim | verdict | from |")].rstrip()
-    header = "\n".join(line for line in header.splitlines()
-                       if not line.startswith("`a > b` holds") and not line.startswith("Verdicts re-read"))
+    header = "\n".join(line for line in header.splitlines() if not line.startswith("Verdicts re-read"))
     for words in (" " + VERDICT_WORDS, " `a > b` holds when the means differ by more than the margin and twice the "
                   "standard error of their difference; `a ~ b` when they are within the tolerance."):
         header = header.replace(words, "")  # this version's words, or the two-verdict version's
@@ -94,14 +93,8 @@ def rejudge(out: str) -> dict:
     for claim in chosen:
         runs = {arm: [dict(run) for run in sorted(recorded, key=lambda r: r["seed"])]
                 for arm, recorded in numbers[claim.name]["runs"].items()}
-        values: dict = {}
-        for arm, recorded in runs.items():
-            for run in recorded:
-                for metric, value in run.items():
-                    if metric != "seed" and isinstance(value, (int, float)) and not isinstance(value, bool):
-                        values.setdefault((arm, metric), []).append(float(value))
         png = f"miniature_{claim.name}.png"
-        decided, text = report.claim_section(claim, values, runs,
+        decided, text = report.claim_section(claim, execute.run_values(runs), runs,
                                              png if os.path.exists(os.path.join(out, png)) else None)
         sections.append((claim, decided, text))
         verdicts[claim.name] = numbers[claim.name]["verdict"] = decided
