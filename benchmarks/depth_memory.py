@@ -10,7 +10,10 @@ model with its units over the N devices and reads each device's peak `P_g`. Each
 every device's bytes in use and peak after building and after each step (`timeline`): the first
 step's peak includes what XLA's autotuning of convolutions allocates while it compiles (it runs
 candidate algorithms on scratch buffers on the device), so a peak reached in step 1 and not
-raised after is the compiler's, not the training's.
+raised after is the compiler's, not the training's. On GPUs each training run is therefore made
+twice: a first process (one step) fills an autotuning cache on disk
+(`--xla_gpu_per_fusion_autotune_cache_dir`), and the measured process reads its choices from it
+and autotunes nothing; the first process' peaks are reported too (`with_autotuning`).
 
 A group's share of the one-device peak is `(P1 - clip) * f_g + clip`, where `clip` is the clip's
 bytes on a device and `f_g` is the group's fraction of the groups' footprints: each group's
@@ -26,6 +29,8 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
+from typing import Optional
 
 MODELS = ("vgg8", "vgg16", "resnet50")
 GB = 2.0**30
@@ -92,15 +97,19 @@ def _footprints(model, video, labels) -> list:
     return sizes
 
 
-def _run(args, worker: str, placement=None) -> dict:
-    """One worker in a fresh process; its JSON result."""
+def _run(args, worker: str, placement=None, steps: Optional[int] = None, cache: Optional[str] = None) -> dict:
+    """One worker in a fresh process (`steps` training steps; autotuning results kept in `cache`); its JSON."""
+    values = {**vars(args), "steps": steps or args.steps}
     command = [sys.executable, "-m", "benchmarks.depth_memory", "--worker", worker] + [
-        f"--{name}={getattr(args, name)}" for name in ("model", "mode", "batch", "frames", "resolution", "devices",
-                                                        "dtype", "steps", "host_devices")
-        if getattr(args, name)]
+        f"--{name}={values[name]}" for name in ("model", "mode", "batch", "frames", "resolution", "devices",
+                                                 "dtype", "steps", "host_devices")
+        if values[name]]
     if placement is not None:
         command.append(f"--placement={json.dumps(placement)}")
-    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    env = dict(os.environ)
+    if cache:
+        env["XLA_FLAGS"] = f"{env.get('XLA_FLAGS', '')} --xla_gpu_per_fusion_autotune_cache_dir={cache}".strip()
+    done = subprocess.run(command, capture_output=True, text=True, check=False, env=env)
     if done.returncode:
         raise RuntimeError(f"{' '.join(command)} failed:\n{done.stderr[-4000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -122,6 +131,9 @@ def plot(path: str, row: dict) -> None:
 
     x = np.arange(len(row["peak_gb"]))
     figure, axis = plt.subplots(figsize=(2.2 + 1.4 * len(x), 3.4))
+    tuned = row.get("with_autotuning")
+    if tuned:
+        axis.bar(x - 0.2, tuned["peak_gb"], 0.4, color="lightgray", label="peak while XLA autotunes (first run)")
     axis.bar(x - 0.2, row["peak_gb"], 0.4, label="peak while training")
     axis.bar(x + 0.2, row["share_gb"], 0.4, label="group's share of the one-device peak")
     axis.axhline(row["one_device_peak_gb"], color="gray", lw=0.8, ls="--", label="one device's peak")
@@ -146,6 +158,7 @@ def main() -> None:
     parser.add_argument("--png", help="also plot each device's peak against its share")
     parser.add_argument("--host_devices", type=int, default=0,
                         help="split a CPU into N XLA devices (a smoke test: the CPU reports no peaks)")
+    parser.add_argument("--autotune_cache", help="folder of XLA's autotuning results (default: a new temporary one)")
     parser.add_argument("--worker", choices=["plan", "one", "placed"], help=argparse.SUPPRESS)
     parser.add_argument("--placement", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -155,8 +168,13 @@ def main() -> None:
     from benchmarks.report import report
 
     plan = _run(args, "plan")
-    one = _run(args, "one")
-    placed = _run(args, "placed", plan["devices"])
+    cache = None if args.host_devices else (args.autotune_cache or tempfile.mkdtemp(prefix="autotune_"))
+    first = {}
+    if cache:  # the runs that autotune, filling the cache the measured runs read
+        first = {"one": _run(args, "one", steps=1, cache=cache),
+                 "placed": _run(args, "placed", plan["devices"], steps=1, cache=cache)}
+    one = _run(args, "one", cache=cache)
+    placed = _run(args, "placed", plan["devices"], cache=cache)
     clip = placed["clip_bytes"]
     if None in one["peak_bytes"] + placed["peak_bytes"]:
         print(json.dumps({"benchmark": "depth_memory", "footprints": placed["footprints"],
@@ -170,9 +188,13 @@ def main() -> None:
            "peak_over_share": [round(p / s, 3) for p, s in zip(placed["peak_bytes"], share, strict=True)],
            "sum_of_peaks_over_one": sum(placed["peak_bytes"]) / one["peak_bytes"][0],
            "clip_gb": clip / GB, "footprint_gb": [round(f / GB, 3) for f in placed["footprints"]]}
+    if first:
+        row["with_autotuning"] = {"one_device_peak_gb": round(first["one"]["peak_bytes"][0] / GB, 3),
+                                  "peak_gb": [round(p / GB, 3) for p in first["placed"]["peak_bytes"]]}
     report("depth_memory", [row], list(row), {"steps": args.steps,
                                               "one_device_timeline": one["timeline_gb_in_use_and_peak"],
-                                              "timeline": placed["timeline_gb_in_use_and_peak"]})
+                                              "timeline": placed["timeline_gb_in_use_and_peak"],
+                                              "autotune_cache": cache})
     if args.png:
         plot(args.png, row)
         print(f"plot: {args.png}")

@@ -108,11 +108,15 @@ def plan(stage_of: Sequence[int], devices: Sequence, rule: Rule, training: bool 
     return groups
 
 
-def shape_of(name: str, batch_size: int, activation_shapes: Sequence) -> tuple:
-    """`[B, *S]` of a piece: `h{k}` is shaped like `h_k`, `d{k}` like `h_{k-1}`, `s{k}` like `h_{k-2}`."""
+def source(name: str) -> int:
+    """The activation a piece is shaped like: `h{k}` like `h_k`, `d{k}` like `h_{k-1}`, `s{k}` like `h_{k-2}`."""
     k = int(name[1:])
-    source = {"h": k, "d": k - 1, "s": k - 2}[name[0]]
-    return (batch_size,) + tuple(activation_shapes[source])
+    return {"h": k, "d": k - 1, "s": k - 2}[name[0]]
+
+
+def shape_of(name: str, batch_size: int, activation_shapes: Sequence) -> tuple:
+    """`[B, *S]` of a piece (`source`)."""
+    return (batch_size,) + tuple(activation_shapes[source(name)])
 
 
 def _restarted(got: dict, steps, starts):
@@ -131,8 +135,53 @@ def _delay(line, target):
     return oldest, line
 
 
-def step_function(stages, clip: Clip, group: Group, options: dict) -> Callable:
-    """The group's step: `(params, carry, inbox, video, labels, sample_weight, starts) -> (carry, outbox)`.
+def spare_pieces(group: Group) -> dict[str, str]:
+    """The inbox pieces whose buffers a step can reuse for a piece it sends: inbox name -> sent name.
+
+    Pieces shaped like the same activation (in the same dtype) match, one to one: in a plain chain
+    a group receives `h_{k}` and sends `d_{k+1}`, both shaped like `h_k`.
+    """
+    free = list(dict.fromkeys(name for name, _ in group.sends))
+    matched = {}
+    for name in group.reads:
+        if name in group.keeps:
+            continue
+        found = next((sent for sent in free if source(sent) == source(name)), None)
+        if found is not None:
+            matched[name] = found
+            free.remove(found)
+    return matched
+
+
+class GroupStep:
+    """A group's compiled step, `(params, carry, inbox, video, labels, sample_weight, starts) -> (carry, outbox)`.
+
+    The carry and the spare inbox pieces (`spare_pieces`) are donated: after a call they are
+    deleted, and their buffers hold the new carry and the pieces sent, so that each frame
+    allocates nothing for them. `spare` maps each donated inbox piece to the sent piece that
+    reuses it.
+    """
+
+    def __init__(self, function: Callable, spare: dict, options: dict):
+        self.spare = spare
+        self._jit = jax.jit(function, donate_argnums=(1, 2), compiler_options=options or None)
+
+    def _split(self, params, carry, inbox, *inputs):
+        spare = {name: inbox[name] for name in self.spare}
+        rest = {name: value for name, value in inbox.items() if name not in self.spare}
+        return (params, carry, spare, rest, *inputs)
+
+    def __call__(self, *args):
+        return self._jit(*self._split(*args))
+
+    def lower(self, *args):
+        """`jax.jit(...).lower` on the step's arguments (e.g. for XLA's memory analysis)."""
+        return self._jit.lower(*self._split(*args))
+
+
+def step_function(stages, clip: Clip, group: Group, options: dict) -> GroupStep:
+    """The group's step (`GroupStep`): `(params, carry, inbox, video, labels, sample_weight, starts) -> (carry,
+    outbox)`.
 
     `options`: XLA's options for it (none inside a trace, where the step is a nested jit).
     `starts` is `[B, T]` bool or None (streams only).
@@ -142,8 +191,8 @@ def step_function(stages, clip: Clip, group: Group, options: dict) -> Callable:
     top = depth - 1 in group.units
     sent = tuple(dict.fromkeys(name for name, _ in group.sends))
 
-    def step(params, carry, inbox, video, labels, sample_weight, starts):
-        got = {**carry["pieces"], **inbox}
+    def step(params, carry, spare, inbox, video, labels, sample_weight, starts):
+        got = {**carry["pieces"], **spare, **inbox}
         steps, s = carry["steps"], carry["s"]
         if starts is not None:
             got, steps = _restarted(got, steps, ops.take(starts, s, axis=1))
@@ -203,7 +252,7 @@ def step_function(stages, clip: Clip, group: Group, options: dict) -> Callable:
         new["steps"], new["s"] = steps + 1, s + 1
         return new, {name: produced[name] for name in sent}
 
-    return jax.jit(step, donate_argnums=(1,), compiler_options=options or None)
+    return GroupStep(step, spare_pieces(group), options)
 
 
 def init_function(stages, clip: Clip, group: Group, batch_size: int, num_frames: int, activation_shapes,

@@ -44,14 +44,22 @@ DISPATCH = ("workers", "threads", "plain")
 # setting of these options wins.
 GPU_STEP_OPTIONS = {"xla_gpu_enable_command_buffer": "FUSION,CUBLAS,CUBLASLT,CUDNN,CUSTOM_CALL,CONVOLUTION",
                     "xla_gpu_graph_min_graph_size": 1}
+# ... except where XLA reuses compiled or autotuned convolutions from an earlier process (JAX's
+# persistent compilation cache, XLA's autotuning cache): such a convolution captured into a CUDA
+# graph failed on H200s (cuDNN status 5003), so the graphs then leave convolutions out.
+CACHED_GPU_STEP_OPTIONS = {**GPU_STEP_OPTIONS, "xla_gpu_enable_command_buffer": "FUSION,CUBLAS,CUBLASLT,CUSTOM_CALL"}
+CACHE_FLAGS = ("xla_gpu_per_fusion_autotune_cache_dir", "xla_gpu_load_autotune_results_from")
 
 
 def compiler_options(device) -> dict:
-    """The XLA options of a group's step on `device` (`GPU_STEP_OPTIONS` on NVIDIA GPUs, else none)."""
+    """The XLA options of a group's step on `device`: on NVIDIA GPUs `GPU_STEP_OPTIONS`
+    (`CACHED_GPU_STEP_OPTIONS` where compilations or autotuning results are cached), else none."""
     if device.platform != "gpu" or "nvidia" not in device.device_kind.lower():
         return {}
     flags = os.environ.get("XLA_FLAGS", "")
-    return {name: value for name, value in GPU_STEP_OPTIONS.items() if name not in flags}
+    cached = bool(jax.config.jax_compilation_cache_dir) or any(flag in flags for flag in CACHE_FLAGS)
+    options = CACHED_GPU_STEP_OPTIONS if cached else GPU_STEP_OPTIONS
+    return {name: value for name, value in options.items() if name not in flags}
 
 
 class Prepared(NamedTuple):

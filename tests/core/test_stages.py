@@ -5,6 +5,7 @@ The checks run in `stages_worker.py`, in a process with 4 host devices (the sess
 
 import os
 import subprocess
+import types
 import sys
 
 import keras
@@ -81,3 +82,47 @@ def test_older_keras_needs_a_data_and_stage_mesh_for_bp():
     with pytest.raises(ValueError, match=r"`devices` under JAX needs Keras >= 3.12 for mode='bp'.*data_and_stages"):
         sw.SidewaysModel(dense_units(3), mode="bp", devices=["cpu:0"] * 3)
     sw.SidewaysModel(dense_units(3), mode="sideways", devices=["cpu:0"] * 3)  # one program per device: any release
+
+
+@jax_only
+def test_gpu_steps_leave_convolutions_out_of_cuda_graphs_where_xla_reuses_cached_work(monkeypatch):
+    import jax
+
+    from sideways_tf.core import programs
+
+    gpu = types.SimpleNamespace(platform="gpu", device_kind="NVIDIA H200")
+    monkeypatch.delenv("XLA_FLAGS", raising=False)
+    assert programs.compiler_options(gpu) == programs.GPU_STEP_OPTIONS
+    assert programs.compiler_options(types.SimpleNamespace(platform="cpu", device_kind="cpu")) == {}
+    monkeypatch.setenv("XLA_FLAGS", "--xla_gpu_per_fusion_autotune_cache_dir=/tmp/autotune")
+    assert programs.compiler_options(gpu) == programs.CACHED_GPU_STEP_OPTIONS
+    assert "CONVOLUTION" not in programs.CACHED_GPU_STEP_OPTIONS["xla_gpu_enable_command_buffer"]
+    monkeypatch.setenv("XLA_FLAGS", "--xla_gpu_enable_command_buffer=FUSION")  # the user's setting wins
+    assert programs.compiler_options(gpu) == {"xla_gpu_graph_min_graph_size": 1}
+    monkeypatch.delenv("XLA_FLAGS")
+    before = jax.config.jax_compilation_cache_dir
+    jax.config.update("jax_compilation_cache_dir", "/tmp/jax_cache")
+    try:
+        assert programs.compiler_options(gpu) == programs.CACHED_GPU_STEP_OPTIONS
+    finally:
+        jax.config.update("jax_compilation_cache_dir", before)
+
+
+@jax_only
+@pytest.mark.parametrize("mode, spare", [
+    # a chain: group 1 receives h3 and sends d4 (both shaped like h_3); group 0 the other way round
+    ("sideways", [{"d4": "h3"}, {"h3": "d4"}]),
+    # shortcuts: group 1 also receives h2 (for unit 4), group 0 also s4 and s5 (messages to units 2 and 3)
+    ("skip_sideways", [{"d4": "h3", "s4": "h2"}, {"h2": "s4", "h3": "d4"}]),
+])
+def test_a_step_reuses_the_inbox_pieces_shaped_like_those_it_sends(mode, spare):
+    import jax
+
+    from sideways_tf.core import group_steps, schedule
+
+    rule = schedule.rule(mode, 8)
+    groups = group_steps.plan([0, 0, 0, 0, 1, 1, 1, 1], [jax.devices()[0]] * 2, rule)
+    assert [group_steps.spare_pieces(g) for g in groups] == spare
+    for group, matched in zip(groups, spare, strict=True):
+        sent = [name for name, _ in group.sends]
+        assert all(name in group.reads and name not in group.keeps and matched[name] in sent for name in matched)
