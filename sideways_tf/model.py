@@ -205,9 +205,14 @@ class SidewaysModel(keras.Model):
                     f"{(None, None) + self.frame_shape} ([B, T, *frame_shape])."
                 )
             return
+        # With devices named, each unit's variables are made where it runs (on per-device programs).
+        place = None
+        if self.devices != "auto" and self._per_device_programs():
+            place = backends.current().placement(self.devices, programs=True)
         try:
             stages, activation_shapes, prediction_shape = build_stages(
-                self.frame_units, frame_shape, self.mode, self.fusion, self.shortcut
+                self.frame_units, frame_shape, self.mode, self.fusion, self.shortcut,
+                scope=None if place is None else place.creating,
             )
         except ValueError as error:
             if len(input_shape) != 4:
@@ -228,7 +233,7 @@ class SidewaysModel(keras.Model):
         self.frame_shape = frame_shape
         self.stages = stages
         self.engine = Engine(stages, self.mode, activation_shapes, prediction_shape, self.devices,
-                             programs=self._per_device_programs())
+                             programs=self._per_device_programs(), place=place)
         self.built = True
 
     def _per_device_programs(self) -> bool:
@@ -517,7 +522,7 @@ class SidewaysModel(keras.Model):
                 raise ValueError(f"fit got no clips: `x` has shape {shape} (0 examples).")
             self._check_video(keras.KerasTensor(shape), training=True)
             self._check_targets(shape[1], labels, weights)
-            self._prepare_streaming(shape, labels, weights is not None)
+            self._prepare_training(shape, labels, weights is not None)
         counter = input_checks.BatchCounter()
         kwargs["callbacks"] = [*(kwargs.get("callbacks") or []), counter]
         epochs, initial_epoch = kwargs.get("epochs", 1), kwargs.get("initial_epoch", 0)
@@ -604,13 +609,17 @@ class SidewaysModel(keras.Model):
         video, _ = stream_state.video_and_restarts(x)
         self._check_video(video, training=True)
         self._check_targets(video.shape[1], y, sample_weight)
-        self._prepare_streaming(tuple(video.shape), y, sample_weight is not None)
+        self._prepare_training(tuple(video.shape), y, sample_weight is not None)
         return super().train_on_batch(x, y, sample_weight, *args, **kwargs)
 
-    def _prepare_streaming(self, video_shape, labels, has_weights: bool) -> None:
-        """Builds the optimizer for updates inside the loop and the stream state of `stateful=True`."""
-        if self.update_every is not None and getattr(self, "optimizer", None) is not None and not self.optimizer.built:
-            self.optimizer.build(self.trainable_variables)
+    def _prepare_training(self, video_shape, labels, has_weights: bool) -> None:
+        """Builds the optimizer (for updates inside the loop; on per-device programs with each slot
+        made on its group's device) and the stream state of `stateful=True`."""
+        if getattr(self, "optimizer", None) is not None and not self.optimizer.built:
+            if self._on_programs():
+                self.engine.place.build_optimizer(self.optimizer, self.trainable_variables)
+            elif self.update_every is not None:
+                self.optimizer.build(self.trainable_variables)
         if self.stateful:
             stream_state.prepare(self, video_shape, labels, has_weights)
 

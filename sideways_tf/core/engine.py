@@ -8,8 +8,9 @@ and gradients with a model's variable lists. Everything is a function of explici
 
 from __future__ import annotations
 
+import contextlib
 import re
-from typing import Callable, NamedTuple, Optional, Sequence
+from typing import Callable, ContextManager, NamedTuple, Optional, Sequence
 
 import keras
 from keras import ops
@@ -56,6 +57,7 @@ def build_stages(
     mode: str,
     fusion: str,
     shortcut: str,
+    scope: Optional[Callable[[int], ContextManager]] = None,
 ) -> tuple[list[Stage], list[tuple], tuple]:
     """Wraps every unit in its stage (with tau in the skip modes) and builds it on its input.
 
@@ -65,6 +67,7 @@ def build_stages(
       units: the D units.
       frame_shape: `F`, one frame's shape without the batch axis.
       mode, fusion, shortcut: as in `SidewaysModel`.
+      scope: `scope(k)`, the context unit k's variables are made in (`Placement.creating`).
 
     Returns:
       `(stages, activation_shapes, prediction_shape)`: the shapes `S_k` of units 0..D-2 and
@@ -83,7 +86,8 @@ def build_stages(
             transform = make_shortcut(hidden[k - 2].shape[1:], direct.shape[1:], fusion, shortcut, name=f"tau_{k}")
         stage = Stage(unit, fusion, has_shortcut, transform, name=f"stage_{k}")
         try:
-            out = stage(direct, hidden[k - 2] if has_shortcut else None)
+            with scope(k) if scope is not None else contextlib.nullcontext():
+                out = stage(direct, hidden[k - 2] if has_shortcut else None)
         except (ValueError, TypeError) as error:
             given = _input_description(direct, has_shortcut, transform, hidden, k, fusion)
             detail = re.sub(r"\x1b\[[0-9;]*m", "", str(error))
@@ -122,15 +126,18 @@ class Engine:
       devices: None, or one device string per unit.
       programs: under JAX, one compiled program per device group (`core.programs`) for the
         pipelined rules' clips, instead of one program over a mesh.
+      place: the placement already made for `devices` and `programs` (the one `build_stages`
+        made the variables in), or None to make it here.
     """
 
-    def __init__(self, stages, mode: str, activation_shapes, prediction_shape, devices=None, programs: bool = False):
+    def __init__(self, stages, mode: str, activation_shapes, prediction_shape, devices=None, programs: bool = False,
+                 place: Optional[Placement] = None):
         self.stages = list(stages)
         self.mode = mode
         self.activation_shapes = [tuple(s) for s in activation_shapes]
         self.prediction_shape = tuple(prediction_shape)
         self.devices = devices
-        self.place = backends.current().placement(devices, programs=programs)
+        self.place = place if place is not None else backends.current().placement(devices, programs=programs)
         if hasattr(self.place, "bind"):
             self.place.bind(self.stages)
         self.programs = bool(getattr(self.place, "multi_program", False))

@@ -17,7 +17,8 @@ program over a "stage" mesh axis in which each device runs only its own group of
 
 from __future__ import annotations
 
-from typing import Callable, Optional, Sequence
+import contextlib
+from typing import Callable, ContextManager, Optional, Sequence
 
 import keras
 from keras import ops
@@ -103,6 +104,15 @@ class Placement:
     def total(self, values: Sequence):
         """The sum of scalars that units computed (each where its unit runs), on one device."""
         return ops.sum(ops.stack(list(values)))
+
+    def creating(self, k: int) -> ContextManager:
+        """The context unit k's variables are made in (here: wherever Keras makes them)."""
+        del k
+        return contextlib.nullcontext()
+
+    def build_optimizer(self, optimizer, variables: Sequence) -> None:
+        """Builds `optimizer` for `variables` before Keras does, where its slots must be made
+        elsewhere (here: nothing to do; Keras builds it)."""
 
     def settle(self, optimizer, variables: Sequence) -> None:
         """Puts each unit's variables (and its optimizer slots) where its unit runs, before a step

@@ -23,7 +23,7 @@ their groups' devices (gradients, statistics, the top unit's outputs on the top 
 
 from __future__ import annotations
 
-import os
+import contextlib
 from typing import Callable, NamedTuple, Optional, Sequence
 
 import jax
@@ -32,35 +32,11 @@ import numpy as np
 
 from sideways_tf.core import workers
 from sideways_tf.core.group_optimizer import GroupOptimizer
-from sideways_tf.core.group_steps import Clip, init_function, plan, step_function, window_gradients
+from sideways_tf.core.group_steps import Clip, compiler_options, init_function, plan, step_function, window_gradients
 from sideways_tf.core.placement import Placement, groups_of
 from sideways_tf.core.schedule import Rule
 
 DISPATCH = ("workers", "threads", "plain")
-
-# On NVIDIA GPUs a group's step is launched as CUDA graphs that include its convolutions (XLA's
-# default leaves them out): measured on an H200, this halves the host's time to launch a VGG-16
-# group's step (1.13 -> 0.64 ms), which is what limits short steps. A user's own XLA_FLAGS
-# setting of these options wins.
-GPU_STEP_OPTIONS = {"xla_gpu_enable_command_buffer": "FUSION,CUBLAS,CUBLASLT,CUDNN,CUSTOM_CALL,CONVOLUTION",
-                    "xla_gpu_graph_min_graph_size": 1}
-# ... except where XLA reuses compiled or autotuned convolutions from an earlier process (JAX's
-# persistent compilation cache, XLA's autotuning cache): such a convolution captured into a CUDA
-# graph failed on H200s (cuDNN status 5003), so the graphs then leave convolutions out.
-CACHED_GPU_STEP_OPTIONS = {**GPU_STEP_OPTIONS, "xla_gpu_enable_command_buffer": "FUSION,CUBLAS,CUBLASLT,CUSTOM_CALL"}
-CACHE_FLAGS = ("xla_gpu_per_fusion_autotune_cache_dir", "xla_gpu_load_autotune_results_from")
-
-
-def compiler_options(device) -> dict:
-    """The XLA options of a group's step on `device`: on NVIDIA GPUs `GPU_STEP_OPTIONS`
-    (`CACHED_GPU_STEP_OPTIONS` where compilations or autotuning results are cached), else none."""
-    if device.platform != "gpu" or "nvidia" not in device.device_kind.lower():
-        return {}
-    flags = os.environ.get("XLA_FLAGS", "")
-    cached = bool(jax.config.jax_compilation_cache_dir) or any(flag in flags for flag in CACHE_FLAGS)
-    options = CACHED_GPU_STEP_OPTIONS if cached else GPU_STEP_OPTIONS
-    return {name: value for name, value in options.items() if name not in flags}
-
 
 class Prepared(NamedTuple):
     """A clip ready to run: per group its compiled step, parameters, carry, inbox and inputs."""
@@ -143,6 +119,30 @@ class ProgramsPlacement(Placement):
         self._stages = list(stages)
         self._unit_of = {id(v): k for k, stage in enumerate(stages) for v in stage.trainable_variables}
         self._position = {id(v): p for stage in stages for p, v in enumerate(stage.trainable_variables)}
+
+    def creating(self, k: int):
+        """Unit k's variables are made on its group's device (JAX's default device while it is built),
+        so that no device ever holds another group's; under a distribution's mesh, where it puts them."""
+        if self._home is not None:
+            return contextlib.nullcontext()
+        return jax.default_device(self.group_devices[self.stage_of[k]])
+
+    def build_optimizer(self, optimizer, variables: Sequence) -> None:
+        """Builds `optimizer` with its slots made in host memory, then moved: each to its group's device
+        (`settle`), the optimizer's own counters to the first group's. Keras would make every slot
+        on the first device, which would then hold the whole optimizer state at once."""
+        if optimizer.built or self._home is not None:
+            return
+        try:
+            host = jax.devices("cpu")[0]
+        except RuntimeError:  # no CPU platform (JAX_PLATFORMS without it): where Keras makes them
+            host = None
+        with jax.default_device(host) if host is not None else contextlib.nullcontext():
+            optimizer.build(list(variables))
+        self.settle(optimizer, variables)
+        for variable in optimizer.variables:
+            if host is not None and variable.value.devices() == {host}:
+                variable.assign(jax.device_put(variable.value, self.group_devices[0]))
 
     def settle(self, optimizer, variables: Sequence) -> None:
         """Moves each unit's variables, and the optimizer slots that only its group updates, to its

@@ -134,6 +134,8 @@ def fit():
     for mode in ("bp", "skip_sideways"):
         placed, alone = _pair(PLACEMENTS["grouped"], mode)
         placed.build(video.shape)
+        if placed.engine.programs:  # each unit's variables made on its group's device
+            _where_they_run(placed, slots=False)
         alone.build(video.shape)
         alone.set_weights(placed.get_weights())
         a = placed.fit(video, labels, batch_size=2, epochs=2, verbose=0, shuffle=False).history
@@ -166,13 +168,15 @@ def _nothing_else_kept(model):
         _where_they_run(model)
 
 
-def _where_they_run(model):
-    """Each unit's variables, and the optimizer slots of its variables, on its group's device."""
+def _where_they_run(model, slots: bool = True):
+    """Each unit's variables, and (`slots`) the optimizer slots of its variables, on its group's device."""
     place = model.engine.place
     for k, stage in enumerate(model.stages):
         device = place.group_devices[place.stage_of[k]]
         wrong = [v.path for v in stage.variables if v.value.devices() != {device}]
         assert not wrong, f"{model.mode}: {wrong} not on unit {k}'s device {device}"
+    if not slots:
+        return
     optimizer, variables = model.optimizer, model.trainable_variables
     owners = place.group_optimizer(optimizer, variables).owners([v.value for v in variables],
                                                                 [v.value for v in optimizer.variables])
