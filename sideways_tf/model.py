@@ -15,11 +15,12 @@ from typing import Optional, Sequence
 import keras
 from keras import ops
 
-from sideways_tf import input_checks, stream_state
+from sideways_tf import input_checks, stream_state, train_step
 from sideways_tf.core import backends, schedule, targets
 from sideways_tf.core.engine import ClipResult, Engine, build_stages
 from sideways_tf.core.shortcut import FUSIONS, SHORTCUTS
 from sideways_tf.parallel.balance import auto_devices
+from sideways_tf.train_step import values as _values
 
 
 def _check_choice(name: str, value, allowed: Sequence[str]) -> None:
@@ -27,17 +28,8 @@ def _check_choice(name: str, value, allowed: Sequence[str]) -> None:
         raise ValueError(f"`{name}` must be one of {', '.join(repr(a) for a in allowed)}; got {value!r}.")
 
 
-def _values(variables) -> list:
-    """The variables' current values as tensors (inside a `keras.StatelessScope`: the scope's)."""
-    return [ops.convert_to_tensor(v.value) for v in variables]
-
-
 def _as_tensor(x):
     return None if x is None else ops.convert_to_tensor(x)
-
-
-def _plus(gradients, extra) -> list:
-    return [g + ops.cast(e, g.dtype) for g, e in zip(gradients, extra, strict=True)]
 
 
 @keras.saving.register_keras_serializable(package="sideways_tf")
@@ -319,7 +311,8 @@ class SidewaysModel(keras.Model):
     def compute_frame_loss(self, y, y_pred, sample_weight=None, training=True):
         """The loss of one frame's predictions `[B, *O]`: Keras' `compute_loss` (compiled loss + regularizers)."""
         if self._on_programs() and self.losses:  # the regularizers' parts live on several devices
-            return self._data_loss(y, y_pred, sample_weight) + self._penalty(_values(self.trainable_variables))[0]
+            regularizers = train_step.penalty(self, _values(self.trainable_variables))[0]
+            return self._data_loss(y, y_pred, sample_weight) + regularizers
         return super().compute_loss(x=None, y=y, y_pred=y_pred, sample_weight=sample_weight, training=training)
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
@@ -398,17 +391,13 @@ class SidewaysModel(keras.Model):
         # With an updater and no separate value to add, the penalty's gradient enters each update instead.
         if not penalized or (streaming.get("updater") is not None and not separate):
             return result
-        total, gradients = self._penalty(params)
+        total, gradients = train_step.penalty(self, params)
         if separate:  # what every valid step's loss would have added
             counted = ops.any(result.episode.output_valid)
             result = result._replace(loss=ops.where(counted, result.loss + total, result.loss))
         if streaming.get("updater") is not None:  # the penalty's gradient enters each update
             return result
-        return result._replace(gradients=_plus(result.gradients, gradients))
-
-    def _penalty(self, params) -> tuple:
-        """The weight regularizers' value and gradient at `params`, scaled as Keras scales its losses."""
-        return self.engine.regularization(params, self.trainable_variables, 1.0 / backends.current().num_replicas())
+        return result._replace(gradients=train_step.plus(result.gradients, gradients))
 
     def _data_loss(self, y, y_pred, sample_weight=None):
         """Keras' `compute_loss` of one frame without the weight regularizers (`_penalty` adds them)."""
@@ -724,65 +713,14 @@ class SidewaysModel(keras.Model):
         self._check_video(video, training=True)
         self._check_compiled()
         self._check_targets(video.shape[1], y, sample_weight)
-        self.engine.place.settle(self.optimizer, self.trainable_variables)
-        params, states = _values(self.trainable_variables), _values(self.non_trainable_variables)
-        if self.check_finite:
-            video = input_checks.finite_video(video, backends.current().check_finite)
-        if self.stateful or self.update_every is not None or starts is not None:
-            return stream_state.train_chunk(self, params, states, video, starts, y, sample_weight)
-        result = self._finite(self.clip_gradients(params, states, video, y, sample_weight))
-        self.engine.place.apply_gradients(self.optimizer, result.gradients, self.trainable_variables)
-        self._assign(self.non_trainable_variables, result.non_trainable)
-        self._track_gradients(result.gradients)
-        self._track_loss(result.loss, video)
-        y, y_pred, sample_weight = targets.flatten_steps(
-            result.predictions, y, sample_weight, result.labels_per_frame, result.weights_per_frame
-        )
-        return keras.Model.compute_metrics(self, video, y, y_pred, sample_weight)
-
-    def _finite(self, result: ClipResult) -> ClipResult:
-        """With `check_finite`, the result's gradients checked for NaN and Inf, each named by its unit;
-        then, with `stop_on_nonfinite_loss`, its loss (a culprit named first): under JAX a check of
-        the step, under TensorFlow handed to `tensorflow_finite.held_step`."""
-        backend = backends.current()
-        gradients = result.gradients
-        if self.check_finite:
-            gradients = input_checks.finite_gradients(gradients, self.trainable_variables, self.stages,
-                                                      backend.check_finite)
-        loss = result.loss
-        if self.stop_on_nonfinite_loss:
-            held = self.__dict__.get("_step_losses")
-            if held is not None:
-                held.append(loss)
-            else:
-                loss = backend.check_finite(loss, input_checks.NONFINITE_LOSS)
-        return result._replace(loss=loss, gradients=gradients)
-
-    @staticmethod
-    def _assign(variables, values) -> None:
-        for variable, value in zip(variables, values, strict=True):
-            variable.assign(value)
-
-    def _track_loss(self, loss, x) -> None:
-        """The batch's loss, unscaled from Keras' per-replica scaling, weighted by its B clips."""
-        self.loss_tracker.update_state(loss * backends.current().num_replicas(), sample_weight=ops.shape(x)[0])
-
-    def _track_gradients(self, gradients) -> None:
-        if not self.gradient_trackers:
-            return
-        per_stage = self.engine.split(gradients, self.trainable_variables, trainable=True)
-        for (mean_tracker, norm_tracker), unit_grads in zip(self.gradient_trackers, per_stage, strict=True):
-            if unit_grads:
-                flat = ops.concatenate([ops.reshape(ops.cast(g, "float32"), (-1,)) for g in unit_grads], 0)
-                mean_tracker.update_state(ops.mean(flat))
-                norm_tracker.update_state(ops.norm(flat))
+        return train_step.train_batch(self, video, starts, y, sample_weight, self.__dict__.get("_step_losses"))
 
     def _test_on_batch(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         x, y, sample_weight = _as_tensor(x), _as_tensor(y), _as_tensor(sample_weight)
         self._check_targets(x.shape[1] if len(getattr(x, "shape", ())) > 1 else None, y, sample_weight)
         y_pred = self(x, training=False)
-        self._track_loss(self.compute_loss(x, y, y_pred, sample_weight, training=False), x)
+        train_step.track_loss(self, self.compute_loss(x, y, y_pred, sample_weight, training=False), x)
         logs = self.compute_metrics(x, y, y_pred, sample_weight)
         training_only = {tracker.name for pair in self.gradient_trackers for tracker in pair}
         return {name: value for name, value in logs.items() if name not in training_only}

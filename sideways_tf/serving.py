@@ -39,9 +39,8 @@ def export_saved_model(model, filepath: str, verbose=None) -> None:
         )
     import tensorflow as tf
 
-    model._require_built()
+    state = model.init_state(1)  # raises when the model is not built
     frame_shape = tuple(model.frame_shape)
-    state = model.init_state(1)
     state_spec = {name: tf.TensorSpec((None,) + tuple(value.shape[1:]), value.dtype) for name, value in state.items()}
     archive = keras.export.ExportArchive()
     archive.track(model)

@@ -15,7 +15,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from sideways_tf.core import backends, episode, targets
+from sideways_tf.core import episode, targets
 
 RESTART_KEY = "restart"
 VIDEO_KEY = "video"
@@ -155,76 +155,3 @@ def template(engine, params_per_stage, batch_size: int, label_shape, label_dtype
     first = targets.frame_target(ops.convert_to_tensor(labels), weights, 0, labels_per_frame, False)
     return episode.fresh_stream(params_per_stage, batch_size, engine.activation_shapes, dtype, first,
                                 engine.rule().latency)
-
-
-def optimizer_step(model, values, optimizer_state, gradients, keep):
-    """One optimizer step of `model` on explicit values: the `Updater` of `update_every`.
-
-    Args:
-      model: a compiled `SidewaysModel`.
-      values: the trainable variables' current values.
-      optimizer_state: the optimizer variables' values under JAX; `()` under TensorFlow,
-        whose optimizer updates its own variables in place.
-      gradients: one per trainable variable (the regularizers' gradient is added here).
-      keep: one bool scalar per trainable variable: keep the old value (its unit did not
-        count in the window).
-
-    Returns:
-      `(new values, new optimizer_state)`.
-    """
-    if model.losses:
-        penalty = model._penalty(values)[1]
-        gradients = [g + ops.cast(e, g.dtype) for g, e in zip(gradients, penalty, strict=True)]
-    optimizer, variables = model.optimizer, model.trainable_variables
-    if keras.backend.backend() == "tensorflow":
-        # Inside the tf.while_loop the variables are assigned in step order (`stateless_apply`
-        # refuses TensorFlow); the loop carries the values read back.
-        model.engine.place.apply_gradients(optimizer, gradients, variables)
-        new = [ops.where(k, old, v.value) for v, old, k in zip(variables, values, keep, strict=True)]
-        model._assign(variables, new)
-        return new, optimizer_state
-    return model.engine.place.optimizer_step(optimizer, variables, values, optimizer_state, gradients, keep)
-
-
-def train_chunk(model, params, states, video, starts, y, sample_weight) -> dict:
-    """`model`'s training step on a batch read as a chunk of streams (`update_every`, `stateful`, restarts).
-
-    Updates run inside the frame loop and/or the streams' state carries across batches.
-
-    Returns:
-      The metrics' logs, as `train_step` returns them.
-    """
-    stream = None
-    if model.stateful:
-        if not model.stream_state.created:
-            raise ValueError("`stateful=True`: the stream state is made by `fit` or `train_on_batch`; a custom "
-                             "loop must call `model.train_on_batch` once first.")
-        stream = model.stream_state.value()
-    updater, optimizer_state = None, ()
-    if model.update_every is not None:
-        if backends.current().num_replicas() > 1:
-            raise ValueError("`update_every` applies the optimizer inside the frame loop, which tf.distribute "
-                             "cannot do with more than one replica; use update_every=None under a strategy.")
-        # Without regularizers the step is the optimizer's alone (per-device programs fuse it).
-        updater = model.engine.updater(model.update_every, functools.partial(optimizer_step, model),
-                                       model.trainable_variables, None if model.losses else model.optimizer)
-        if keras.backend.backend() == "jax":
-            optimizer_state = [v.value for v in model.optimizer.variables]
-    result = model._finite(model.clip_gradients(params, states, video, y, sample_weight, stream=stream,
-                                              starts=starts, updater=updater, optimizer_state=optimizer_state,
-                                              flush=not model.stateful))
-    outcome = result.episode
-    if updater is None:
-        model.engine.place.apply_gradients(model.optimizer, result.gradients, model.trainable_variables)
-        outcome = outcome._replace(stream=episode.empty_window(outcome.stream))
-    else:
-        model._assign(model.trainable_variables, result.params)
-        if keras.backend.backend() == "jax":
-            model._assign(model.optimizer.variables, outcome.optimizer_state)
-    model._assign(model.non_trainable_variables, result.non_trainable)
-    if model.stateful:
-        model.stream_state.assign(outcome.stream)
-    model._track_gradients(result.gradients)
-    model._track_loss(result.loss, video)
-    y, y_pred, sample_weight = targets.flatten_stream(outcome.outputs, outcome.output_targets, outcome.output_valid)
-    return keras.Model.compute_metrics(model, video, y, y_pred, sample_weight)

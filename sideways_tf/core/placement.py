@@ -130,7 +130,7 @@ class Placement:
           optimizer: a Keras optimizer.
           variables, values, gradients: the trainable variables, their values, their gradients.
           optimizer_state: the values of `optimizer.variables`.
-          keep: one bool scalar per variable: keep its old value.
+          keep: None (every variable updated), or one bool scalar per variable: keep its old value.
 
         Returns:
           `(new values, new optimizer_state)`.
@@ -139,5 +139,7 @@ class Placement:
                                                                       strict=True))
         with keras.StatelessScope(state_mapping=mapping) as scope:
             optimizer.apply(list(gradients), variables)
-        new = [ops.where(k, old, scope.get_current_value(v)) for v, old, k in zip(variables, values, keep, strict=True)]
+        new = [scope.get_current_value(v) for v in variables]
+        if keep is not None:
+            new = [ops.where(k, old, value) for old, value, k in zip(values, new, keep, strict=True)]
         return new, [scope.get_current_value(v) for v in optimizer.variables]

@@ -189,6 +189,7 @@ class ProgramsPlacement(Placement):
         Arguments and result as `Placement.optimizer_step`; the results come back on `home`.
         """
         grouped = self.group_optimizer(optimizer, variables)
+        keep = [False] * len(variables) if keep is None else keep
         if grouped is None:  # a variable of no unit: Keras' own step
             return super().optimizer_step(optimizer, variables, self.home(list(values)),
                                           self.home(list(optimizer_state)), self.home(list(gradients)), keep)

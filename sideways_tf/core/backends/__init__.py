@@ -1,6 +1,6 @@
 """What differs between Keras backends, and nothing else.
 
-Each backend module provides the same nine functions:
+Each backend module provides the same twelve functions:
 
 * `value_and_vjp(fn, primals, cotangent=None, head=None)`: a unit's output and its
   vector-Jacobian product at given inputs (TF: `GradientTape`; JAX: `jax.vjp`);
@@ -17,7 +17,14 @@ Each backend module provides the same nine functions:
   (TF: `tf.debugging.assert_all_finite`; JAX: a flag of the step, raised on the host,
   `jax_finite`);
 * `assert_at_least(value, minimum, message)`: a run-time check of a size unknown while tracing
-  (TF: `tf.debugging.assert_greater_equal`; JAX: shapes are static, a Python check).
+  (TF: `tf.debugging.assert_greater_equal`; JAX: shapes are static, a Python check);
+* `optimizer_values(optimizer)`: the optimizer's state as the frame loop carries it (TF: nothing;
+  JAX: its variables' values);
+* `optimizer_step(place, optimizer, variables, values, optimizer_state, gradients, keep)`: one
+  optimizer update on explicit values (TF: applied in place, in step order inside the loop; JAX:
+  stateless, `Placement.optimizer_step`);
+* `assign_step(variables, values, optimizer, optimizer_state)`: a step's new values into the
+  variables (TF: nothing, already in place; JAX: assigned).
 
 The module of the running backend is imported on first use, so `import sideways_tf` under
 `KERAS_BACKEND=jax` never imports TensorFlow.

@@ -113,3 +113,21 @@ def assert_at_least(value, minimum: int, message: str):
     """Raises `ValueError(message)` when `value` < `minimum` (shapes are static under JAX)."""
     if int(value) < minimum:
         raise ValueError(message)
+
+
+def optimizer_values(optimizer) -> list:
+    """The optimizer's state as the frame loop carries it: its variables' values."""
+    return [v.value for v in optimizer.variables]
+
+
+def optimizer_step(place, optimizer, variables: Sequence, values: Sequence, optimizer_state: Sequence,
+                   gradients: Sequence, keep: Optional[Sequence] = None) -> tuple[list, list]:
+    """One optimizer step on explicit values, nothing assigned (it may run inside a traced loop):
+    `place.optimizer_step`. Returns `(new values, new optimizer_state)`."""
+    return place.optimizer_step(optimizer, variables, values, optimizer_state, gradients, keep)
+
+
+def assign_step(variables: Sequence, values: Sequence, optimizer, optimizer_state: Sequence) -> None:
+    """Puts a step's new values into the variables and the optimizer's."""
+    for variable, value in zip([*variables, *optimizer.variables], [*values, *optimizer_state], strict=True):
+        variable.assign(value)

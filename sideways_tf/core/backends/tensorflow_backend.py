@@ -155,3 +155,28 @@ def check_finite(x, message: str):
 def assert_at_least(value, minimum: int, message: str):
     """Fails at run time with `message` when the int32 scalar `value` < `minimum` (shapes unknown while tracing)."""
     return tf.debugging.assert_greater_equal(value, tf.cast(minimum, value.dtype), message=message)
+
+
+def optimizer_values(optimizer) -> tuple:
+    """The optimizer's state as the frame loop carries it: nothing (it updates its variables in place)."""
+    del optimizer
+    return ()
+
+
+def optimizer_step(place, optimizer, variables: Sequence, values: Sequence, optimizer_state,
+                   gradients: Sequence, keep: Optional[Sequence] = None) -> tuple[list, tuple]:
+    """One optimizer step, applied to the variables in place (`place.apply_gradients`; inside the
+    `tf.while_loop` in step order: `stateless_apply` refuses TensorFlow). A variable whose `keep`
+    is True gets its old value back. Returns `(the values read back, optimizer_state)`."""
+    place.apply_gradients(optimizer, gradients, variables)
+    new = [v.value for v in variables]
+    if keep is not None:
+        new = [tf.where(k, old, value) for old, value, k in zip(values, new, keep, strict=True)]
+        for variable, value in zip(variables, new, strict=True):
+            variable.assign(value)
+    return new, optimizer_state
+
+
+def assign_step(variables: Sequence, values: Sequence, optimizer, optimizer_state) -> None:
+    """Nothing: the step updated the variables in place."""
+    del variables, values, optimizer, optimizer_state

@@ -1,0 +1,172 @@
+"""One training step of a `SidewaysModel`, whatever the batch is: a clip, or a chunk of streams.
+
+A plain clip is a chunk with no stream kept, no restarts and one update at its end; a chunk of
+streams (`stateful=True`, restarts) may also update inside the frame loop (`update_every`). Both
+run the same sequence (`train_batch`): the clip's gradients from the model's pure
+`clip_gradients`, the checks of `check_finite` and `stop_on_nonfinite_loss`, the optimizer's
+update, the variables assigned, the loss, the gradient statistics and the metrics tracked. Every
+optimizer update, at the end of a clip or inside the frame loop, is one call of `update`, whose
+backend-dependent part (TensorFlow updates the variables in place, JAX returns new values) is
+the backend's `optimizer_step` (`core.backends`).
+
+The model's Keras glue (`SidewaysModel.train_step`) calls `train_batch` inside Keras' step;
+nothing here is private to the model.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Optional, Sequence
+
+import keras
+from keras import ops
+
+from sideways_tf import input_checks
+from sideways_tf.core import backends, episode, targets
+from sideways_tf.core.engine import ClipResult
+
+
+def values(variables) -> list:
+    """The variables' current values as tensors (inside a `keras.StatelessScope`: the scope's)."""
+    return [ops.convert_to_tensor(v.value) for v in variables]
+
+
+def assign(variables, new_values) -> None:
+    """Assigns each variable its new value."""
+    for variable, value in zip(variables, new_values, strict=True):
+        variable.assign(value)
+
+
+def plus(gradients: Sequence, extra: Sequence) -> list:
+    """`gradients + extra`, each in its gradient's dtype."""
+    return [g + ops.cast(e, g.dtype) for g, e in zip(gradients, extra, strict=True)]
+
+
+def penalty(model, params: Sequence) -> tuple:
+    """The weight regularizers' value and gradient at `params`, scaled as Keras scales its losses."""
+    return model.engine.regularization(params, model.trainable_variables, 1.0 / backends.current().num_replicas())
+
+
+def update(model, params: Sequence, optimizer_state, gradients: Sequence, keep: Optional[Sequence] = None,
+           regularized: bool = True) -> tuple[list, list]:
+    """One optimizer update of `model` on explicit values: every update goes through here.
+
+    Args:
+      model: a compiled `SidewaysModel`.
+      params: the trainable variables' current values.
+      optimizer_state: the optimizer's state as the backend carries it (`optimizer_values`).
+      gradients: one per trainable variable.
+      keep: None (every variable updated), or one bool scalar per trainable variable: keep the
+        old value (its unit did not count in the window).
+      regularized: add the weight regularizers' gradient at `params` (the gradients of a whole
+        clip already hold it).
+
+    Returns:
+      `(new values, new optimizer_state)`; under TensorFlow the variables are already updated.
+    """
+    if regularized and model.losses:
+        gradients = plus(gradients, penalty(model, params)[1])
+    return backends.current().optimizer_step(model.engine.place, model.optimizer, model.trainable_variables,
+                                             params, optimizer_state, gradients, keep)
+
+
+def checked(model, result: ClipResult, held_losses: Optional[list] = None) -> ClipResult:
+    """With `check_finite`, the result's gradients checked for NaN and Inf, each named by its unit;
+    then, with `stop_on_nonfinite_loss`, its loss (a culprit named first): appended to
+    `held_losses` when the step's state is held by the caller (TensorFlow), else checked in the step."""
+    backend = backends.current()
+    gradients = result.gradients
+    if model.check_finite:
+        gradients = input_checks.finite_gradients(gradients, model.trainable_variables, model.stages,
+                                                  backend.check_finite)
+    loss = result.loss
+    if model.stop_on_nonfinite_loss:
+        if held_losses is not None:
+            held_losses.append(loss)
+        else:
+            loss = backend.check_finite(loss, input_checks.NONFINITE_LOSS)
+    return result._replace(loss=loss, gradients=gradients)
+
+
+def track_loss(model, loss, video) -> None:
+    """The batch's loss, unscaled from Keras' per-replica scaling, weighted by its B clips."""
+    model.loss_tracker.update_state(loss * backends.current().num_replicas(), sample_weight=ops.shape(video)[0])
+
+
+def track_gradients(model, gradients: Sequence) -> None:
+    """Per unit, the mean and L2 norm of its gradients (`gradient_stats=True`)."""
+    if not model.gradient_trackers:
+        return
+    per_stage = model.engine.split(gradients, model.trainable_variables, trainable=True)
+    for (mean_tracker, norm_tracker), unit_grads in zip(model.gradient_trackers, per_stage, strict=True):
+        if unit_grads:
+            flat = ops.concatenate([ops.reshape(ops.cast(g, "float32"), (-1,)) for g in unit_grads], 0)
+            mean_tracker.update_state(ops.mean(flat))
+            norm_tracker.update_state(ops.norm(flat))
+
+
+def _streams(model, starts) -> dict:
+    """`clip_gradients`' arguments for a chunk of streams: the stream kept, restarts, the updater."""
+    stream = None
+    if model.stateful:
+        if not model.stream_state.created:
+            raise ValueError("`stateful=True`: the stream state is made by `fit` or `train_on_batch`; a custom "
+                             "loop must call `model.train_on_batch` once first.")
+        stream = model.stream_state.value()
+    updater, optimizer_state = None, ()
+    if model.update_every is not None:
+        if backends.current().num_replicas() > 1:
+            raise ValueError("`update_every` applies the optimizer inside the frame loop, which tf.distribute "
+                             "cannot do with more than one replica; use update_every=None under a strategy.")
+        # Without regularizers the step is the optimizer's alone (per-device programs fuse it).
+        updater = model.engine.updater(model.update_every, functools.partial(update, model),
+                                       model.trainable_variables, None if model.losses else model.optimizer)
+        optimizer_state = backends.current().optimizer_values(model.optimizer)
+    return {"stream": stream, "starts": starts, "updater": updater, "optimizer_state": optimizer_state,
+            "flush": not model.stateful}
+
+
+def train_batch(model, video, starts, labels, sample_weight, held_losses: Optional[list] = None) -> dict:
+    """`model`'s training step on one batch (checked by the caller): a clip, or a chunk of streams.
+
+    Args:
+      model: a built, compiled `SidewaysModel`.
+      video: `[B, T, *F]`.
+      starts: None, or `[B, T]` bool: slot b begins a new video at frame t (a chunk of streams).
+      labels: `[B, ...]` per clip or `[B, T, ...]` per frame.
+      sample_weight: None, `[B]` or `[B, T]`.
+      held_losses: where `stop_on_nonfinite_loss` hands the loss to a caller that holds the
+        step's state (TensorFlow), or None (the step checks it).
+
+    Returns:
+      The metrics' logs, as Keras' `train_step` returns them.
+    """
+    backend = backends.current()
+    model.engine.place.settle(model.optimizer, model.trainable_variables)
+    params, states = values(model.trainable_variables), values(model.non_trainable_variables)
+    if model.check_finite:
+        video = input_checks.finite_video(video, backend.check_finite)
+    chunk = model.stateful or model.update_every is not None or starts is not None
+    streams = _streams(model, starts) if chunk else {}
+    result = checked(model, model.clip_gradients(params, states, video, labels, sample_weight, **streams),
+                     held_losses)
+    outcome = result.episode
+    if streams.get("updater") is None:  # one update, at the clip's end
+        new, optimizer_state = update(model, params, backend.optimizer_values(model.optimizer), result.gradients,
+                                      regularized=False)
+        if chunk:
+            outcome = outcome._replace(stream=episode.empty_window(outcome.stream))
+    else:  # updated inside the loop
+        new, optimizer_state = result.params, outcome.optimizer_state
+    backend.assign_step(model.trainable_variables, new, model.optimizer, optimizer_state)
+    assign(model.non_trainable_variables, result.non_trainable)
+    if model.stateful:
+        model.stream_state.assign(outcome.stream)
+    track_gradients(model, result.gradients)
+    track_loss(model, result.loss, video)
+    if chunk:
+        y, y_pred, weights = targets.flatten_stream(outcome.outputs, outcome.output_targets, outcome.output_valid)
+    else:
+        y, y_pred, weights = targets.flatten_steps(result.predictions, labels, sample_weight,
+                                                   result.labels_per_frame, result.weights_per_frame)
+    return keras.Model.compute_metrics(model, video, y, y_pred, weights)
