@@ -15,17 +15,11 @@ from typing import Optional, Sequence
 import keras
 from keras import ops
 
-from sideways_tf import input_checks, stream_state, train_step
+from sideways_tf import gradients, input_checks, model_checks, stream_state, train_step
 from sideways_tf.core import backends, schedule, targets
 from sideways_tf.core.engine import ClipResult, Engine, build_stages
-from sideways_tf.core.shortcut import FUSIONS, SHORTCUTS
 from sideways_tf.parallel.balance import auto_devices
 from sideways_tf.train_step import values as _values
-
-
-def _check_choice(name: str, value, allowed: Sequence[str]) -> None:
-    if value not in allowed:
-        raise ValueError(f"`{name}` must be one of {', '.join(repr(a) for a in allowed)}; got {value!r}.")
 
 
 def _as_tensor(x):
@@ -98,34 +92,10 @@ class SidewaysModel(keras.Model):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        _check_choice("mode", mode, schedule.MODES)
-        if update_every is not None and (isinstance(update_every, bool) or not isinstance(update_every, int)
-                                         or update_every < 1):
-            raise ValueError(f"`update_every` must be None or a positive int (steps between updates); got "
-                             f"{update_every!r}.")
-        for name, value in (("stateful", stateful), ("stop_on_nonfinite_loss", stop_on_nonfinite_loss)):
-            if not isinstance(value, bool):
-                raise ValueError(f"`{name}` must be True or False; got {value!r}.")
-        _check_choice("fusion", fusion, FUSIONS)
-        _check_choice("shortcut", shortcut, SHORTCUTS)
-        if isinstance(units, keras.layers.Layer) or not isinstance(units, (list, tuple)):
-            raise ValueError(f"`units` must be a non-empty list of keras.layers.Layer; got {type(units).__name__}.")
-        if not units:
-            raise ValueError("`units` must be a non-empty list of keras.layers.Layer; got an empty list.")
-        for k, unit in enumerate(units):
-            if not isinstance(unit, keras.layers.Layer):
-                raise ValueError(f"`units[{k}]` must be a keras.layers.Layer; got {type(unit).__name__}.")
-        input_checks.check_distinct_units(units)
-        input_checks.check_skip_depth(mode, len(units))
-        input_checks.check_no_activity_regularizers(units)
+        model_checks.check_arguments(units, mode, fusion, shortcut, devices, update_every, stateful,
+                                     stop_on_nonfinite_loss)
         self.requested_devices = devices
         if devices is not None and devices != "auto":
-            if isinstance(devices, str) or len(devices) != len(units) or not all(isinstance(d, str) for d in devices):
-                raise ValueError(
-                    f"`devices` must be None, 'auto' or a list of {len(units)} device strings (one per unit); got "
-                    f"{devices!r}."
-                )
-            backends.current().placement(devices, programs=mode != "bp")  # names a device that does not exist
             devices = list(devices)
         self.frame_units = list(units)
         self.gradient_stats = gradient_stats
@@ -148,6 +118,8 @@ class SidewaysModel(keras.Model):
         self.stages = []
         self.frame_shape = None
         self.engine: Optional[Engine] = None
+        # Bypasses Keras' attribute tracking: what the training step, the train function and `fit` share.
+        self.__dict__["_step_checks"] = backends.StepChecks()
 
     # ------------------------------------------------------------------ building
 
@@ -174,7 +146,7 @@ class SidewaysModel(keras.Model):
         return self.engine.prediction_shape
 
     @property
-    def _inference_latency(self) -> int:
+    def inference_latency(self) -> int:
         """Frames between a clip's start and its first prediction in `call` (`schedule.rule` decides)."""
         return schedule.rule(self.mode, self.depth, training=False).latency
 
@@ -199,7 +171,7 @@ class SidewaysModel(keras.Model):
             return
         # With devices named, each unit's variables are made where it runs (on per-device programs).
         place = None
-        if self.devices != "auto" and self._per_device_programs():
+        if backends.current().per_device_programs(self.devices, self.mode):
             place = backends.current().placement(self.devices, programs=True)
         try:
             stages, activation_shapes, prediction_shape = build_stages(
@@ -225,75 +197,17 @@ class SidewaysModel(keras.Model):
         self.frame_shape = frame_shape
         self.stages = stages
         self.engine = Engine(stages, self.mode, activation_shapes, prediction_shape, self.devices,
-                             programs=self._per_device_programs(), place=place)
+                             programs=backends.current().per_device_programs(self.devices, self.mode), place=place)
         self.built = True
-
-    def _per_device_programs(self) -> bool:
-        """Whether the units run one program per device group (`core.programs`), built and driven from the host.
-
-        Under JAX with units over two or more devices, for a pipelined rule (under a data x stage
-        distribution, each group over its replicas' devices; `docs/depth_parallel.md`).
-        """
-        if keras.backend.backend() != "jax" or self.devices is None or len(set(self.devices)) < 2:
-            return False
-        return self.mode != "bp"
 
     def _on_programs(self) -> bool:
         return self.engine is not None and self.engine.programs
-
-    def _check_video(self, video, training: bool) -> None:
-        shape = tuple(video.shape)
-        if self.engine is None:
-            self.build(shape)
-        expected = (None, None) + tuple(self.frame_shape)
-        if len(shape) != len(expected) or tuple(shape[2:]) != tuple(self.frame_shape):
-            raise ValueError(
-                f"video shape {shape} does not match the shape the model was built on {expected} "
-                "([B, T, *frame_shape])."
-            )
-        minimum = self.min_clip_length if training else self._inference_latency + 1
-        if self.stateful:
-            minimum = 1  # chunks of a stream may be short (a call on one returns T' = max(T - (D - 1), 0))
-        num_frames = shape[1]
-        what = "every unit to count once (2D - 1)" if training else "one prediction (D)"
-        message = (f"clip too short: T={num_frames} frames, but a {self.depth}-unit model in mode {self.mode!r} "
-                   f"needs at least {minimum} frames for {what}.")
-        if num_frames is not None and num_frames < minimum:
-            raise ValueError(message)
-        if num_frames is None and minimum > 1 and not isinstance(video, keras.KerasTensor):
-            # T unknown while tracing (a tf.data pipeline with a None time axis): checked at run time.
-            backends.current().assert_at_least(
-                ops.shape(video)[1], minimum,
-                f"clip too short: a {self.depth}-unit model in mode {self.mode} needs at least {minimum} frames "
-                f"for {what}; this clip (T unknown until run time) has fewer.")
-
-    def _checked_lengths(self, x, training: bool):
-        """A `tf.data` dataset whose clip length is unknown in its spec, checked batch by batch in the pipeline."""
-        if getattr(x, "element_spec", None) is None or self.engine is None or self.stateful:
-            return x
-        minimum = self.min_clip_length if training else self._inference_latency + 1
-        what = "every unit to count once (2D - 1)" if training else "one prediction (D)"
-        return input_checks.with_clip_length_check(
-            x, minimum, f"clip too short: a {self.depth}-unit model in mode {self.mode!r} needs at least {minimum} "
-                        f"frames for {what}; a batch of this dataset (T unknown until it is read) has fewer.")
-
-    def _check_targets(self, num_frames, labels, sample_weight) -> None:
-        """Labels and sample weights fit the clips, the predictions and the loss (`input_checks`)."""
-        if labels is not None and getattr(self, "loss", None) is not None and self.engine is not None:
-            input_checks.check_labels(labels, num_frames, self.prediction_shape,
-                                      input_checks.is_sparse_loss(self.loss))
-        if sample_weight is not None:
-            input_checks.check_sample_weight(sample_weight, num_frames)
-
-    def _check_compiled(self) -> None:
-        if getattr(self, "loss", None) is None:
-            raise ValueError("call `compile(loss=...)` before training or asking for gradients.")
 
     # ------------------------------------------------------------------ forward
 
     def call(self, video, training=False):
         video, _ = stream_state.video_and_restarts(video)
-        self._check_video(video, training=False)
+        model_checks.check_video(self, video, training=False)
         return self.engine.predict_clip(video)
 
     def compute_output_shape(self, input_shape):
@@ -303,7 +217,7 @@ class SidewaysModel(keras.Model):
             self.build(input_shape)
         num_frames = input_shape[1]
         if num_frames is not None:
-            num_frames = max(num_frames - self._inference_latency, 0)
+            num_frames = max(num_frames - self.inference_latency, 0)
         return (input_shape[0], num_frames) + self.engine.prediction_shape
 
     # ------------------------------------------------------------------ losses and metrics
@@ -312,7 +226,7 @@ class SidewaysModel(keras.Model):
         """The loss of one frame's predictions `[B, *O]`: Keras' `compute_loss` (compiled loss + regularizers)."""
         if self._on_programs() and self.losses:  # the regularizers' parts live on several devices
             regularizers = train_step.penalty(self, _values(self.trainable_variables))[0]
-            return self._data_loss(y, y_pred, sample_weight) + regularizers
+            return gradients.data_loss(self, y, y_pred, sample_weight) + regularizers
         return super().compute_loss(x=None, y=y, y_pred=y_pred, sample_weight=sample_weight, training=training)
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
@@ -331,7 +245,7 @@ class SidewaysModel(keras.Model):
 
     def _clip_scored(self, y, y_pred, sample_weight):
         valid_frames = y_pred.shape[1]
-        num_frames = None if valid_frames is None else valid_frames + self._inference_latency
+        num_frames = None if valid_frames is None else valid_frames + self.inference_latency
         per_frame, weights_per_frame = self.engine.label_layout(y, sample_weight, num_frames)
         return targets.clip_predictions(y_pred, y, sample_weight, per_frame, weights_per_frame)
 
@@ -345,70 +259,8 @@ class SidewaysModel(keras.Model):
 
     def clip_gradients(self, params, states, video, labels, sample_weight=None, exact: bool = False,
                        **streaming) -> ClipResult:
-        """The pure function behind training: gradients and new state for one clip, from explicit values.
-
-        Args:
-          params: values of `self.trainable_variables`.
-          states: values of `self.non_trainable_variables`.
-          video: `[B, T, *F]`.
-          labels: `[B, ...]` per clip or `[B, T, ...]` per frame.
-          sample_weight: None, `[B]` or `[B, T]`.
-          exact: exact per-frame backprop of the same network instead of the rule.
-          **streaming: `stream`, `starts`, `updater`, `optimizer_state`, `flush` of
-            `Engine.train_clip` (with an updater, the regularizers' gradient enters each update).
-
-        Returns:
-          An `engine.ClipResult` aligned with the model's variable lists; nothing is applied
-          to the variables (updates inside the loop are in its `params`).
-        """
-        params, states = list(params), list(states)
-        penalized = bool(self.losses)
-        # On per-device programs the top group's step cannot read every unit's parameters: its
-        # loss leaves the regularizers out, and their value is added to the clip's loss below.
-        separate = penalized and self._on_programs() and not exact
-        if self._on_programs():  # the per-device steps are traced with the compiled loss
-            self.engine.place.use_loss(getattr(self, "loss", None))
-
-        # The per-device steps are compiled once and keep this loss: it must not hold this clip's
-        # parameters (they would stay alive on the first device), so it reads them only where needed.
-        constants = params if penalized and not separate else None
-
-        def frame_loss(y, y_pred, w):
-            if separate:
-                return self._data_loss(y, y_pred, w)
-            if not penalized:
-                return self.compute_frame_loss(y, y_pred, w)
-            # Regularizers enter the reported loss at every step but their gradient once per
-            # clip (below), so the per-step loss sees the parameters as constants.
-            frozen = [(v, ops.stop_gradient(p)) for v, p in zip(self.trainable_variables, constants, strict=True)]
-            with keras.StatelessScope(state_mapping=frozen):
-                return self.compute_frame_loss(y, y_pred, w)
-
-        result = self.engine.train_clip(
-            params, states, self.trainable_variables, self.non_trainable_variables,
-            video, labels, sample_weight, frame_loss, exact=exact, **streaming,
-        )
-        # With an updater and no separate value to add, the penalty's gradient enters each update instead.
-        if not penalized or (streaming.get("updater") is not None and not separate):
-            return result
-        total, gradients = train_step.penalty(self, params)
-        if separate:  # what every valid step's loss would have added
-            counted = ops.any(result.episode.output_valid)
-            result = result._replace(loss=ops.where(counted, result.loss + total, result.loss))
-        if streaming.get("updater") is not None:  # the penalty's gradient enters each update
-            return result
-        return result._replace(gradients=train_step.plus(result.gradients, gradients))
-
-    def _data_loss(self, y, y_pred, sample_weight=None):
-        """Keras' `compute_loss` of one frame without the weight regularizers (`_penalty` adds them)."""
-        regularized = [(v, v.regularizer) for v in self.trainable_variables if v.regularizer is not None]
-        for v, _ in regularized:
-            v.regularizer = None
-        try:
-            return super().compute_loss(x=None, y=y, y_pred=y_pred, sample_weight=sample_weight)
-        finally:
-            for v, regularizer in regularized:
-                v.regularizer = regularizer
+        """The pure function behind training: `gradients.clip_gradients` (its arguments and result)."""
+        return gradients.clip_gradients(self, params, states, video, labels, sample_weight, exact, **streaming)
 
     def pseudo_gradients(self, video, labels, sample_weight=None) -> list:
         """The gradients `train_step` would hand to the optimizer for this batch (before clipping).
@@ -437,42 +289,16 @@ class SidewaysModel(keras.Model):
 
     def _gradients(self, video, labels, sample_weight, exact: bool) -> list:
         video, labels, sample_weight = _as_tensor(video), _as_tensor(labels), _as_tensor(sample_weight)
-        self._check_video(video, training=True)
-        self._check_compiled()
+        model_checks.check_video(self, video, training=True)
+        model_checks.check_compiled(self)
         function = self.gradient_function(exact)
         return list(function(_values(self.trainable_variables), _values(self.non_trainable_variables),
                              video, labels, sample_weight))
 
     def gradient_function(self, exact: bool = False):
-        """The compiled pure function behind `pseudo_gradients` (`exact_gradients` with `exact=True`).
-
-        `function(params, states, video, labels, sample_weight) -> gradients`, with `params` and
-        `states` the values of `trainable_variables` and `non_trainable_variables`: a
-        `tf.function` (XLA-compiled when the model was compiled with `jit_compile=True`) or a
-        `jax.jit` function. Useful to inspect or export the compiled program.
-        """
-        cache = self.__dict__.setdefault("_gradient_functions", {})
-        key = (exact, bool(self.jit_compile))
-        # Traced with the compiled loss: after a `compile` with another loss they are made again.
-        loss = getattr(self, "loss", None)
-        if key in cache and cache[key][0] is not loss:
-            del cache[key]
-        if key not in cache:
-
-            def gradients(params, states, video, labels, sample_weight=None):
-                mapping = list(zip(self.trainable_variables, params, strict=True))
-                mapping += list(zip(self.non_trainable_variables, states, strict=True))
-                with keras.StatelessScope(state_mapping=mapping):
-                    return self.clip_gradients(params, states, video, labels, sample_weight, exact=exact).gradients
-
-            if not self._on_programs():
-                cache[key] = (loss, backends.current().compile_function(gradients, jit_compile=key[1]))
-            elif exact:  # one program: everything on the first group's device
-                compiled = backends.current().compile_function(gradients)
-                cache[key] = (loss, lambda *args: compiled(*self.engine.place.local(args)))
-            else:  # the host drives each group's compiled step
-                cache[key] = (loss, gradients)
-        return cache[key][1]
+        """The compiled pure function behind `pseudo_gradients` (`exact_gradients` with `exact=True`):
+        `function(params, states, video, labels, sample_weight) -> gradients` (`gradients.gradient_function`)."""
+        return gradients.gradient_function(self, exact)
 
     # ------------------------------------------------------------------ Keras steps
 
@@ -509,81 +335,43 @@ class SidewaysModel(keras.Model):
                 shape = (batch_size,) + shape[1:]
             if shape[0] == 0:
                 raise ValueError(f"fit got no clips: `x` has shape {shape} (0 examples).")
-            self._check_video(keras.KerasTensor(shape), training=True)
-            self._check_targets(shape[1], labels, weights)
+            model_checks.check_video(self, keras.KerasTensor(shape), training=True)
+            model_checks.check_targets(self, shape[1], labels, weights)
             self._prepare_training(shape, labels, weights is not None)
         counter = input_checks.BatchCounter()
         kwargs["callbacks"] = [*(kwargs.get("callbacks") or []), counter]
         epochs, initial_epoch = kwargs.get("epochs", 1), kwargs.get("initial_epoch", 0)
         if spec is not None and hasattr(x, "cardinality") and int(x.cardinality()) == 0:
             input_checks.check_trained(counter, epochs, initial_epoch)  # known empty: say so before Keras starts
-        x = self._checked_lengths(x, training=True)
-        before = self._jax_values()
+        x = model_checks.checked_lengths(self, x, training=True)
         try:
-            with input_checks.first_line_ours():
+            with backends.current().keras_run(self, self._step_checks), input_checks.first_line_ours():
                 history = super().fit(x, y, **kwargs)
-        except StopIteration as error:  # Keras' JAX trainer peeks at a first batch that is not there
-            self._reattach_jax_values(before)
+        except StopIteration:  # Keras' JAX trainer peeks at a first batch that is not there
             input_checks.check_trained(counter, epochs, initial_epoch)
-            raise error
-        except Exception:
-            self._reattach_jax_values(before)
             raise
         input_checks.check_trained(counter, epochs, initial_epoch)
         return history
-
-    def _jax_values(self) -> list:
-        """Under JAX, every variable with its current value (references, no copy); else nothing."""
-        self.__dict__.pop("_state_kept", None)  # a flag from an earlier call (train_on_batch) is stale
-        if keras.backend.backend() != "jax":
-            return []
-        variables = [*self.trainable_variables, *self.non_trainable_variables, *self.metrics_variables]
-        if getattr(self, "optimizer", None) is not None and self.optimizer.built:
-            variables += list(self.optimizer.variables)
-        return [(v, v.value) for v in variables]
-
-    def _reattach_jax_values(self, before: list) -> None:
-        """After a failed JAX `fit`: the variables get the state of the last step that ran, or
-        their values from before `fit` (Keras' JAX `fit` detaches them while it runs and only
-        reattaches them at the end of an epoch; an error in the first step left them empty)."""
-        if not before or self.__dict__.pop("_state_kept", False):
-            return
-        if getattr(self, "_jax_state", None):
-            self.jax_state_sync()
-            return
-        for variable, value in before:
-            if not value.is_deleted():
-                variable.assign(value)
 
     def evaluate(self, x=None, y=None, *args, **kwargs):
         """Keras' `evaluate`, after checking the clips' shape (and labels) where known, before Keras wraps errors."""
         shape = input_checks.video_shape(x, kwargs)
         if shape is not None:
-            self._check_video(keras.KerasTensor(shape), training=False)
+            model_checks.check_video(self, keras.KerasTensor(shape), training=False)
             if getattr(x, "element_spec", None) is None:
-                self._check_targets(shape[1], y, kwargs.get("sample_weight"))
-        x = self._checked_lengths(x, training=False)
-        before = self._jax_values()
-        try:
-            with input_checks.first_line_ours():
-                return super().evaluate(x, y, *args, **kwargs)
-        except Exception:
-            self._reattach_jax_values(before)
-            raise
+                model_checks.check_targets(self, shape[1], y, kwargs.get("sample_weight"))
+        x = model_checks.checked_lengths(self, x, training=False)
+        with backends.current().keras_run(self, self._step_checks), input_checks.first_line_ours():
+            return super().evaluate(x, y, *args, **kwargs)
 
     def predict(self, x, *args, **kwargs):
         """Keras' `predict`, after checking the clips' shape where known (our error, not Keras' wrapper)."""
         shape = input_checks.video_shape(x, kwargs)
         if shape is not None:
-            self._check_video(keras.KerasTensor(shape), training=False)
-        x = self._checked_lengths(x, training=False)
-        before = self._jax_values()
-        try:
-            with input_checks.first_line_ours():
-                return super().predict(x, *args, **kwargs)
-        except Exception:
-            self._reattach_jax_values(before)
-            raise
+            model_checks.check_video(self, keras.KerasTensor(shape), training=False)
+        x = model_checks.checked_lengths(self, x, training=False)
+        with backends.current().keras_run(self, self._step_checks), input_checks.first_line_ours():
+            return super().predict(x, *args, **kwargs)
 
     def save(self, filepath, *args, **kwargs):
         """Keras' `save` to the native `.keras` format; the legacy HDF5 format (`.h5`) is refused, naming both."""
@@ -596,8 +384,8 @@ class SidewaysModel(keras.Model):
     def train_on_batch(self, x, y=None, sample_weight=None, *args, **kwargs):
         """Keras' `train_on_batch`; with `stateful=True` the stream state is created from the first batch."""
         video, _ = stream_state.video_and_restarts(x)
-        self._check_video(video, training=True)
-        self._check_targets(video.shape[1], y, sample_weight)
+        model_checks.check_video(self, video, training=True)
+        model_checks.check_targets(self, video.shape[1], y, sample_weight)
         self._prepare_training(tuple(video.shape), y, sample_weight is not None)
         return super().train_on_batch(x, y, sample_weight, *args, **kwargs)
 
@@ -621,55 +409,21 @@ class SidewaysModel(keras.Model):
         """One clip per batch: the rule's pseudo-gradients, one optimizer update, the metrics.
 
         TensorFlow calls `train_step(data)`; JAX calls `train_step(state, data)` and gets
-        `(logs, state)` back.
+        `(logs, state)` back (`backends.keras_train_step`).
         """
-        if keras.backend.backend() == "jax":
-            state, data = args
-            groups = (self.trainable_variables, self.non_trainable_variables, self.optimizer.variables,
-                      self.metrics_variables)
-            if not self._checks_steps():
-                return self._stateless(self._train_on_batch, data, state, groups)
-            from sideways_tf.core.backends import jax_finite
-
-            with jax_finite.collecting() as checks:
-                logs, new_state = self._stateless(self._train_on_batch, data, state, groups)
-            self._finite_messages = [message for _, message in checks]
-            return jax_finite.hold(logs, new_state, tuple(list(s) for s in state), checks)
-        if self.stop_on_nonfinite_loss:
-            from sideways_tf.core.backends import tensorflow_finite
-
-            if self.engine is None:  # a generator's first batch: built first, so that its state can be held
-                x = keras.utils.unpack_x_y_sample_weight(args[0])[0]
-                self._check_video(stream_state.video_and_restarts(x)[0], training=True)
-            # Bypasses Keras' attribute tracking: a plain list the step's `_finite` appends to.
-            self.__dict__["_step_losses"] = losses = []
-            try:
-                return tensorflow_finite.held_step(self, self._train_on_batch, args[0], losses)
-            finally:
-                self.__dict__["_step_losses"] = None
-        return self._train_on_batch(*args)
+        if self.engine is None:  # a generator's first batch: built first, so that its state can be held
+            x = keras.utils.unpack_x_y_sample_weight(args[-1])[0]
+            model_checks.check_video(self, stream_state.video_and_restarts(x)[0], training=True)
+        return backends.current().keras_train_step(self, self._train_on_batch, args, self._step_checks)
 
     def make_train_function(self, force=False):
-        """Keras' train function; under JAX with checks (`_checks_steps`), one that raises when one failed."""
+        """Keras' train function; with run-time checks, one that raises when a step's check failed."""
         if self._on_programs():  # the step drives one compiled program per device itself
             self.jit_compile = False
         super().make_train_function(force)
-        if getattr(self.train_function, "finite_checked", False):
-            return self.train_function
-        if keras.backend.backend() == "jax" and self._checks_steps():
-            from sideways_tf.core.backends import jax_finite
-
-            self.train_function = jax_finite.raising(self.train_function, lambda: self._finite_messages,
-                                                     self._keep_jax_state)
-        elif keras.backend.backend() == "tensorflow" and self.stop_on_nonfinite_loss:
-            from sideways_tf.core.backends import tensorflow_finite
-
-            self.train_function = tensorflow_finite.raising(self.train_function, input_checks.NONFINITE_LOSS)
+        self.train_function = backends.current().keras_train_function(self, self.train_function, self._step_checks,
+                                                                      input_checks.NONFINITE_LOSS)
         return self.train_function
-
-    def _checks_steps(self) -> bool:
-        """Whether training steps carry run-time checks (`check_finite`, `stop_on_nonfinite_loss`)."""
-        return self.check_finite or self.stop_on_nonfinite_loss
 
     def make_test_function(self, force=False):
         """Keras' test function (not compiled as a whole when the units run one program per device)."""
@@ -683,42 +437,23 @@ class SidewaysModel(keras.Model):
             self.jit_compile = False
         return super().make_predict_function(force)
 
-    def _keep_jax_state(self, state) -> None:
-        """Puts a JAX state `(trainable, non-trainable, optimizer, metrics)` back into the variables."""
-        names = ("trainable_variables", "non_trainable_variables", "optimizer_variables", "metrics_variables")
-        self._jax_state = dict(zip(names, state, strict=True))
-        self.jax_state_sync()
-        self.__dict__["_state_kept"] = True  # what `_reattach_jax_values` must not overwrite
-
     def test_step(self, *args):
         """Depth-parallel inference on one batch (per-frame in `"bp"`), then the loss and metrics."""
-        if keras.backend.backend() == "jax":
-            state, data = args
-            groups = (self.trainable_variables, self.non_trainable_variables, self.metrics_variables)
-            return self._stateless(self._test_on_batch, data, state, groups)
-        return self._test_on_batch(*args)
-
-    @staticmethod
-    def _stateless(step, data, state, groups):
-        """Runs a stateful step inside a `keras.StatelessScope`; returns `(logs, new state)`."""
-        mapping = [(v, x) for vs, xs in zip(groups, state, strict=True) for v, x in zip(vs, xs, strict=True)]
-        with keras.StatelessScope(state_mapping=mapping) as scope:
-            logs = step(data)
-        return logs, tuple([scope.get_current_value(v) for v in vs] for vs in groups)
+        return backends.current().keras_test_step(self, self._test_on_batch, args)
 
     def _train_on_batch(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         video, starts = stream_state.video_and_restarts(x)
         y, sample_weight = _as_tensor(y), _as_tensor(sample_weight)
-        self._check_video(video, training=True)
-        self._check_compiled()
-        self._check_targets(video.shape[1], y, sample_weight)
-        return train_step.train_batch(self, video, starts, y, sample_weight, self.__dict__.get("_step_losses"))
+        model_checks.check_video(self, video, training=True)
+        model_checks.check_compiled(self)
+        model_checks.check_targets(self, video.shape[1], y, sample_weight)
+        return train_step.train_batch(self, video, starts, y, sample_weight, self._step_checks.held_losses)
 
     def _test_on_batch(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         x, y, sample_weight = _as_tensor(x), _as_tensor(y), _as_tensor(sample_weight)
-        self._check_targets(x.shape[1] if len(getattr(x, "shape", ())) > 1 else None, y, sample_weight)
+        model_checks.check_targets(self, x.shape[1] if len(getattr(x, "shape", ())) > 1 else None, y, sample_weight)
         y_pred = self(x, training=False)
         train_step.track_loss(self, self.compute_loss(x, y, y_pred, sample_weight, training=False), x)
         logs = self.compute_metrics(x, y, y_pred, sample_weight)

@@ -1,6 +1,6 @@
 """What differs between Keras backends, and nothing else.
 
-Each backend module provides the same twelve functions:
+Each backend module provides the same functions:
 
 * `value_and_vjp(fn, primals, cotangent=None, head=None)`: a unit's output and its
   vector-Jacobian product at given inputs (TF: `GradientTape`; JAX: `jax.vjp`);
@@ -24,7 +24,16 @@ Each backend module provides the same twelve functions:
   optimizer update on explicit values (TF: applied in place, in step order inside the loop; JAX:
   stateless, `Placement.optimizer_step`);
 * `assign_step(variables, values, optimizer, optimizer_state)`: a step's new values into the
-  variables (TF: nothing, already in place; JAX: assigned).
+  variables (TF: nothing, already in place; JAX: assigned);
+* `per_device_programs(devices, mode)`: whether units over `devices` run one compiled program
+  per device group (TF: never; JAX: over two devices or more, for the pipelined rules);
+
+and the four pieces of Keras' trainer around a model's step, whose contracts differ (TF:
+`train_step(data)`, stateful; JAX: `train_step(state, data) -> (logs, state)`, stateless):
+`keras_train_step(model, step, args, checks)`, `keras_test_step(model, step, args)`,
+`keras_train_function(model, function, checks, message)` (raising on the host when a step's check
+failed) and `keras_run(model, checks)` (around `fit`, `evaluate` and `predict`: JAX puts the
+variables back after a failure). `StepChecks` carries what they hand each other.
 
 The module of the running backend is imported on first use, so `import sideways_tf` under
 `KERAS_BACKEND=jax` never imports TensorFlow.
@@ -32,12 +41,31 @@ The module of the running backend is imported on first use, so `import sideways_
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 from types import ModuleType
+from typing import Optional
 
 import keras
 
 SUPPORTED_BACKENDS = ("tensorflow", "jax")
+
+
+@dataclasses.dataclass
+class StepChecks:
+    """What a model's training step, Keras' train function and `fit` hand each other.
+
+    Attributes:
+      messages: the messages of the checks the last traced step made, in the order of their flags (JAX).
+      held_losses: while a step is traced, the list its loss goes to, to be checked by the caller
+        that holds the step's state (TensorFlow, `stop_on_nonfinite_loss`); else None.
+      state_kept: a failed step's state was put back into the variables (JAX), which `keras_run`
+        must then leave alone.
+    """
+
+    messages: list = dataclasses.field(default_factory=list)
+    held_losses: Optional[list] = None
+    state_kept: bool = False
 _LOADED: dict = {}
 
 

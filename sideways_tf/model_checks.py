@@ -1,0 +1,109 @@
+"""Checks of a `SidewaysModel`'s arguments, and of the clips and targets it is given against what it was built for.
+
+Each raises a `ValueError` naming the argument, what it got and what is allowed, before anything
+runs where the shapes allow (`input_checks` holds the checks that need no model).
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import keras
+from keras import ops
+
+from sideways_tf import input_checks
+from sideways_tf.core import backends, schedule
+from sideways_tf.core.shortcut import FUSIONS, SHORTCUTS
+
+
+def _check_choice(name: str, value, allowed: Sequence[str]) -> None:
+    if value not in allowed:
+        raise ValueError(f"`{name}` must be one of {', '.join(repr(a) for a in allowed)}; got {value!r}.")
+
+
+def check_arguments(units, mode: str, fusion: str, shortcut: str, devices, update_every: Optional[int],
+                    stateful: bool, stop_on_nonfinite_loss: bool) -> None:
+    """`SidewaysModel`'s constructor arguments (as documented there), each named when it is not allowed."""
+    _check_choice("mode", mode, schedule.MODES)
+    if update_every is not None and (isinstance(update_every, bool) or not isinstance(update_every, int)
+                                     or update_every < 1):
+        raise ValueError(f"`update_every` must be None or a positive int (steps between updates); got "
+                         f"{update_every!r}.")
+    for name, value in (("stateful", stateful), ("stop_on_nonfinite_loss", stop_on_nonfinite_loss)):
+        if not isinstance(value, bool):
+            raise ValueError(f"`{name}` must be True or False; got {value!r}.")
+    _check_choice("fusion", fusion, FUSIONS)
+    _check_choice("shortcut", shortcut, SHORTCUTS)
+    if isinstance(units, keras.layers.Layer) or not isinstance(units, (list, tuple)):
+        raise ValueError(f"`units` must be a non-empty list of keras.layers.Layer; got {type(units).__name__}.")
+    if not units:
+        raise ValueError("`units` must be a non-empty list of keras.layers.Layer; got an empty list.")
+    for k, unit in enumerate(units):
+        if not isinstance(unit, keras.layers.Layer):
+            raise ValueError(f"`units[{k}]` must be a keras.layers.Layer; got {type(unit).__name__}.")
+    input_checks.check_distinct_units(units)
+    input_checks.check_skip_depth(mode, len(units))
+    input_checks.check_no_activity_regularizers(units)
+    if devices is not None and devices != "auto":
+        if isinstance(devices, str) or len(devices) != len(units) or not all(isinstance(d, str) for d in devices):
+            raise ValueError(f"`devices` must be None, 'auto' or a list of {len(units)} device strings (one per "
+                             f"unit); got {devices!r}.")
+        backends.current().placement(devices, programs=mode != "bp")  # names a device that does not exist
+
+
+def _minimum(model, training: bool) -> tuple[int, str]:
+    """The fewest frames a clip needs, and what for."""
+    if training:
+        return model.min_clip_length, "every unit to count once (2D - 1)"
+    return model.inference_latency + 1, "one prediction (D)"
+
+
+def check_video(model, video, training: bool) -> None:
+    """A clip `[B, T, *F]` fits the model (building it on the first one) and is long enough.
+
+    A stateful model's chunks may be short; a time axis unknown while tracing is checked at run time.
+    """
+    shape = tuple(video.shape)
+    if model.engine is None:
+        model.build(shape)
+    expected = (None, None) + tuple(model.frame_shape)
+    if len(shape) != len(expected) or tuple(shape[2:]) != tuple(model.frame_shape):
+        raise ValueError(f"video shape {shape} does not match the shape the model was built on {expected} "
+                         "([B, T, *frame_shape]).")
+    minimum, what = _minimum(model, training)
+    if model.stateful:
+        minimum = 1  # chunks of a stream may be short (a call on one returns T' = max(T - (D - 1), 0))
+    num_frames = shape[1]
+    if num_frames is not None and num_frames < minimum:
+        raise ValueError(f"clip too short: T={num_frames} frames, but a {model.depth}-unit model in mode "
+                         f"{model.mode!r} needs at least {minimum} frames for {what}.")
+    if num_frames is None and minimum > 1 and not isinstance(video, keras.KerasTensor):
+        # T unknown while tracing (a tf.data pipeline with a None time axis): checked at run time.
+        backends.current().assert_at_least(
+            ops.shape(video)[1], minimum,
+            f"clip too short: a {model.depth}-unit model in mode {model.mode} needs at least {minimum} frames "
+            f"for {what}; this clip (T unknown until run time) has fewer.")
+
+
+def checked_lengths(model, x, training: bool):
+    """`x`, or a `tf.data` dataset whose clip length is unknown in its spec, checked batch by batch."""
+    if getattr(x, "element_spec", None) is None or model.engine is None or model.stateful:
+        return x
+    minimum, what = _minimum(model, training)
+    return input_checks.with_clip_length_check(
+        x, minimum, f"clip too short: a {model.depth}-unit model in mode {model.mode!r} needs at least {minimum} "
+                    f"frames for {what}; a batch of this dataset (T unknown until it is read) has fewer.")
+
+
+def check_targets(model, num_frames: Optional[int], labels, sample_weight) -> None:
+    """Labels and sample weights fit the clips, the predictions and the loss (`input_checks`)."""
+    if labels is not None and getattr(model, "loss", None) is not None and model.engine is not None:
+        input_checks.check_labels(labels, num_frames, model.prediction_shape, input_checks.is_sparse_loss(model.loss))
+    if sample_weight is not None:
+        input_checks.check_sample_weight(sample_weight, num_frames)
+
+
+def check_compiled(model) -> None:
+    """The model was compiled with a loss."""
+    if getattr(model, "loss", None) is None:
+        raise ValueError("call `compile(loss=...)` before training or asking for gradients.")
