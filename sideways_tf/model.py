@@ -345,7 +345,7 @@ class SidewaysModel(keras.Model):
             input_checks.check_trained(counter, epochs, initial_epoch)  # known empty: say so before Keras starts
         x = model_checks.checked_lengths(self, x, training=True)
         try:
-            with backends.current().keras_run(self, self._step_checks), input_checks.first_line_ours():
+            with backends.trainer().keras_run(self, self._step_checks), input_checks.first_line_ours():
                 history = super().fit(x, y, **kwargs)
         except StopIteration:  # Keras' JAX trainer peeks at a first batch that is not there
             input_checks.check_trained(counter, epochs, initial_epoch)
@@ -361,7 +361,7 @@ class SidewaysModel(keras.Model):
             if getattr(x, "element_spec", None) is None:
                 model_checks.check_targets(self, shape[1], y, kwargs.get("sample_weight"))
         x = model_checks.checked_lengths(self, x, training=False)
-        with backends.current().keras_run(self, self._step_checks), input_checks.first_line_ours():
+        with backends.trainer().keras_run(self, self._step_checks), input_checks.first_line_ours():
             return super().evaluate(x, y, *args, **kwargs)
 
     def predict(self, x, *args, **kwargs):
@@ -370,7 +370,7 @@ class SidewaysModel(keras.Model):
         if shape is not None:
             model_checks.check_video(self, keras.KerasTensor(shape), training=False)
         x = model_checks.checked_lengths(self, x, training=False)
-        with backends.current().keras_run(self, self._step_checks), input_checks.first_line_ours():
+        with backends.trainer().keras_run(self, self._step_checks), input_checks.first_line_ours():
             return super().predict(x, *args, **kwargs)
 
     def save(self, filepath, *args, **kwargs):
@@ -414,14 +414,14 @@ class SidewaysModel(keras.Model):
         if self.engine is None:  # a generator's first batch: built first, so that its state can be held
             x = keras.utils.unpack_x_y_sample_weight(args[-1])[0]
             model_checks.check_video(self, stream_state.video_and_restarts(x)[0], training=True)
-        return backends.current().keras_train_step(self, self._train_on_batch, args, self._step_checks)
+        return backends.trainer().keras_train_step(self, self._train_on_batch, args, self._step_checks)
 
     def make_train_function(self, force=False):
         """Keras' train function; with run-time checks, one that raises when a step's check failed."""
         if self._on_programs():  # the step drives one compiled program per device itself
             self.jit_compile = False
         super().make_train_function(force)
-        self.train_function = backends.current().keras_train_function(self, self.train_function, self._step_checks,
+        self.train_function = backends.trainer().keras_train_function(self, self.train_function, self._step_checks,
                                                                       input_checks.NONFINITE_LOSS)
         return self.train_function
 
@@ -439,7 +439,7 @@ class SidewaysModel(keras.Model):
 
     def test_step(self, *args):
         """Depth-parallel inference on one batch (per-frame in `"bp"`), then the loss and metrics."""
-        return backends.current().keras_test_step(self, self._test_on_batch, args)
+        return backends.trainer().keras_test_step(self, self._test_on_batch, args)
 
     def _train_on_batch(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)

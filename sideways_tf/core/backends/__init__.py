@@ -28,12 +28,13 @@ Each backend module provides the same functions:
 * `per_device_programs(devices, mode)`: whether units over `devices` run one compiled program
   per device group (TF: never; JAX: over two devices or more, for the pipelined rules);
 
-and the four pieces of Keras' trainer around a model's step, whose contracts differ (TF:
-`train_step(data)`, stateful; JAX: `train_step(state, data) -> (logs, state)`, stateless):
-`keras_train_step(model, step, args, checks)`, `keras_test_step(model, step, args)`,
-`keras_train_function(model, function, checks, message)` (raising on the host when a step's check
-failed) and `keras_run(model, checks)` (around `fit`, `evaluate` and `predict`: JAX puts the
-variables back after a failure). `StepChecks` carries what they hand each other.
+and, in the module `trainer()` returns (`{backend}_keras.py`), the four pieces of Keras' trainer
+around a model's step, whose contracts differ (TF: `train_step(data)`, stateful; JAX:
+`train_step(state, data) -> (logs, state)`, stateless): `keras_train_step(model, step, args,
+checks)`, `keras_test_step(model, step, args)`, `keras_train_function(model, function, checks,
+message)` (raising on the host when a step's check failed) and `keras_run(model, checks)` (around
+`fit`, `evaluate` and `predict`: JAX puts the variables back after a failure). `StepChecks`
+carries what they hand each other.
 
 The module of the running backend is imported on first use, so `import sideways_tf` under
 `KERAS_BACKEND=jax` never imports TensorFlow.
@@ -83,3 +84,16 @@ def current() -> ModuleType:
     if name not in _LOADED:
         _LOADED[name] = importlib.import_module(f"sideways_tf.core.backends.{name}_backend")
     return _LOADED[name]
+
+
+def trainer() -> ModuleType:
+    """The Keras-trainer glue of the Keras backend in use (`jax_keras` or `tensorflow_keras`).
+
+    Raises:
+      ValueError: under a Keras backend other than TensorFlow or JAX.
+    """
+    name = current().__name__.rsplit(".", 1)[-1].replace("_backend", "")
+    key = f"{name}_keras"
+    if key not in _LOADED:
+        _LOADED[key] = importlib.import_module(f"sideways_tf.core.backends.{key}")
+    return _LOADED[key]
