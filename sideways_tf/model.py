@@ -156,44 +156,21 @@ class SidewaysModel(keras.Model):
 
     def build(self, input_shape):
         """Builds every unit on its (fused) input from a clip shape `[B, T, *F]`."""
-        input_shape = tuple(input_shape)
-        if len(input_shape) < 3:
-            raise ValueError(f"videos must be [B, T, *frame_shape] (rank >= 3); got shape {input_shape}.")
-        frame_shape = tuple(input_shape[2:])
-        if any(d is None for d in frame_shape):
-            raise ValueError(f"the frame shape must be fully defined; got video shape {input_shape}.")
+        frame_shape = model_checks.frame_shape_of(self, input_shape)
         if self.engine is not None:
-            if frame_shape != self.frame_shape:
-                raise ValueError(
-                    f"video shape {input_shape} does not match the shape the model was built on "
-                    f"{(None, None) + self.frame_shape} ([B, T, *frame_shape])."
-                )
             return
         # With devices named, each unit's variables are made where it runs (on per-device programs).
         place = None
         if backends.current().per_device_programs(self.devices, self.mode):
             place = backends.current().placement(self.devices, programs=True)
-        try:
+        with model_checks.read_as_clips(input_shape):
             stages, activation_shapes, prediction_shape = build_stages(
                 self.frame_units, frame_shape, self.mode, self.fusion, self.shortcut,
                 scope=None if place is None else place.creating,
             )
-        except ValueError as error:
-            if len(input_shape) != 4:
-                raise
-            raise ValueError(f"{error}\nThe input of shape {input_shape} was read as B={input_shape[0]} clips of "
-                             f"T={input_shape[1]} frames of shape {frame_shape}: clips are [B, T, H, W, C] (or "
-                             f"[B, T, *frame_shape]). A batch of images needs a time axis (x[:, None] for one "
-                             f"frame each).") from error
-        input_checks.check_no_shared_variables(stages)
-        float16 = [s.name for s in stages if "float16" == s.compute_dtype or "float16" == s.unit.compute_dtype]
-        if float16:
-            raise ValueError(
-                f"dtype policy 'mixed_float16' is not supported (stages {float16} compute in float16): the "
-                "pipeline's gradient messages would need loss scaling. Use 'mixed_bfloat16', which needs none."
-            )
+        model_checks.check_stages(stages)
         if self.devices == "auto":  # timed on this batch size (8 when the shape leaves it open)
-            self.devices = auto_devices(stages, activation_shapes, frame_shape, self.mode, input_shape[0] or 8)
+            self.devices = auto_devices(stages, activation_shapes, frame_shape, self.mode, tuple(input_shape)[0] or 8)
         self.frame_shape = frame_shape
         self.stages = stages
         self.engine = Engine(stages, self.mode, activation_shapes, prediction_shape, self.devices,
@@ -310,38 +287,14 @@ class SidewaysModel(keras.Model):
         `stateful=True` the stream state is created here, from the batches' shapes. A `fit` that
         trains on no batch at all (an empty dataset) raises a `ValueError` after it.
         """
-        if len(args) > len(input_checks.FIT_ARGUMENTS):
-            raise TypeError(f"fit takes at most {2 + len(input_checks.FIT_ARGUMENTS)} positional arguments.")
-        kwargs.update(zip(input_checks.FIT_ARGUMENTS, args, strict=False))
-        spec = getattr(x, "element_spec", None)
-        if spec is not None:
-            input_checks.check_element_spec(spec)
-            specs = tuple(spec) if isinstance(spec, (tuple, list)) else (spec,)
-            video, labels, weights = (specs + (None, None))[:3]
-        else:
-            video, labels, weights = x, y, kwargs.get("sample_weight")
-            if self.stateful and kwargs.get("shuffle", True):
-                raise ValueError("`stateful=True` reads consecutive batches as consecutive chunks: pass shuffle=False.")
-        if isinstance(video, dict):
-            video = video.get(stream_state.VIDEO_KEY)
-        shape = getattr(video, "shape", None)
-        if shape is not None and getattr(shape, "rank", len(shape)) is not None and len(shape) >= 1:
-            shape = tuple(None if d is None else int(d) for d in shape)
-            if spec is None and self.stateful:
-                batch_size = kwargs.get("batch_size") or 32
-                if shape[0] % batch_size:
-                    raise ValueError(f"`stateful=True` needs equal batches: {shape[0]} clips do not split into "
-                                     f"batches of batch_size={batch_size}.")
-                shape = (batch_size,) + shape[1:]
-            if shape[0] == 0:
-                raise ValueError(f"fit got no clips: `x` has shape {shape} (0 examples).")
-            model_checks.check_video(self, keras.KerasTensor(shape), training=True)
-            model_checks.check_targets(self, shape[1], labels, weights)
-            self._prepare_training(shape, labels, weights is not None)
+        kwargs = model_checks.fit_arguments(args, kwargs)
+        found = model_checks.check_fit_batches(self, x, y, kwargs)
+        if found is not None:  # the batches' shape, labels, whether they carry weights
+            train_step.prepare(self, *found)
         counter = input_checks.BatchCounter()
         kwargs["callbacks"] = [*(kwargs.get("callbacks") or []), counter]
         epochs, initial_epoch = kwargs.get("epochs", 1), kwargs.get("initial_epoch", 0)
-        if spec is not None and hasattr(x, "cardinality") and int(x.cardinality()) == 0:
+        if getattr(x, "element_spec", None) is not None and hasattr(x, "cardinality") and int(x.cardinality()) == 0:
             input_checks.check_trained(counter, epochs, initial_epoch)  # known empty: say so before Keras starts
         x = model_checks.checked_lengths(self, x, training=True)
         try:
@@ -386,19 +339,8 @@ class SidewaysModel(keras.Model):
         video, _ = stream_state.video_and_restarts(x)
         model_checks.check_video(self, video, training=True)
         model_checks.check_targets(self, video.shape[1], y, sample_weight)
-        self._prepare_training(tuple(video.shape), y, sample_weight is not None)
+        train_step.prepare(self, tuple(video.shape), y, sample_weight is not None)
         return super().train_on_batch(x, y, sample_weight, *args, **kwargs)
-
-    def _prepare_training(self, video_shape, labels, has_weights: bool) -> None:
-        """Builds the optimizer (for updates inside the loop; on per-device programs with each slot
-        made on its group's device) and the stream state of `stateful=True`."""
-        if getattr(self, "optimizer", None) is not None and not self.optimizer.built:
-            if self._on_programs():
-                self.engine.place.build_optimizer(self.optimizer, self.trainable_variables)
-            elif self.update_every is not None:
-                self.optimizer.build(self.trainable_variables)
-        if self.stateful:
-            stream_state.prepare(self, video_shape, labels, has_weights)
 
     def reset_state(self) -> None:
         """Every stream restarts at the next batch (`stateful=True`): zero pipeline, empty window."""

@@ -6,12 +6,13 @@ runs where the shapes allow (`input_checks` holds the checks that need no model)
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+import contextlib
+from typing import Iterator, Optional, Sequence
 
 import keras
 from keras import ops
 
-from sideways_tf import input_checks
+from sideways_tf import input_checks, stream_state
 from sideways_tf.core import backends, schedule
 from sideways_tf.core.shortcut import FUSIONS, SHORTCUTS
 
@@ -107,3 +108,85 @@ def check_compiled(model) -> None:
     """The model was compiled with a loss."""
     if getattr(model, "loss", None) is None:
         raise ValueError("call `compile(loss=...)` before training or asking for gradients.")
+
+
+def frame_shape_of(model, input_shape) -> tuple:
+    """`F` of a clip shape `[B, T, *F]` given to `build`, fully defined, and the model's own once built."""
+    input_shape = tuple(input_shape)
+    if len(input_shape) < 3:
+        raise ValueError(f"videos must be [B, T, *frame_shape] (rank >= 3); got shape {input_shape}.")
+    frame_shape = tuple(input_shape[2:])
+    if any(d is None for d in frame_shape):
+        raise ValueError(f"the frame shape must be fully defined; got video shape {input_shape}.")
+    if model.engine is not None and frame_shape != model.frame_shape:
+        raise ValueError(f"video shape {input_shape} does not match the shape the model was built on "
+                         f"{(None, None) + model.frame_shape} ([B, T, *frame_shape]).")
+    return frame_shape
+
+
+@contextlib.contextmanager
+def read_as_clips(input_shape) -> Iterator[None]:
+    """Around building the units: a unit that fails on a rank-4 input is told how the input was read
+    (a batch of images `[B, H, W, C]` is read as B clips of H frames)."""
+    input_shape = tuple(input_shape)
+    try:
+        yield
+    except ValueError as error:
+        if len(input_shape) != 4:
+            raise
+        raise ValueError(f"{error}\nThe input of shape {input_shape} was read as B={input_shape[0]} clips of "
+                         f"T={input_shape[1]} frames of shape {input_shape[2:]}: clips are [B, T, H, W, C] (or "
+                         f"[B, T, *frame_shape]). A batch of images needs a time axis (x[:, None] for one "
+                         f"frame each).") from error
+
+
+def check_stages(stages: Sequence) -> None:
+    """Built stages share no variable and none computes in float16."""
+    input_checks.check_no_shared_variables(stages)
+    float16 = [s.name for s in stages if "float16" == s.compute_dtype or "float16" == s.unit.compute_dtype]
+    if float16:
+        raise ValueError(f"dtype policy 'mixed_float16' is not supported (stages {float16} compute in float16): "
+                         "the pipeline's gradient messages would need loss scaling. Use 'mixed_bfloat16', which "
+                         "needs none.")
+
+
+def fit_arguments(args: Sequence, kwargs: dict) -> dict:
+    """`fit`'s positional arguments after `x, y` as keywords (Keras' order)."""
+    if len(args) > len(input_checks.FIT_ARGUMENTS):
+        raise TypeError(f"fit takes at most {2 + len(input_checks.FIT_ARGUMENTS)} positional arguments.")
+    return {**kwargs, **dict(zip(input_checks.FIT_ARGUMENTS, args, strict=False))}
+
+
+def check_fit_batches(model, x, y, kwargs: dict) -> Optional[tuple]:
+    """What `fit` will train on, checked where its shape is known before the first step.
+
+    Returns:
+      None where the batches' shape is unknown (a generator), else `(batch shape [B, T, *F],
+      labels (or their spec), whether batches carry sample weights)`.
+    """
+    spec = getattr(x, "element_spec", None)
+    if spec is not None:
+        input_checks.check_element_spec(spec)
+        specs = tuple(spec) if isinstance(spec, (tuple, list)) else (spec,)
+        video, labels, weights = (specs + (None, None))[:3]
+    else:
+        video, labels, weights = x, y, kwargs.get("sample_weight")
+        if model.stateful and kwargs.get("shuffle", True):
+            raise ValueError("`stateful=True` reads consecutive batches as consecutive chunks: pass shuffle=False.")
+    if isinstance(video, dict):
+        video = video.get(stream_state.VIDEO_KEY)
+    shape = getattr(video, "shape", None)
+    if shape is None or getattr(shape, "rank", len(shape)) is None or len(shape) < 1:
+        return None
+    shape = tuple(None if d is None else int(d) for d in shape)
+    if spec is None and model.stateful:
+        batch_size = kwargs.get("batch_size") or 32
+        if shape[0] % batch_size:
+            raise ValueError(f"`stateful=True` needs equal batches: {shape[0]} clips do not split into batches of "
+                             f"batch_size={batch_size}.")
+        shape = (batch_size,) + shape[1:]
+    if shape[0] == 0:
+        raise ValueError(f"fit got no clips: `x` has shape {shape} (0 examples).")
+    check_video(model, keras.KerasTensor(shape), training=True)
+    check_targets(model, shape[1], labels, weights)
+    return shape, labels, weights is not None

@@ -21,7 +21,7 @@ from typing import Optional, Sequence
 import keras
 from keras import ops
 
-from sideways_tf import input_checks
+from sideways_tf import input_checks, stream_state
 from sideways_tf.core import backends, episode, targets
 from sideways_tf.core.engine import ClipResult
 
@@ -103,6 +103,25 @@ def track_gradients(model, gradients: Sequence) -> None:
             flat = ops.concatenate([ops.reshape(ops.cast(g, "float32"), (-1,)) for g in unit_grads], 0)
             mean_tracker.update_state(ops.mean(flat))
             norm_tracker.update_state(ops.norm(flat))
+
+
+def prepare(model, video_shape, labels, has_weights: bool) -> None:
+    """Before the first step: the optimizer built (for updates inside the loop; on per-device programs
+    with each slot made on its group's device) and the stream state of `stateful=True`.
+
+    Args:
+      model: a built `SidewaysModel`.
+      video_shape: the batches' clip shape `[B, T, *F]`.
+      labels: the labels (or their spec).
+      has_weights: whether batches carry sample weights.
+    """
+    if getattr(model, "optimizer", None) is not None and not model.optimizer.built:
+        if model.engine.programs:
+            model.engine.place.build_optimizer(model.optimizer, model.trainable_variables)
+        elif model.update_every is not None:
+            model.optimizer.build(model.trainable_variables)
+    if model.stateful:
+        stream_state.prepare(model, video_shape, labels, has_weights)
 
 
 def _streams(model, starts) -> dict:
