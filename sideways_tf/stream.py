@@ -101,6 +101,7 @@ def _frames(args) -> np.ndarray:
 
 def run(args: argparse.Namespace) -> dict:
     """Learns online for `args.seconds`; returns the summary written to `stream.json`."""
+    from sideways_tf.core import schedule
     from sideways_tf.streaming.learner import OnlineLearner, autoencoder
     from sideways_tf.streaming.sources import RealTimeSource
 
@@ -117,7 +118,7 @@ def run(args: argparse.Namespace) -> dict:
     learner.learn(frames[:1])  # compile before the clock starts
     model.reset_state()
     learner = OnlineLearner(model, args.task, offset)
-    backlog = 1 if args.mode == "bp" else max(1, int(args.backlog * args.fps))
+    backlog = 1 if schedule.rule(args.mode, model.depth).synchronous else max(1, int(args.backlog * args.fps))
     source = RealTimeSource(frames, args.fps, loop=True, max_frames=backlog)
     start = time.monotonic()
     history, pngs = [], []

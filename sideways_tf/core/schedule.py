@@ -14,7 +14,7 @@ forms rather than flags carried through the state. Derivation (`docs/rules.md`, 
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Iterator, NamedTuple, Optional
 
 MODES = ("bp", "sideways", "skip_sideways", "fa_skip_sideways")
 SKIP_MODES = ("skip_sideways", "fa_skip_sideways")
@@ -93,3 +93,91 @@ def rule(mode: str, depth: int, exact: bool = False, training: bool = True) -> R
         shortcuts=mode in SKIP_MODES,
         shortcut_gradients=mode == "skip_sideways",
     )
+
+
+class Work(NamedTuple):
+    """What one unit does at one step of a clip (`timeline`).
+
+    Attributes:
+      frame: the frame its direct input comes from, or None before any real frame reaches it.
+      shortcut_frame: the frame of its shortcut input (Skip-Sideways, units k >= 2), or None.
+      counts: whether this step counts for its update.
+    """
+
+    frame: Optional[int]
+    shortcut_frame: Optional[int]
+    counts: bool
+
+
+def timeline(rule: Rule, depth: int, num_frames: int) -> list[list[Work]]:
+    """Which unit works on which frame at each step of a clip, and whether the step counts.
+
+    Per step s (0..T-1), per unit k (0..D-1): in the pipeline unit k's direct input was computed
+    from frame `s - k` (it left unit 0 k steps earlier) and its shortcut input from frame
+    `s - k + 1` (one unit skipped, one step fewer); in exact per-frame backprop every unit works
+    on frame s. The counts follow `Rule.first_counted_step`, the closed form the engine's masks use.
+
+    A 3-unit Sideways model over 6 frames (`format_timeline`; `*`: the step counts; in
+    Skip-Sideways unit 2 reads `0+1`, `1+2`, ...: its direct and shortcut frames):
+
+        step  unit 0  unit 1  unit 2
+        0     0       -       -
+        1     1       0       -
+        2     2       1       0*
+        3     3       2*      1*
+        4     4*      3*      2*
+        5     5*      4*      3*
+    """
+    rows = []
+    for s in range(num_frames):
+        row = []
+        for k in range(depth):
+            lag = 0 if rule.synchronous else k
+            frame = s - lag if s - lag >= 0 else None
+            shortcut = None
+            if rule.shortcuts and k >= 2 and not rule.synchronous and s - k + 1 >= 0:
+                shortcut = s - k + 1
+            elif rule.shortcuts and k >= 2 and rule.synchronous:
+                shortcut = s
+            row.append(Work(frame, shortcut, s >= rule.first_counted_step(k, depth)))
+        rows.append(row)
+    return rows
+
+
+def format_timeline(rule: Rule, depth: int, num_frames: int, first_unit: int = 0) -> str:
+    """`timeline` as a table: a row per step, a column per unit (numbered from `first_unit`), each
+    cell the frame (with its shortcut's, `direct+shortcut`) and `*` where the step counts; `-`
+    before the first real frame."""
+    def cell(work: Work) -> str:
+        if work.frame is None:
+            return "-"
+        text = str(work.frame) if work.shortcut_frame is None else f"{work.frame}+{work.shortcut_frame}"
+        return text + ("*" if work.counts else "")
+
+    header = ["step"] + [f"unit {k + first_unit}" for k in range(depth)]
+    rows = [[str(s)] + [cell(w) for w in row] for s, row in enumerate(timeline(rule, depth, num_frames))]
+    widths = [max(len(r[i]) for r in [header] + rows) for i in range(len(header))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in [header] + rows)
+
+
+def gpipe_frame(tick, group, num_groups: int, num_frames: int, backward: bool):
+    """The frame (micro-batch) GPipe's `group` works on at `tick` of a phase (ints or traced arrays).
+
+    Forward: frame `t - g`; backward: `M - 1 - (t - (S - 1 - g))` (the top group starts with the
+    last frame). Valid where `0 <= frame < M`; each phase lasts `M + S - 1` ticks.
+    """
+    return (num_frames - 1) - (tick - (num_groups - 1 - group)) if backward else tick - group
+
+
+def clock_cycles(num_frames: int, num_groups: int) -> Iterator[list[tuple[int, int]]]:
+    """GPipe's ticks, forward phase then backward phase: per tick, the `(frame, group)` pairs at work
+    (`gpipe_frame`). For M = 3 frames on S = 2 groups:
+
+        forward   t=0: (0,0)   t=1: (1,0) (0,1)   t=2: (2,0) (1,1)   t=3: (2,1)
+        backward  t=0: (2,1)   t=1: (1,1) (2,0)   t=2: (0,1) (1,0)   t=3: (0,0)
+    """
+    for backward in (False, True):
+        for t in range(num_frames + num_groups - 1):
+            order = reversed(range(num_groups)) if backward else range(num_groups)
+            pairs = [(gpipe_frame(t, g, num_groups, num_frames, backward), g) for g in order]
+            yield [(m, g) for m, g in pairs if 0 <= m < num_frames]

@@ -18,7 +18,7 @@ from typing import NamedTuple, Optional, Sequence
 import keras
 import numpy as np
 
-from sideways_tf.core import backends, engine
+from sideways_tf.core import backends, engine, schedule
 from sideways_tf.parallel.mesh import stage_devices
 
 
@@ -136,7 +136,8 @@ def unit_times(stages, activation_shapes, frame_shape, mode: str, batch_size: in
         params = [keras.ops.convert_to_tensor(v.value) for v in stage.trainable_variables]
         top = k == len(stages) - 1
         cotangent = None if top else np.ones((batch_size,) + shapes[k + 1], dtype)
-        work = _forward_and_vjp(stage, k == 0, shortcut is not None and mode == "skip_sideways", top)
+        rule = schedule.rule(mode, len(stages))
+        work = _forward_and_vjp(stage, k == 0, shortcut is not None and rule.shortcut_gradients, top)
         compiled = backends.current().compile_function(work, jit_compile=True)
         args = (params, tensor(direct), tensor(shortcut), tensor(cotangent))
         float(compiled(*args))  # compile, and wait
@@ -157,8 +158,9 @@ def cut_times(activation_shapes, dtype, mode: str, batch_size: int, link_gb_per_
     """
     size = np.dtype(dtype).itemsize * batch_size
     per_shape = [size * int(np.prod(s)) for s in activation_shapes]
-    skip = mode in ("skip_sideways", "fa_skip_sideways")
-    back = 2 if mode == "skip_sideways" else 1
+    rule = schedule.rule(mode, len(activation_shapes) + 1)
+    skip = rule.shortcuts
+    back = 2 if rule.shortcut_gradients else 1
     costs = []
     for k in range(len(activation_shapes)):
         crossing = 2 * per_shape[k] + (back * per_shape[k - 1] if skip and k >= 1 else 0)

@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import keras
 import numpy as np
 
-from sideways_tf.core import targets
+from sideways_tf.core import schedule, targets
 from sideways_tf.core.backends.jax_stages import AXIS, StagePlacement
 from sideways_tf.core.pipeline import apply_stage
 
@@ -41,7 +41,7 @@ def _check(model) -> StagePlacement:
     if keras.backend.backend() != "jax":
         raise ValueError(f"the GPipe baseline runs under KERAS_BACKEND=jax; the backend is "
                          f"{keras.backend.backend()!r}.")
-    if model.mode not in ("bp", "sideways"):
+    if schedule.rule(model.mode, model.depth).shortcuts:
         raise ValueError(f"the GPipe baseline pipelines the plain chain of units: `model.mode` must be 'bp' or "
                          f"'sideways' (no shortcuts); got {model.mode!r}.")
     if model.devices is None:
@@ -97,8 +97,7 @@ def clip_gradients(model, params, states, video, labels, sample_weight=None):
 
     def frame_index(t, backward):
         """This device's micro-batch at tick t (computed from its index on the stage axis)."""
-        g = jax.lax.axis_index(AXIS)
-        m = (num_frames - 1) - (t - (num_stages - 1 - g)) if backward else t - g
+        m = schedule.gpipe_frame(t, jax.lax.axis_index(AXIS), num_stages, num_frames, backward)
         return (m >= 0) & (m < num_frames), jnp.clip(m, 0, num_frames - 1)
 
     # Each device keeps its group's input of every frame in one row of a packed buffer (groups'

@@ -11,14 +11,13 @@ GPipe's schedule for its group with the frames as micro-batches:
                                    grads += vjp of forward_g at x_m; send dx_m to group g-1
 
 Group g starts frame m as soon as group g-1 has queued it, so the pipeline fills and drains by
-itself: `clock_cycles` gives the resulting ticks, the table of the schedule. The gradients are
+itself: `core.schedule.clock_cycles` gives the resulting ticks, the table of the schedule. The gradients are
 those of exact per-frame backprop (`"bp"`): the mean over frames of each frame's gradient.
 """
 
 from __future__ import annotations
 
 import weakref
-from typing import Iterator
 
 import jax
 import jax.numpy as jnp
@@ -26,23 +25,6 @@ import jax.numpy as jnp
 from sideways_tf.core import targets, workers
 from sideways_tf.core.pipeline import apply_stage
 from sideways_tf.core.programs import ProgramsPlacement
-
-
-def clock_cycles(num_frames: int, num_groups: int) -> Iterator[list[tuple[int, int]]]:
-    """GPipe's ticks, forward phase then backward phase: per tick, the `(frame, group)` pairs at work.
-
-    Group g works on frame `t - g` at forward tick t, and on frame `M - 1 - (t - (S - 1 - g))` at
-    backward tick t (the top group starts the backward phase with the last frame). Each phase
-    lasts `M + S - 1` ticks. For M = 3 frames on S = 2 groups:
-
-        forward   t=0: (0,0)   t=1: (1,0) (0,1)   t=2: (2,0) (1,1)   t=3: (2,1)
-        backward  t=0: (2,1)   t=1: (1,1) (2,0)   t=2: (0,1) (1,0)   t=3: (0,0)
-    """
-    for t in range(num_frames + num_groups - 1):
-        yield [(t - g, g) for g in range(num_groups) if 0 <= t - g < num_frames]
-    for t in range(num_frames + num_groups - 1):
-        yield [(num_frames - 1 - (t - (num_groups - 1 - g)), g) for g in reversed(range(num_groups))
-               if 0 <= t - (num_groups - 1 - g) < num_frames]
 
 
 def _functions(model, g: int, units: tuple, top: bool, per_frame: bool, weights_per_frame: bool) -> dict:

@@ -75,3 +75,36 @@ def test_one_function_decides_the_rule():
     assert exact.first_counted_step(0, 5) == 0
     with pytest.raises(ValueError, match="`mode` must be one of"):
         schedule.rule("backprop", 3)
+
+
+@pytest.mark.parametrize("mode", schedule.MODES)
+@pytest.mark.parametrize("depth, num_frames", [(1, 3), (3, 6), (4, 8), (5, 12)])
+def test_the_timeline_agrees_with_the_closed_forms(mode, depth, num_frames):
+    rule = schedule.rule(mode, depth)
+    table = schedule.timeline(rule, depth, num_frames)
+    assert len(table) == num_frames and all(len(row) == depth for row in table)
+    for k in range(depth):
+        column = [row[k] for row in table]
+        assert sum(w.counts for w in column) == schedule.counted_steps(k, depth, mode, num_frames)
+        first_input = schedule.first_valid_input_step(k, mode)
+        assert [w.frame is not None for w in column] == [s >= first_input for s in range(num_frames)]
+    # the top unit's frame at step s is the one its prediction is for: s - latency
+    assert [row[-1].frame for row in table] == [s - rule.latency if s >= rule.latency else None
+                                               for s in range(num_frames)]
+    if rule.shortcuts and depth >= 3:  # the shortcut carries the frame one step newer than the direct path
+        assert all(row[k].shortcut_frame == row[k].frame + 1 for row in table for k in range(2, depth)
+                   if row[k].frame is not None)
+
+
+def test_exact_backprop_works_on_the_same_frame_everywhere():
+    table = schedule.timeline(schedule.rule("skip_sideways", 4, exact=True), 4, 5)
+    assert all(w.frame == s and w.counts and (w.shortcut_frame == s if k >= 2 else w.shortcut_frame is None)
+               for s, row in enumerate(table) for k, w in enumerate(row))
+
+
+def test_docs_show_the_printed_timeline():
+    import os
+
+    docs = open(os.path.join(os.path.dirname(__file__), "..", "..", "docs", "rules.md")).read()
+    for mode in ("sideways", "skip_sideways"):
+        assert schedule.format_timeline(schedule.rule(mode, 4), 4, 8, first_unit=1) in docs, mode

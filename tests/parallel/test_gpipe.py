@@ -56,7 +56,7 @@ def test_tensorflow_backend_is_refused():
 
 @pytest.mark.backend_independent("a pure schedule")
 def test_clock_cycles_is_gpipe_fill_and_drain():
-    from sideways_tf.parallel.gpipe_programs import clock_cycles
+    from sideways_tf.core.schedule import clock_cycles
 
     ticks = list(clock_cycles(3, 2))
     assert ticks == [[(0, 0)], [(1, 0), (0, 1)], [(2, 0), (1, 1)], [(2, 1)],
