@@ -10,6 +10,7 @@ Only Keras' public API is used: `compute_loss`, `compute_metrics`, `stateless_ca
 
 from __future__ import annotations
 
+import warnings
 from typing import Optional, Sequence
 
 import keras
@@ -425,21 +426,28 @@ class SidewaysModel(keras.Model):
 
     # ------------------------------------------------------------------ streaming inference
 
-    def init_state(self, batch_size) -> dict:
-        """The state of `stream_step` before the first frame of B streams.
+    def init_states(self, batch_size) -> dict:
+        """The state of `stream_step` before the first frame of B streams (MoViNet's `init_states`, as the
+        SavedModel's endpoint of the same name).
 
         Returns:
           `{"steps": [B] int32 (frames seen), "h0".."h{D-2}": [B, *S_k] (activations in flight)}`.
         """
         self._require_built()
-        return self.engine.initial_frame_state(batch_size)
+        return self.engine.init_states(batch_size)
+
+    def init_state(self, batch_size) -> dict:
+        """Deprecated alias of `init_states` (removed in the next release)."""
+        warnings.warn("SidewaysModel.init_state is deprecated: use init_states (the same state; the name of "
+                      "the SavedModel's endpoint).", DeprecationWarning, stacklevel=2)
+        return self.init_states(batch_size)
 
     def stream_step(self, frame, state: dict):
         """Depth-parallel inference on one frame of B streams: `(frame, state) -> (prediction, state)`.
 
         Args:
           frame: `[B, *F]`, the next frame of every stream.
-          state: from `init_state(B)` or the previous `stream_step`.
+          state: from `init_states(B)` or the previous `stream_step`.
 
         Returns:
           `(prediction [B, *O], state)`. The prediction is for the frame that entered D - 1

@@ -39,7 +39,7 @@ def export_saved_model(model, filepath: str, verbose=None) -> None:
         )
     import tensorflow as tf
 
-    state = model.init_state(1)  # raises when the model is not built
+    state = model.init_states(1)  # raises when the model is not built
     frame_shape = tuple(model.frame_shape)
     state_spec = {name: tf.TensorSpec((None,) + tuple(value.shape[1:]), value.dtype) for name, value in state.items()}
     archive = keras.export.ExportArchive()
@@ -49,7 +49,7 @@ def export_saved_model(model, filepath: str, verbose=None) -> None:
         return model(video, training=False)
 
     def init_states(batch_size):
-        return model.engine.initial_frame_state(batch_size)
+        return model.engine.init_states(batch_size)
 
     def stream_step(frame, state):
         # Signatures return flat dicts: the prediction beside the new state's entries.

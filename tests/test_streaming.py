@@ -203,7 +203,7 @@ def test_stream_step_frame_by_frame_equals_predict(mode):
     video = random_clip((2, 7, 8, 8, 3))
     expected = np.asarray(model.predict(video, verbose=0))
     latency = 0 if mode == "bp" else model.depth - 1
-    state = model.init_state(2)
+    state = model.init_states(2)
     predictions = []
     for s in range(video.shape[1]):
         prediction, state = model.stream_step(video[:, s], state)
@@ -211,6 +211,17 @@ def test_stream_step_frame_by_frame_equals_predict(mode):
             predictions.append(np.asarray(prediction))
     np.testing.assert_allclose(np.stack(predictions, 1), expected, atol=1e-5, rtol=1e-5)
     assert np.asarray(state["steps"]).tolist() == [7, 7]
+
+
+def test_init_state_is_a_deprecated_alias_of_init_states():
+    model = sw.SidewaysModel(conv_units(), mode="sideways")
+    model.build((None, None, 8, 8, 3))
+    with pytest.warns(DeprecationWarning, match="use init_states"):
+        old = model.init_state(2)
+    new = model.init_states(2)
+    assert sorted(old) == sorted(new)
+    for name in new:
+        np.testing.assert_array_equal(np.asarray(old[name]), np.asarray(new[name]))
 
 
 _LOAD_AND_STREAM = """

@@ -375,7 +375,7 @@ class Engine:
         states = [[v.value for v in stage.non_trainable_variables] for stage in self.stages]
         return params, states
 
-    def initial_frame_state(self, batch_size) -> dict:
+    def init_states(self, batch_size) -> dict:
         """The state of streaming inference before any frame: `{"steps": [B] int32, "h{k}": [B, *S_k]}`.
 
         `batch_size` may be a Python int or a scalar tensor.
