@@ -150,6 +150,29 @@ def sends_shortcut_message(k: int, rule: Rule) -> bool:
     return rule.shortcuts and rule.shortcut_gradients and k >= 2
 
 
+def unit_vjp(stage: Stage, params: Sequence, states: Sequence, direct, shortcut, first: bool,
+             shortcut_is_primal: bool, cotangent=None, head: Optional[Head] = None, training: bool = True):
+    """A unit's output and its VJP at its inputs (`direct`: `h_{k-1}` or, for the `first` unit, the
+    frame; `shortcut`: `h_{k-2}` or None), about `cotangent` or, for the top unit, its loss `head`:
+    the work of one unit at one step, run by `unit_step` and by `parallel.balance`'s timer.
+
+    Returns:
+      `(output, new state, loss or None, grads)`: `grads[0]` per parameter, then the gradient about
+      `direct` (unless `first`), then about `shortcut` (with `shortcut_is_primal`).
+    """
+    primals = [list(params)] + ([] if first else [direct]) + ([shortcut] if shortcut_is_primal else [])
+
+    def unit_fn(p, *inputs):
+        d = direct if first else inputs[0]
+        sc = inputs[-1] if shortcut_is_primal else shortcut
+        return apply_stage(stage, p, states, d, sc, training)
+
+    if head is not None:
+        return backends.current().value_and_vjp(unit_fn, primals, head=head)
+    out, unit_state, _, grads = backends.current().value_and_vjp(unit_fn, primals, cotangent=cotangent)
+    return out, unit_state, None, grads
+
+
 def unit_step(stage: Stage, k: int, depth: int, rule: Rule, params: Sequence, states: Sequence, steps, direct,
               shortcut, cotangent, head: Optional[Head], training: bool = True) -> dict:
     """Unit k's work at one step: its output, its VJP, its messages, its new state.
@@ -170,22 +193,13 @@ def unit_step(stage: Stage, k: int, depth: int, rule: Rule, params: Sequence, st
       its input is invalid), "grads": per parameter, "direct": the message to unit k-1 or None,
       "shortcut": the message to unit k-2 or None}`; messages of slots that do not count are zero.
     """
-    backend = backends.current()
     counted = steps >= rule.first_counted_step(k, depth)
     input_valid = ops.all(steps >= first_valid_input_step(k, rule.mode))
     shortcut_is_primal = shortcut is not None and rule.shortcut_gradients
-    primals = [list(params)] + ([] if k == 0 else [direct]) + ([shortcut] if shortcut_is_primal else [])
-
-    def unit_fn(p, *inputs):
-        d = direct if k == 0 else inputs[0]
-        sc = inputs[-1] if shortcut_is_primal else shortcut
-        return apply_stage(stage, p, states, d, sc, training)
-
-    if k == depth - 1:
-        out, unit_state, loss, grads = backend.value_and_vjp(unit_fn, primals, head=_masked(head, counted))
-    else:
-        out, unit_state, _, grads = backend.value_and_vjp(unit_fn, primals, cotangent=cotangent)
-        loss = None
+    top = k == depth - 1
+    out, unit_state, loss, grads = unit_vjp(stage, params, states, direct, shortcut, k == 0, shortcut_is_primal,
+                                            None if top else cotangent, _masked(head, counted) if top else None,
+                                            training)
     return {
         "out": out,
         "loss": loss,

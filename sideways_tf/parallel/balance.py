@@ -18,7 +18,7 @@ from typing import NamedTuple, Optional, Sequence
 import keras
 import numpy as np
 
-from sideways_tf.core import backends, engine, schedule
+from sideways_tf.core import backends, engine, pipeline, schedule
 from sideways_tf.parallel.mesh import stage_devices
 
 
@@ -169,21 +169,13 @@ def cut_times(activation_shapes, dtype, mode: str, batch_size: int, link_gb_per_
 
 
 def _forward_and_vjp(stage, first: bool, shortcut_is_primal: bool, top: bool):
-    """`(params, direct, shortcut, cotangent) -> (output, gradients)`: one unit's work in a pipeline step."""
+    """`(params, direct, shortcut, cotangent) -> a scalar of everything`: one unit's work in a pipeline
+    step (`pipeline.unit_vjp`), reduced so that nothing of it can be left out."""
     state = [keras.ops.convert_to_tensor(v.value) for v in stage.non_trainable_variables]
-    backend = backends.current()
 
     def forward_and_vjp(params, direct, shortcut, cotangent):
-        def fn(p, *inputs):
-            d = direct if first else inputs[0]
-            sc = inputs[-1] if shortcut_is_primal else shortcut
-            return stage.stateless_call(list(p), state, d, sc, training=True)
-
-        primals = [list(params)] + ([] if first else [direct]) + ([shortcut] if shortcut_is_primal else [])
-        if top:
-            out, _, _, grads = backend.value_and_vjp(fn, primals, head=keras.ops.sum)
-        else:
-            out, _, _, grads = backend.value_and_vjp(fn, primals, cotangent=cotangent)
+        out, _, _, grads = pipeline.unit_vjp(stage, params, state, direct, shortcut, first, shortcut_is_primal,
+                                             None if top else cotangent, keras.ops.sum if top else None)
         leaves = [x for x in keras.tree.flatten((out, grads)) if x is not None]
         return sum(keras.ops.sum(keras.ops.cast(x, "float32")) for x in leaves)
 
