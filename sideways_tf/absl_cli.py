@@ -8,12 +8,13 @@ from typing import Callable
 HELP_ARGS = ("-h", "--help", "--helpshort")
 
 
-def command_help(module_name: str) -> str:
-    """The command's docstring (usage and examples), then its own flags, one entry each."""
+def command_help(module_name: str, flag_values=None) -> str:
+    """The command's docstring (usage and examples), then its own flags, one entry each (from
+    `flag_values`, default absl's global `FLAGS`)."""
     from absl import flags
 
     module = sys.modules[module_name]
-    text = flags.FLAGS.module_help(module).strip()
+    text = (flag_values or flags.FLAGS).module_help(module).strip()
     own_flags = text.split("\n", 1)[1] if "\n" in text else text  # drop the "module:" heading
     return f"{(module.__doc__ or '').strip()}\n\nflags:\n{own_flags}\n\n--helpfull lists every flag, absl's included."
 

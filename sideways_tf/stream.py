@@ -9,58 +9,83 @@ learner is busy are dropped once its backlog is full; backprop, which blocks, on
 newest frame). The model (the Sideways paper's auto-encoder) updates after every frame and prints,
 once a second, the online loss, the frames learned per second and the frames dropped. Every
 `--png_every` seconds it saves a PNG of the input, the target and the model's output.
+
+example: sideways-stream --video clip.mp4 --seconds 30 --out /tmp/stream
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
 import tempfile
 import time
+import types
 from typing import Optional, Sequence
 
 import numpy as np
 
+from sideways_tf import absl_cli
+
 MODES = ("sideways", "skip_sideways", "fa_skip_sideways", "bp")
 
 
-class _Help(argparse.ArgumentDefaultsHelpFormatter):
-    """Defaults in the help, except where there is none to show (the help then says what happens)."""
-
-    def _get_help_string(self, action):
-        return action.help if action.default is None else super()._get_help_string(action)
+COMMAND = "sideways-stream"
 
 
-def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="sideways-stream", description=__doc__.split("\n\n")[0],
-        epilog="example: sideways-stream --video clip.mp4 --seconds 30 --out /tmp/stream", formatter_class=_Help)
-    source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--video", help="a video file, replayed in a loop (needs PyAV: sideways_tf[video])")
-    source.add_argument("--camera", type=int, help="a camera index (needs opencv-python-headless)")
-    parser.add_argument("--mode", default="sideways", choices=MODES, help="the training rule")
-    parser.add_argument("--task", default="autoencode", choices=("autoencode", "predict"),
-                        help="reconstruct frame t, or predict frame t + offset")
-    parser.add_argument("--offset", type=int, default=2, help="k of --task predict")
-    parser.add_argument("--fps", type=float, default=25.0, help="frames per second of the replay")
-    parser.add_argument("--seconds", type=float, default=60.0, help="how long to learn")
-    parser.add_argument("--size", type=int, default=64, help="frames are resized to size x size (a multiple of 8)")
-    parser.add_argument("--width", type=float, default=1.0, help="scales the model's hidden widths")
-    parser.add_argument("--learning_rate", type=float, default=1e-3, help="Adam's learning rate")
-    parser.add_argument("--backlog", type=float, default=2.0,
-                        help="seconds of frames kept while the learner is busy (Sideways modes)")
-    parser.add_argument("--png_every", type=float, default=5.0, help="seconds between PNG snapshots (0: none)")
-    parser.add_argument("--out", help="where PNGs and stream.json go (default: a new temporary folder)")
-    args = parser.parse_args(argv)
+def _flags():
+    """The command's flags, in a `FlagValues` of their own (so that parsing can run again in one process)."""
+    from absl import flags
+
+    values = flags.FlagValues()
+    own = {"flag_values": values}
+    flags.DEFINE_string("video", None, "a video file, replayed in a loop (needs PyAV: sideways_tf[video]); "
+                        "this or --camera", **own)
+    flags.DEFINE_integer("camera", None, "a camera index (needs opencv-python-headless); this or --video", **own)
+    flags.DEFINE_enum("mode", "sideways", MODES, "the training rule", **own)
+    flags.DEFINE_enum("task", "autoencode", ["autoencode", "predict"],
+                      "reconstruct frame t, or predict frame t + offset", **own)
+    flags.DEFINE_integer("offset", 2, "k of --task predict", **own)
+    flags.DEFINE_float("fps", 25.0, "frames per second of the replay", **own)
+    flags.DEFINE_float("seconds", 60.0, "how long to learn", **own)
+    flags.DEFINE_integer("size", 64, "frames are resized to size x size (a multiple of 8)", **own)
+    flags.DEFINE_float("width", 1.0, "scales the model's hidden widths", **own)
+    flags.DEFINE_float("learning_rate", 1e-3, "Adam's learning rate", **own)
+    flags.DEFINE_float("backlog", 2.0, "seconds of frames kept while the learner is busy (Sideways modes)", **own)
+    flags.DEFINE_float("png_every", 5.0, "seconds between PNG snapshots (0: none)", **own)
+    flags.DEFINE_string("out", None, "where PNGs and stream.json go (unset: a new temporary folder)", **own)
+    return values
+
+
+def parse_args(argv: Optional[Sequence[str]] = None) -> types.SimpleNamespace:
+    """The command's arguments (`argv` without the program name; default: `sys.argv[1:]`).
+
+    `-h`/`--help` prints the command's help (as the other commands do, `absl_cli.command_help`) and
+    exits 0; a flag that is unknown, malformed or out of range is one `error:` line, exit 2.
+    """
+    from absl import flags
+
+    values = _flags()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if any(arg in (*absl_cli.HELP_ARGS, "--helpfull") for arg in argv):
+        print(absl_cli.command_help(__name__, values))
+        sys.exit(0)
+    try:
+        rest = values([COMMAND, *argv])
+    except flags.Error as error:
+        absl_cli.fail(COMMAND, str(error))
+    if len(rest) > 1:
+        absl_cli.fail(COMMAND, f"unexpected arguments {rest[1:]}: every argument is a --flag.")
+    args = types.SimpleNamespace(**{name: values[name].value for name in values})
+    if (args.video is None) == (args.camera is None):
+        absl_cli.fail(COMMAND, "give one source: --video FILE or --camera INDEX.")
     if args.size % 8:
-        parser.error(f"--size must be a multiple of 8; got {args.size}")
+        absl_cli.fail(COMMAND, f"--size must be a multiple of 8; got {args.size}")
     for name in ("fps", "seconds", "learning_rate"):
         if getattr(args, name) <= 0:
-            parser.error(f"--{name} must be positive; got {getattr(args, name)}")
+            absl_cli.fail(COMMAND, f"--{name} must be positive; got {getattr(args, name)}")
     if args.task == "predict" and args.offset < 1:
-        parser.error(f"--offset must be >= 1 with --task predict; got {args.offset}")
+        absl_cli.fail(COMMAND, f"--offset must be >= 1 with --task predict; got {args.offset}")
     return args
 
 
@@ -99,7 +124,7 @@ def _frames(args) -> np.ndarray:
     return np.stack(frames)
 
 
-def run(args: argparse.Namespace) -> dict:
+def run(args: types.SimpleNamespace) -> dict:
     """Learns online for `args.seconds`; returns the summary written to `stream.json`."""
     from sideways_tf.core import schedule
     from sideways_tf.streaming.learner import OnlineLearner, autoencoder

@@ -15,12 +15,17 @@ def test_help_exits_zero_and_lists_the_flags(capsys):
     text = capsys.readouterr().out
     assert "--video" in text and "--camera" in text and "example: sideways-stream" in text
     flat = " ".join(text.split())
-    assert "(default: None)" not in flat and "(default: a new temporary folder)" in flat
-    assert "(default: 25.0)" in flat  # defaults that exist are still shown
+    assert "(default: None)" not in flat and "(unset: a new temporary folder)" in flat
+    assert "(default: '25.0')" in flat  # defaults that exist are still shown
+    assert "flags:" in text  # the help of the other commands (absl), not argparse's "usage:"
 
 
 @pytest.mark.parametrize("argv, message", [
-    ([], "one of the arguments --video --camera is required"),
+    ([], "give one source: --video FILE or --camera INDEX"),
+    (["--video", "x.mp4", "--camera", "0"], "give one source: --video FILE or --camera INDEX"),
+    (["--video", "x.mp4", "--mode", "gpipe"], "value should be one of"),
+    (["--video", "x.mp4", "--fps", "fast"], "could not convert string to float"),
+    (["--video", "x.mp4", "extra"], "unexpected arguments ['extra']"),
     (["--video", "x.mp4", "--size", "20"], "--size must be a multiple of 8"),
     (["--video", "x.mp4", "--fps", "0"], "--fps must be positive"),
     (["--video", "x.mp4", "--task", "predict", "--offset", "0"], "--offset must be >= 1"),
