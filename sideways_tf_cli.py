@@ -33,28 +33,28 @@ def import_tensorflow_quietly() -> None:
 
 def train() -> None:
     import_tensorflow_quietly()
-    from sideways_tf import train as command
+    from sideways_tf.cli import train as command
 
     command.run_main()
 
 
 def quickstart() -> None:
     import_tensorflow_quietly()
-    from sideways_tf import quickstart as command
+    from sideways_tf.cli import quickstart as command
 
     command.run_main()
 
 
 def stream() -> None:
     import_tensorflow_quietly()
-    from sideways_tf import stream as command
+    from sideways_tf.cli import stream as command
 
     command.run_main()
 
 
 def reproduce() -> None:
     import_tensorflow_quietly()
-    from sideways_tf.reproduce import cli as command
+    from sideways_tf.cli import reproduce as command
 
     command.run_main()
 

@@ -2,7 +2,7 @@
 
     python -m benchmarks.quickstart_time [--runs 3] [--out DIR]
 
-Each run is `python -m sideways_tf.quickstart --verbose 0` in a new process (both rules train at
+Each run is `python -m sideways_tf.cli.quickstart --verbose 0` in a new process (both rules train at
 the same time, one process per core, as a user's run does); its wall time, both rules' held-out
 accuracy (mean of the last epochs) and minutes are recorded. Prints JSON with the CPU it ran on,
 then a table with the median. The README's figure comes from here.
@@ -40,7 +40,7 @@ def cpu_name() -> str:
 def one_run(folder: str) -> dict:
     """One quickstart in a fresh process: its wall time and both rules' rows."""
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "sideways_tf.quickstart", "--model_dir", folder, "--verbose", "0"],
+    subprocess.run([sys.executable, "-m", "sideways_tf.cli.quickstart", "--model_dir", folder, "--verbose", "0"],
                    check=True, stdout=subprocess.DEVNULL)
     seconds = time.perf_counter() - start
     with open(os.path.join(folder, "quickstart.json")) as f:

@@ -47,3 +47,21 @@ def test_tiny_quickstart_prints_headers_table_and_plot_quietly(tmp_path):
         assert noise not in result.stderr and noise not in out, noise
     rows = json.loads((tmp_path / "quickstart.json").read_text())
     assert [r["mode"] for r in rows] == ["sideways", "skip_sideways"] and len(rows[0]["val_accuracy"]) == 2
+
+
+@pytest.mark.backend_independent("module aliases")
+@pytest.mark.parametrize("old, new", [("sideways_tf.train", "sideways_tf.cli.train"),
+                                      ("sideways_tf.quickstart", "sideways_tf.cli.quickstart"),
+                                      ("sideways_tf.stream", "sideways_tf.cli.stream"),
+                                      ("sideways_tf.reproduce.cli", "sideways_tf.cli.reproduce")])
+def test_the_commands_old_modules_are_deprecated_aliases(old, new):
+    code = (f"import warnings; warnings.simplefilter('always'); import {new} as new; import {old} as old; "
+            "assert old.main is new.main and old.run_main is new.run_main")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=ENV,
+                            cwd=REPO)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert f"FutureWarning: {old} moved to {new}" in result.stderr
+    # and `python -m <old> --help` still runs the command
+    result = subprocess.run([sys.executable, "-m", old, "--help"], capture_output=True, text=True, timeout=300,
+                            env=ENV, cwd=REPO)
+    assert result.returncode == 0 and "flags:" in result.stdout, result.stderr[-2000:]

@@ -1,7 +1,7 @@
 """The package's layers, read from its imports: no cycle, and nothing imports from a higher layer.
 
     core  <  parallel, models, layers, data, video_io, precision  <  model (and its helpers)
-          <  training, streaming  <  the commands (train, quickstart, stream, absl_cli, reproduce)
+          <  training, streaming  <  the commands (cli, reproduce)
 
 Every import counts, also one inside a function (a lazy import still ties the two modules).
 A new top-level module or package must be given its layer in `LAYERS`.
@@ -24,7 +24,8 @@ LAYERS = {
     "model": 2, "train_step": 2, "gradients": 2, "model_checks": 2, "input_checks": 2, "stream_state": 2,
     "serving": 2, "": 2,
     "training": 3, "streaming": 3,
-    "train": 4, "quickstart": 4, "stream": 4, "absl_cli": 4, "reproduce": 4,
+    "cli": 4, "reproduce": 4,
+    "train": 4, "quickstart": 4, "stream": 4, "absl_cli": 4,  # deprecated aliases of cli's modules
 }
 
 

@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from sideways_tf import stream
+from sideways_tf.cli import stream
 
 
 def test_help_exits_zero_and_lists_the_flags(capsys):

@@ -83,7 +83,7 @@ def test_a_second_call_resumes_without_training(tiny):
 
 def test_the_command_lists_claims_and_refuses_bad_flags(tmp_path):
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
-    command = [sys.executable, "-m", "sideways_tf.reproduce.cli"]
+    command = [sys.executable, "-m", "sideways_tf.cli.reproduce"]
     listed = subprocess.run(command + ["--list"], capture_output=True, text=True, timeout=300, env=env)
     assert listed.returncode == 0 and all(name in listed.stdout for name in claims.CLAIMS)
     bad = subprocess.run(command + ["--claims", "motion,nope", "--out", str(tmp_path)], capture_output=True,
@@ -96,7 +96,7 @@ def test_the_default_out_is_not_the_repository_results():
     # In a process of its own: the command's absl flags are global, and sideways-train defines some
     # of the same names.
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    default = subprocess.run([sys.executable, "-c", "from sideways_tf.reproduce import cli; "
+    default = subprocess.run([sys.executable, "-c", "from sideways_tf.cli import reproduce as cli; "
                               "print(cli.FLAGS['out'].default)"], capture_output=True, text=True, check=True,
                              timeout=300, cwd=root).stdout.strip().splitlines()[-1]
     # Run inside a clone, the default must not overwrite the repository's own miniature.md.

@@ -49,7 +49,7 @@ def _data():
 
 
 def _cli(crash_after: int, args: list) -> None:
-    from sideways_tf import absl_cli, train
+    from sideways_tf.cli import common, train
     from sideways_tf.training import backup
 
     if crash_after and INDEX == "1":
@@ -62,7 +62,7 @@ def _cli(crash_after: int, args: list) -> None:
 
         backup.Backup.save = save_then_die
     cluster = ["--coordinator", f"127.0.0.1:{PORT0}", "--num_processes", "2", "--process_id", INDEX] if JAX else []
-    absl_cli.run(train.main, train.__name__, argv=["sideways-train", "--strategy", "multiworker", *cluster, *args])
+    common.run(train.main, train.__name__, argv=["sideways-train", "--strategy", "multiworker", *cluster, *args])
 
 
 def main():

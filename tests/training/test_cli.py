@@ -16,7 +16,7 @@ ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
 
 
 def _cli(*args, timeout=600, **kwargs):
-    return subprocess.run([sys.executable, "-m", "sideways_tf.train", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "sideways_tf.cli.train", *args], capture_output=True, text=True,
                           timeout=timeout, env=ENV, **kwargs)
 
 
@@ -24,11 +24,11 @@ def _cli_in_process(*args) -> int:
     """`sideways-train ARGS` in this process (absl's flag parsing and all): its exit code."""
     from absl import flags
 
-    from sideways_tf import absl_cli, train
+    from sideways_tf.cli import common, train
 
     flags.FLAGS.unparse_flags()  # every flag back to its default, whatever an earlier call set
     try:
-        absl_cli.run(train.main, train.__name__, argv=["sideways-train", *args])
+        common.run(train.main, train.__name__, argv=["sideways-train", *args])
     except SystemExit as exit:
         return 0 if exit.code is None else exit.code if isinstance(exit.code, int) else 1
     return 0
@@ -67,7 +67,7 @@ def test_interrupted_run_resumes_at_the_exact_step(tmp_path):
     # an uninterrupted run (Keras' BackupAndRestore would replay the epoch's first steps).
     args = ["--experiment", "quickstart", "--model_dir", str(tmp_path), *TINY, "--set", "epochs=40",
             "--backup_every", "2"]
-    process = subprocess.Popen([sys.executable, "-m", "sideways_tf.train", *args], env=ENV,
+    process = subprocess.Popen([sys.executable, "-m", "sideways_tf.cli.train", *args], env=ENV,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     backup = tmp_path / "backup"
     deadline = time.time() + 300

@@ -46,7 +46,7 @@ def test_unknown_name_lists_the_allowed_ones():
 
 
 def test_the_cli_offers_the_same_names():
-    from sideways_tf import train
+    from sideways_tf.cli import train
 
     assert tuple(train.FLAGS["strategy"].parser.enum_values) == STRATEGIES
 
