@@ -12,8 +12,8 @@ from sideways_tf.data.clip_ops import (
     sample_indices,
 )
 from sideways_tf.data.decode import decode_frames
+from sideways_tf.data.loading import DATASETS, load
 from sideways_tf.data.moving_shapes import moving_shapes
-from sideways_tf.data.pipeline import DATASETS, load
 
 __all__ = ["DATASETS", "center_crop", "decode_frames", "future_targets", "interleave_frames", "load",
            "montage_concat", "moving_shapes", "normalize", "random_crop", "random_flip_left_right",
