@@ -15,11 +15,13 @@ twice: a first process (one step) fills an autotuning cache on disk
 (`--xla_gpu_per_fusion_autotune_cache_dir`), and the measured process reads its choices from it
 and autotunes nothing; the first process' peaks are reported too (`with_autotuning`).
 
-A group's share of the one-device peak is `(P1 - clip) * f_g + clip`, where `clip` is the clip's
-bytes on a device and `f_g` is the group's fraction of the groups' footprints: each group's
-compiled step (XLA's memory analysis: arguments, outputs less what they alias, temporaries; the
-clip left out). `peak / share` near 1 says each device holds its own group and nothing more; the
-sum of the peaks against `P1` says what the split costs in all.
+A group's share of the one-device peak is `(P1 - clip - S) * f_g + S_g + clip`, where `clip` is
+the clip's bytes on a device, `S_g` the optimizer state on the group's device (the slots of the
+parameters it updates) and `S` their sum, and `f_g` is the group's fraction of the groups'
+footprints: each group's compiled step (XLA's memory analysis: arguments, outputs less what they
+alias, temporaries; the clip left out). `share_by_footprint_gb` is the share without `S` apart.
+`peak / share` near 1 says each device holds its own group and nothing more; the sum of the
+peaks against `P1` says what the split costs in all.
 """
 
 from __future__ import annotations
@@ -75,7 +77,9 @@ def _worker(args) -> dict:
     for step in range(args.steps):
         model.train_on_batch(video, labels)
         note(f"step {step + 1}")
+    slots = [v.value for v in model.optimizer.variables]  # the optimizer's state, where it lives
     row = {"peak_bytes": [(d.memory_stats() or {}).get("peak_bytes_in_use") for d in used],
+           "optimizer_bytes": [sum(x.nbytes for x in slots if x.devices() == {d}) for d in used],
            "clip_bytes": int(video.nbytes), "timeline_gb_in_use_and_peak": timeline}
     if devices:
         row["footprints"] = _footprints(model, video, labels)
@@ -115,10 +119,16 @@ def _run(args, worker: str, placement=None, steps: Optional[int] = None, cache: 
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def shares(one_peak: int, clip: int, footprints) -> list:
-    """Each group's share of the one-device peak: `(one_peak - clip) * f_g + clip`, `f_g` its footprint's fraction."""
+def shares(one_peak: int, clip: int, footprints, optimizer_bytes=None) -> list:
+    """Each group's share of the one-device peak: `(one_peak - clip - S) * f_g + S_g + clip`.
+
+    `f_g` is the group's fraction of the steps' footprints, `S_g` the optimizer state on its
+    device (its slots live with the parameters its group updates, not by footprint) and `S`
+    their sum (None: no optimizer state counted apart).
+    """
     total = sum(footprints)
-    return [(one_peak - clip) * f / total + clip for f in footprints]
+    state = optimizer_bytes or [0] * len(footprints)
+    return [(one_peak - clip - sum(state)) * f / total + s + clip for f, s in zip(footprints, state, strict=True)]
 
 
 def plot(path: str, row: dict) -> None:
@@ -180,14 +190,17 @@ def main() -> None:
         print(json.dumps({"benchmark": "depth_memory", "footprints": placed["footprints"],
                           "error": "these devices report no peak memory (memory_stats): run on GPUs"}))
         return
-    share = shares(one["peak_bytes"][0], clip, placed["footprints"])
+    share = shares(one["peak_bytes"][0], clip, placed["footprints"], placed["optimizer_bytes"])
     row = {"model": args.model, "mode": args.mode, "res": args.resolution, "B": args.batch, "T": args.frames,
            "dtype": args.dtype, "groups": plan["groups"], "one_device_peak_gb": one["peak_bytes"][0] / GB,
            "peak_gb": [round(p / GB, 3) for p in placed["peak_bytes"]],
            "share_gb": [round(s / GB, 3) for s in share],
            "peak_over_share": [round(p / s, 3) for p, s in zip(placed["peak_bytes"], share, strict=True)],
            "sum_of_peaks_over_one": sum(placed["peak_bytes"]) / one["peak_bytes"][0],
-           "clip_gb": clip / GB, "footprint_gb": [round(f / GB, 3) for f in placed["footprints"]]}
+           "clip_gb": clip / GB, "footprint_gb": [round(f / GB, 3) for f in placed["footprints"]],
+           "optimizer_gb": [round(b / GB, 3) for b in placed["optimizer_bytes"]],
+           "share_by_footprint_gb": [round(s / GB, 3) for s in shares(one["peak_bytes"][0], clip,
+                                                                      placed["footprints"])]}
     if first:
         row["with_autotuning"] = {"one_device_peak_gb": round(first["one"]["peak_bytes"][0] / GB, 3),
                                   "peak_gb": [round(p / GB, 3) for p in first["placed"]["peak_bytes"]]}
