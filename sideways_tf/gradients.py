@@ -8,12 +8,11 @@ from the values of its variables; nothing is assigned. `gradient_function` compi
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Sequence
 
 import keras
 from keras import ops
 
-from sideways_tf import train_step
 from sideways_tf.core import backends
 from sideways_tf.core.engine import ClipResult
 
@@ -66,17 +65,27 @@ def clip_gradients(model, params, states, video, labels, sample_weight=None, exa
     # With an updater and no separate value to add, the penalty's gradient enters each update instead.
     if not penalized or (streaming.get("updater") is not None and not separate):
         return result
-    total, gradients = train_step.penalty(model, params)
+    total, gradients = penalty(model, params)
     if separate:  # what every valid step's loss would have added
         counted = ops.any(result.episode.output_valid)
         result = result._replace(loss=ops.where(counted, result.loss + total, result.loss))
     if streaming.get("updater") is not None:  # the penalty's gradient enters each update
         return result
-    return result._replace(gradients=train_step.plus(result.gradients, gradients))
+    return result._replace(gradients=plus(result.gradients, gradients))
+
+
+def plus(gradients: Sequence, extra: Sequence) -> list:
+    """`gradients + extra`, each in its gradient's dtype."""
+    return [g + ops.cast(e, g.dtype) for g, e in zip(gradients, extra, strict=True)]
+
+
+def penalty(model, params: Sequence) -> tuple:
+    """The weight regularizers' value and gradient at `params`, scaled as Keras scales its losses."""
+    return model.engine.regularization(params, model.trainable_variables, 1.0 / backends.current().num_replicas())
 
 
 def data_loss(model, y, y_pred, sample_weight=None):
-    """Keras' `compute_loss` of one frame without the weight regularizers (`train_step.penalty` adds them)."""
+    """Keras' `compute_loss` of one frame without the weight regularizers (`penalty` adds them)."""
     regularized = [(v, v.regularizer) for v in model.trainable_variables if v.regularizer is not None]
     for v, _ in regularized:
         v.regularizer = None

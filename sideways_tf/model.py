@@ -203,7 +203,7 @@ class SidewaysModel(keras.Model):
     def compute_frame_loss(self, y, y_pred, sample_weight=None, training=True):
         """The loss of one frame's predictions `[B, *O]`: Keras' `compute_loss` (compiled loss + regularizers)."""
         if self._on_programs() and self.losses:  # the regularizers' parts live on several devices
-            regularizers = train_step.penalty(self, _values(self.trainable_variables))[0]
+            regularizers = gradients.penalty(self, _values(self.trainable_variables))[0]
             return gradients.data_loss(self, y, y_pred, sample_weight) + regularizers
         return super().compute_loss(x=None, y=y, y_pred=y_pred, sample_weight=sample_weight, training=training)
 

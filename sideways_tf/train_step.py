@@ -21,6 +21,7 @@ from typing import Optional, Sequence
 import keras
 from keras import ops
 
+from sideways_tf import gradients as gradients_lib
 from sideways_tf import input_checks, stream_state
 from sideways_tf.core import backends, episode, targets
 from sideways_tf.core.engine import ClipResult
@@ -35,16 +36,6 @@ def assign(variables, new_values) -> None:
     """Assigns each variable its new value."""
     for variable, value in zip(variables, new_values, strict=True):
         variable.assign(value)
-
-
-def plus(gradients: Sequence, extra: Sequence) -> list:
-    """`gradients + extra`, each in its gradient's dtype."""
-    return [g + ops.cast(e, g.dtype) for g, e in zip(gradients, extra, strict=True)]
-
-
-def penalty(model, params: Sequence) -> tuple:
-    """The weight regularizers' value and gradient at `params`, scaled as Keras scales its losses."""
-    return model.engine.regularization(params, model.trainable_variables, 1.0 / backends.current().num_replicas())
 
 
 def update(model, params: Sequence, optimizer_state, gradients: Sequence, keep: Optional[Sequence] = None,
@@ -65,7 +56,7 @@ def update(model, params: Sequence, optimizer_state, gradients: Sequence, keep: 
       `(new values, new optimizer_state)`; under TensorFlow the variables are already updated.
     """
     if regularized and model.losses:
-        gradients = plus(gradients, penalty(model, params)[1])
+        gradients = gradients_lib.plus(gradients, gradients_lib.penalty(model, params)[1])
     return backends.current().optimizer_step(model.engine.place, model.optimizer, model.trainable_variables,
                                              params, optimizer_state, gradients, keep)
 

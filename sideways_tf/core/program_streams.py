@@ -181,12 +181,11 @@ def resume(ready: Prepared, stream: episode.Stream) -> None:
                 value = pipe.gradients[k - 1]
             else:  # already summed into d{k-1}'s message
                 value = jnp.zeros_like(pipe.activations[k - 2])
-            values[name] = jax.device_put(value, group.batched)
+            # A copy: the steps donate their inbox and carry, and the stream's arrays stay the caller's.
+            values[name] = jax.device_put(value, group.batched, may_alias=False)
         carry["steps"] = jax.device_put(pipe.steps, group.batched)
         carry["pieces"] = {name: values[name] for name in group.keeps}
-        # Copies: the steps donate their inbox (and carry), and the stream's arrays stay the caller's.
-        ready.inboxes[g].update({name: jax.device_put(values[name], group.batched, may_alias=False)
-                                 for name in group.reads if name not in group.keeps})
+        ready.inboxes[g].update({name: values[name] for name in group.reads if name not in group.keeps})
         carry["acc"] = jax.device_put({k: list(stream.accumulators[k]) for k in group.units}, group.replicated)
         carry["counts"] = jax.device_put({k: stream.counts[k] for k in group.units}, group.replicated)
         carry["open"] = jax.device_put(jnp.ones((), bool), group.replicated)

@@ -132,13 +132,9 @@ def timeline(rule: Rule, depth: int, num_frames: int) -> list[list[Work]]:
     for s in range(num_frames):
         row = []
         for k in range(depth):
-            lag = 0 if rule.synchronous else k
-            frame = s - lag if s - lag >= 0 else None
-            shortcut = None
-            if rule.shortcuts and k >= 2 and not rule.synchronous and s - k + 1 >= 0:
-                shortcut = s - k + 1
-            elif rule.shortcuts and k >= 2 and rule.synchronous:
-                shortcut = s
+            lag = 0 if rule.synchronous else k  # the shortcut skipped a unit: one step less
+            frame = s - lag if s >= lag else None
+            shortcut = s - max(lag - 1, 0) if rule.shortcuts and k >= 2 and s >= lag - 1 else None
             row.append(Work(frame, shortcut, s >= rule.first_counted_step(k, depth)))
         rows.append(row)
     return rows

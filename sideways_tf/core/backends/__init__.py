@@ -67,6 +67,8 @@ class StepChecks:
     messages: list = dataclasses.field(default_factory=list)
     held_losses: Optional[list] = None
     state_kept: bool = False
+
+
 _LOADED: dict = {}
 
 
@@ -76,14 +78,7 @@ def current() -> ModuleType:
     Raises:
       ValueError: under a Keras backend other than TensorFlow or JAX.
     """
-    name = keras.backend.backend()
-    if name not in SUPPORTED_BACKENDS:
-        raise ValueError(
-            f"sideways_tf runs under KERAS_BACKEND={' or '.join(SUPPORTED_BACKENDS)}; the Keras backend is {name!r}."
-        )
-    if name not in _LOADED:
-        _LOADED[name] = importlib.import_module(f"sideways_tf.core.backends.{name}_backend")
-    return _LOADED[name]
+    return _load("backend")
 
 
 def trainer() -> ModuleType:
@@ -92,8 +87,17 @@ def trainer() -> ModuleType:
     Raises:
       ValueError: under a Keras backend other than TensorFlow or JAX.
     """
-    name = current().__name__.rsplit(".", 1)[-1].replace("_backend", "")
-    key = f"{name}_keras"
+    return _load("keras")
+
+
+def _load(part: str) -> ModuleType:
+    """`sideways_tf.core.backends.{backend}_{part}`, imported on first use."""
+    name = keras.backend.backend()
+    if name not in SUPPORTED_BACKENDS:
+        raise ValueError(
+            f"sideways_tf runs under KERAS_BACKEND={' or '.join(SUPPORTED_BACKENDS)}; the Keras backend is {name!r}."
+        )
+    key = f"{name}_{part}"
     if key not in _LOADED:
         _LOADED[key] = importlib.import_module(f"sideways_tf.core.backends.{key}")
     return _LOADED[key]
