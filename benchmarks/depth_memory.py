@@ -74,7 +74,11 @@ def _worker(args) -> dict:
 
     model.build(video.shape)
     note("built")
+    current = [0]
+    if args.phases and devices:
+        _watch_phases(lambda phase: note(f"step {current[0]}: after {phase}"))
     for step in range(args.steps):
+        current[0] = step + 1
         model.train_on_batch(video, labels)
         note(f"step {step + 1}")
     slots = [v.value for v in model.optimizer.variables]  # the optimizer's state, where it lives
@@ -84,6 +88,35 @@ def _worker(args) -> dict:
     if devices:
         row["footprints"] = _footprints(model, video, labels)
     return row
+
+
+def _watch_phases(note) -> None:
+    """Notes each device's peak after each phase of a step on per-device programs, each waited for:
+    the clip's setup (carries and inboxes made), its frames, the episode's gradients, the update.
+    The waits keep one phase from overlapping the next, so these peaks can be below the real ones;
+    they say which phase raises a device's peak."""
+    import jax
+
+    from sideways_tf.core import group_optimizer, programs
+
+    def wrap(owner, name: str, arrays) -> None:
+        original = getattr(owner, name)
+
+        def wrapped(*a, **k):
+            result = original(*a, **k)
+            tree = arrays(a, result)
+            if not programs._traced(tree):  # Keras' shape inference traces the step once
+                jax.block_until_ready([x for x in jax.tree.leaves(tree)
+                                       if isinstance(x, jax.Array) and not x.is_deleted()])
+                note(name)
+            return result
+
+        setattr(owner, name, wrapped)
+
+    wrap(programs.ProgramsPlacement, "prepare", lambda a, ready: (ready.carries, ready.inboxes))
+    wrap(programs.ProgramsPlacement, "run", lambda a, _: (a[1].carries, a[1].inboxes))
+    wrap(programs.ProgramsPlacement, "train_episode", lambda a, result: result)
+    wrap(group_optimizer.GroupOptimizer, "apply", lambda a, result: result)
 
 
 def _footprints(model, video, labels) -> list:
@@ -107,7 +140,7 @@ def _run(args, worker: str, placement=None, steps: Optional[int] = None, cache: 
     command = [sys.executable, "-m", "benchmarks.depth_memory", "--worker", worker] + [
         f"--{name}={values[name]}" for name in ("model", "mode", "batch", "frames", "resolution", "devices",
                                                  "dtype", "steps", "host_devices")
-        if values[name]]
+        if values[name]] + (["--phases"] if args.phases else [])
     if placement is not None:
         command.append(f"--placement={json.dumps(placement)}")
     env = dict(os.environ)
@@ -169,6 +202,8 @@ def main() -> None:
     parser.add_argument("--host_devices", type=int, default=0,
                         help="split a CPU into N XLA devices (a smoke test: the CPU reports no peaks)")
     parser.add_argument("--autotune_cache", help="folder of XLA's autotuning results (default: a new temporary one)")
+    parser.add_argument("--phases", action="store_true",
+                        help="also note each device's peak after each phase of a step (waited for; in `timeline`)")
     parser.add_argument("--worker", choices=["plan", "one", "placed"], help=argparse.SUPPRESS)
     parser.add_argument("--placement", help=argparse.SUPPRESS)
     args = parser.parse_args()

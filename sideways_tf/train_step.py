@@ -39,7 +39,7 @@ def assign(variables, new_values) -> None:
 
 
 def update(model, params: Sequence, optimizer_state, gradients: Sequence, keep: Optional[Sequence] = None,
-           regularized: bool = True) -> tuple[list, list]:
+           regularized: bool = True, consumes: bool = False) -> tuple[list, list]:
     """One optimizer update of `model` on explicit values: every update goes through here.
 
     Args:
@@ -51,6 +51,8 @@ def update(model, params: Sequence, optimizer_state, gradients: Sequence, keep: 
         old value (its unit did not count in the window).
       regularized: add the weight regularizers' gradient at `params` (the gradients of a whole
         clip already hold it).
+      consumes: `params` and `optimizer_state` are not read again and the step's checks are all
+        made (a clip's one update): on per-device programs the update takes over their memory.
 
     Returns:
       `(new values, new optimizer_state)`; under TensorFlow the variables are already updated.
@@ -58,7 +60,7 @@ def update(model, params: Sequence, optimizer_state, gradients: Sequence, keep: 
     if regularized and model.losses:
         gradients = gradients_lib.plus(gradients, gradients_lib.penalty(model, params)[1])
     return backends.current().optimizer_step(model.engine.place, model.optimizer, model.trainable_variables,
-                                             params, optimizer_state, gradients, keep)
+                                             params, optimizer_state, gradients, keep, consumes)
 
 
 def checked(model, result: ClipResult, held_losses: Optional[list] = None) -> ClipResult:
@@ -163,7 +165,7 @@ def train_batch(model, video, starts, labels, sample_weight, held_losses: Option
     outcome = result.episode
     if streams.get("updater") is None:  # one update, at the clip's end
         new, optimizer_state = update(model, params, backend.optimizer_values(model.optimizer), result.gradients,
-                                      regularized=False)
+                                      regularized=False, consumes=True)
         if chunk:
             outcome = outcome._replace(stream=episode.empty_window(outcome.stream))
     else:  # updated inside the loop

@@ -6,7 +6,10 @@ on CPU host devices, most of a streaming step with `update_every=1`). Here each 
 is one `jax.jit` call on that group's devices: Keras' `optimizer.apply` on the group's own
 variables (Keras' optimizers update any subset of the variables they were built on), traced in
 a `keras.StatelessScope` that maps the group's parameters and the optimizer variables it
-touches. Which optimizer variables those are (the group's slots, the iteration counter, a
+touches. Where the caller hands over the values it passes (`apply` with `hold`: a clip's update,
+whose checks are known before it), the group's parameters and slots are donated, so that the
+new values take the old ones' memory (as in Keras' own compiled step) and a refused step is held
+inside the update rather than by keeping the old values. Which optimizer variables those are (the group's slots, the iteration counter, a
 learning-rate variable) is read once from a trace of the step: the ones it writes, and the ones
 that no group writes. Every group counts the same step, so the iteration counter is taken from
 the first group. A `global_clipnorm` is applied before, from the groups' squared norms.
@@ -59,16 +62,19 @@ class GroupOptimizer:
         self.members = [[i for i, g in enumerate(group_of) if g == group] for group in range(len(shardings))]
         self.shardings = list(shardings)
         self._steps: dict = {}
+        self._touched: dict = {}
         self._writes = None
 
-    def step(self, g: int, values: Sequence, optimizer_state: Sequence) -> tuple[list[int], Callable]:
+    def step(self, g: int, values: Sequence, optimizer_state: Sequence,
+             donated: bool = False) -> tuple[list[int], Callable]:
         """Group g's touched optimizer variables (indices) and its compiled step (made once).
 
-        `step(values_g, touched_state, gradients_g, keep_g) -> (values_g, touched_state)`, with the
-        group's variables in `members[g]` order. `values` and `optimizer_state` (all of them) give
-        the shapes to trace with.
+        `step(values_g, touched_state, gradients_g, keep_g, hold) -> (values_g, touched_state)`, with
+        the group's variables in `members[g]` order; `hold` (a bool scalar) keeps every old value and
+        slot. `values` and `optimizer_state` (all of them) give the shapes to trace with. `donated`:
+        the step takes over the memory of `values_g` and `touched_state`.
         """
-        if g not in self._steps:
+        if (g, donated) not in self._steps:
             opt_vars = self.optimizer.variables
             self._learn_writes(values, optimizer_state)
             anyone = set().union(*self._writes)
@@ -76,12 +82,14 @@ class GroupOptimizer:
             variables = [self.variables[i] for i in self.members[g]]
             chosen = [opt_vars[j] for j in touched]
 
-            def step(values, state, gradients, keep):
+            def step(values, state, gradients, keep, hold):
                 new_values, new_state = _apply(self.optimizer, variables, chosen, values, state, gradients)
-                return [ops.where(k, old, new) for k, old, new in zip(keep, values, new_values, strict=True)], new_state
+                return ([ops.where(k | hold, old, new) for k, old, new in zip(keep, values, new_values, strict=True)],
+                        [ops.where(hold, old, new) for old, new in zip(state, new_state, strict=True)])
 
-            self._steps[g] = (touched, jax.jit(step))
-        return self._steps[g]
+            self._touched[g] = touched
+            self._steps[g, donated] = (touched, jax.jit(step, donate_argnums=(0, 1) if donated else ()))
+        return self._steps[g, donated]
 
     def _learn_writes(self, values: Sequence, optimizer_state: Sequence) -> None:
         if self._writes is None:
@@ -104,19 +112,23 @@ class GroupOptimizer:
         that several groups touch (the iteration counter) takes the first group's."""
         merged, done = list(optimizer_state), set()
         for g in sorted(group_states):
-            for j, value in zip(self._steps[g][0], group_states[g], strict=True):
+            for j, value in zip(self._touched[g], group_states[g], strict=True):
                 if j not in done:
                     merged[j] = value
                     done.add(j)
         return merged
 
-    def apply(self, values: Sequence, optimizer_state: Sequence, gradients: Sequence, keep: Sequence):
+    def apply(self, values: Sequence, optimizer_state: Sequence, gradients: Sequence, keep: Sequence,
+              hold=None):
         """One step: `(values, optimizer_state)` after it (each group's on its own devices).
 
         Args:
           values, gradients: one per variable.
           optimizer_state: the values of `optimizer.variables`.
           keep: one bool scalar per variable: leave it unchanged (its unit did not count).
+          hold: None, or a bool scalar: the step was refused (a check failed), keep every old value
+            and slot. Given, the groups' steps take over the memory of `values` and of the slots
+            they update (the caller must not read them afterwards).
         """
         clip = self.optimizer.global_clipnorm
         if clip:
@@ -129,15 +141,17 @@ class GroupOptimizer:
         new_values, group_states = list(values), {}
         self.optimizer.global_clipnorm = None  # applied above (also while the steps are traced)
         try:
-            for g, members in enumerate(self.members):
-                if not members:
-                    continue
-                touched, step = self.step(g, values, optimizer_state)
-                args = jax.device_put(([values[i] for i in members], [optimizer_state[j] for j in touched],
-                                       [gradients[i] for i in members],
-                                       [jnp.asarray(keep[i], bool) for i in members]), self.shardings[g])
+            calls = {}  # every group's arguments first: a value that several groups read (the iteration
+            for g, members in enumerate(self.members):  # counter) is copied before one of them takes it over
+                if members:
+                    touched, step = self.step(g, values, optimizer_state, donated=hold is not None)
+                    calls[g] = step, jax.device_put(
+                        ([values[i] for i in members], [optimizer_state[j] for j in touched],
+                         [gradients[i] for i in members], [jnp.asarray(keep[i], bool) for i in members],
+                         jnp.asarray(False if hold is None else hold, bool)), self.shardings[g])
+            for g, (step, args) in calls.items():
                 out_values, group_states[g] = step(*args)
-                for i, value in zip(members, out_values, strict=True):
+                for i, value in zip(self.members[g], out_values, strict=True):
                     new_values[i] = value
         finally:
             self.optimizer.global_clipnorm = clip

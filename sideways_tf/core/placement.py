@@ -123,7 +123,7 @@ class Placement:
         optimizer.apply(list(gradients), variables)
 
     def optimizer_step(self, optimizer, variables: Sequence, values: Sequence, optimizer_state: Sequence,
-                       gradients: Sequence, keep: Sequence) -> tuple[list, list]:
+                       gradients: Sequence, keep: Sequence, hold=None) -> tuple[list, list]:
         """One optimizer step on explicit values (JAX: `keras.StatelessScope`).
 
         Args:
@@ -131,6 +131,9 @@ class Placement:
           variables, values, gradients: the trainable variables, their values, their gradients.
           optimizer_state: the values of `optimizer.variables`.
           keep: None (every variable updated), or one bool scalar per variable: keep its old value.
+          hold: None, or a bool scalar: the step was refused. One program holds a refused step in
+            its traced checks (`jax_finite.hold`), so it is not read here; per-device programs
+            (`ProgramsPlacement`) hold it inside their donated update.
 
         Returns:
           `(new values, new optimizer_state)`.

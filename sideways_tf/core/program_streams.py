@@ -137,7 +137,7 @@ class GroupUpdates:
         mine = {k: list(v) for k, v in ready.params[g].items()}
         values, self.states[g] = step([mine[k][p] for k, p in self.where[g]], self.states[g],
                                       [means[k][p] for k, p in self.where[g]],
-                                      [jnp.logical_not(counted[k]) for k, _ in self.where[g]])
+                                      [jnp.logical_not(counted[k]) for k, _ in self.where[g]], False)
         for (k, p), value in zip(self.where[g], values, strict=True):
             mine[k][p] = value
         ready.params[g] = mine

@@ -183,17 +183,18 @@ class ProgramsPlacement(Placement):
         return self._unit_of[id(variable)], self._position[id(variable)]
 
     def optimizer_step(self, optimizer, variables: Sequence, values: Sequence, optimizer_state: Sequence,
-                       gradients: Sequence, keep: Sequence) -> tuple[list, list]:
+                       gradients: Sequence, keep: Sequence, hold=None) -> tuple[list, list]:
         """One optimizer step, each group's variables in one compiled call on its devices (`GroupOptimizer`).
 
-        Arguments and result as `Placement.optimizer_step`; the results come back on `home`.
+        Arguments and result as `Placement.optimizer_step`; the results come back on `home`. With
+        `hold` given, each group's step takes over the memory of its values and slots.
         """
         grouped = self.group_optimizer(optimizer, variables)
         keep = [False] * len(variables) if keep is None else keep
         if grouped is None:  # a variable of no unit: Keras' own step
             return super().optimizer_step(optimizer, variables, self.home(list(values)),
                                           self.home(list(optimizer_state)), self.home(list(gradients)), keep)
-        return self.home(grouped.apply(values, optimizer_state, gradients, keep))
+        return self.home(grouped.apply(values, optimizer_state, gradients, keep, hold))
 
     def apply_gradients(self, optimizer, gradients: Sequence, variables: Sequence) -> None:
         """`optimizer.apply(gradients, variables)` as one compiled step per group (`optimizer_step`)."""
@@ -202,7 +203,7 @@ class ProgramsPlacement(Placement):
             optimizer.build(variables)
         values, state = self.optimizer_step(optimizer, variables, [v.value for v in variables],
                                             [v.value for v in optimizer.variables], gradients,
-                                            [False] * len(variables))
+                                            [False] * len(variables), hold=False)
         for variable, value in zip(variables, values, strict=True):
             variable.assign(value)
         for variable, value in zip(optimizer.variables, state, strict=True):

@@ -355,6 +355,10 @@ def programs():
     for k, stage in enumerate(placed.stages):
         for v in stage.trainable_variables:
             assert v.value.devices() == {place.group_devices[place.stage_of[k]]}, (v.path, v.value.devices())
+    # A clip's update takes over the old parameters' and slots' memory (as Keras' compiled step does).
+    kept = [v.value for v in placed.trainable_variables]
+    placed.train_on_batch(video, labels)
+    assert all(x.is_deleted() for x in kept), "the update kept the old parameters alive"
     before = placed.get_weights()
     bad = video.copy()
     bad[1, 4, 2, 2, 0] = np.nan

@@ -20,9 +20,10 @@ Each backend module provides the same functions:
   (TF: `tf.debugging.assert_greater_equal`; JAX: shapes are static, a Python check);
 * `optimizer_values(optimizer)`: the optimizer's state as the frame loop carries it (TF: nothing;
   JAX: its variables' values);
-* `optimizer_step(place, optimizer, variables, values, optimizer_state, gradients, keep)`: one
-  optimizer update on explicit values (TF: applied in place, in step order inside the loop; JAX:
-  stateless, `Placement.optimizer_step`);
+* `optimizer_step(place, optimizer, variables, values, optimizer_state, gradients, keep, consumes)`:
+  one optimizer update on explicit values (TF: applied in place, in step order inside the loop;
+  JAX: stateless, `Placement.optimizer_step`; with `consumes`, a clip's one update after all its
+  checks, per-device programs take over the old values' memory and hold a refused step themselves);
 * `assign_step(variables, values, optimizer, optimizer_state)`: a step's new values into the
   variables (TF: nothing, already in place; JAX: assigned);
 * `per_device_programs(devices, mode)`: whether units over `devices` run one compiled program

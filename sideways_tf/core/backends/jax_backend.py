@@ -121,10 +121,21 @@ def optimizer_values(optimizer) -> list:
 
 
 def optimizer_step(place, optimizer, variables: Sequence, values: Sequence, optimizer_state: Sequence,
-                   gradients: Sequence, keep: Optional[Sequence] = None) -> tuple[list, list]:
+                   gradients: Sequence, keep: Optional[Sequence] = None, consumes: bool = False) -> tuple[list, list]:
     """One optimizer step on explicit values, nothing assigned (it may run inside a traced loop):
-    `place.optimizer_step`. Returns `(new values, new optimizer_state)`."""
-    return place.optimizer_step(optimizer, variables, values, optimizer_state, gradients, keep)
+    `place.optimizer_step`. Returns `(new values, new optimizer_state)`.
+
+    `consumes`: `values` and `optimizer_state` are not read again and every check of the step is
+    known (`jax_finite.refused`): the update may take over their memory, holding a refused step
+    itself.
+    """
+    hold = None
+    if consumes:
+        from sideways_tf.core.backends import jax_finite
+
+        refused = jax_finite.refused()
+        hold = False if refused is None else refused
+    return place.optimizer_step(optimizer, variables, values, optimizer_state, gradients, keep, hold)
 
 
 def assign_step(variables: Sequence, values: Sequence, optimizer, optimizer_state: Sequence) -> None:

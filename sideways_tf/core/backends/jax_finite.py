@@ -45,6 +45,23 @@ def check(x, message: str):
     return x
 
 
+def refused():
+    """None outside a collecting step or before its first check; else a bool scalar: a check so far
+    failed, so the step must keep its old state (an update that takes over the old values' memory
+    holds them itself with it). Eager flags may live on several devices: gathered on the first's."""
+    if not _COLLECTORS or not _COLLECTORS[-1]:
+        return None
+    flags = [flag for flag, _ in _COLLECTORS[-1]]
+    if not any(isinstance(flag, jax.core.Tracer) for flag in flags):
+        device = next(iter(flags[0].devices()))
+        flags = [jax.device_put(flag, device) for flag in flags]
+    return jnp.logical_not(jnp.all(jnp.stack(flags)))
+
+
+def _deleted(x) -> bool:
+    return isinstance(x, jax.Array) and x.is_deleted()
+
+
 def hold(logs: dict, new_state, old_state, checks: list) -> tuple[dict, object]:
     """The step's logs and state, with the old state kept wherever a check failed.
 
@@ -61,7 +78,11 @@ def hold(logs: dict, new_state, old_state, checks: list) -> tuple[dict, object]:
     if not any(isinstance(flag, jax.core.Tracer) for flag, _ in checks):
         # An eager step (units on one program per device): the flags live on several devices.
         failed = next((i for i, (flag, _) in enumerate(checks) if not bool(flag)), -1)
-        return {**logs, LOG_KEY: failed}, new_state if failed < 0 else old_state
+        if failed < 0:
+            return {**logs, LOG_KEY: failed}, new_state
+        # What the optimizer's update took over (donated) it held itself (`refused`): its new value is the old.
+        return {**logs, LOG_KEY: failed}, jax.tree.map(lambda new, old: new if _deleted(old) else old,
+                                                       new_state, old_state)
     flags = jnp.stack([flag for flag, _ in checks])
     finite = jnp.all(flags)
     state = jax.tree.map(lambda new, old: jnp.where(finite, new, old), new_state, old_state)

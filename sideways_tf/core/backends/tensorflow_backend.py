@@ -164,10 +164,12 @@ def optimizer_values(optimizer) -> tuple:
 
 
 def optimizer_step(place, optimizer, variables: Sequence, values: Sequence, optimizer_state,
-                   gradients: Sequence, keep: Optional[Sequence] = None) -> tuple[list, tuple]:
+                   gradients: Sequence, keep: Optional[Sequence] = None, consumes: bool = False) -> tuple[list, tuple]:
     """One optimizer step, applied to the variables in place (`place.apply_gradients`; inside the
     `tf.while_loop` in step order: `stateless_apply` refuses TensorFlow). A variable whose `keep`
-    is True gets its old value back. Returns `(the values read back, optimizer_state)`."""
+    is True gets its old value back. Returns `(the values read back, optimizer_state)`. `consumes`
+    changes nothing here (the variables are updated in place)."""
+    del consumes
     place.apply_gradients(optimizer, gradients, variables)
     new = [v.value for v in variables]
     if keep is not None:
