@@ -6,13 +6,15 @@ on CPU host devices, most of a streaming step with `update_every=1`). Here each 
 is one `jax.jit` call on that group's devices: Keras' `optimizer.apply` on the group's own
 variables (Keras' optimizers update any subset of the variables they were built on), traced in
 a `keras.StatelessScope` that maps the group's parameters and the optimizer variables it
-touches. Where the caller hands over the values it passes (`apply` with `hold`: a clip's update,
-whose checks are known before it), the group's parameters and slots are donated, so that the
-new values take the old ones' memory (as in Keras' own compiled step) and a refused step is held
-inside the update rather than by keeping the old values. Which optimizer variables those are (the group's slots, the iteration counter, a
+touches. Which optimizer variables those are (the group's slots, the iteration counter, a
 learning-rate variable) is read once from a trace of the step: the ones it writes, and the ones
 that no group writes. Every group counts the same step, so the iteration counter is taken from
 the first group. A `global_clipnorm` is applied before, from the groups' squared norms.
+
+Where the caller hands over the values it passes (`apply` with `hold`: a clip's update, whose
+checks are all known before it), each group's parameters and slots are donated: the new values
+take the old ones' memory (as in Keras' own compiled step), and a refused step is held inside
+the update rather than by keeping the old values alive.
 """
 
 from __future__ import annotations
