@@ -67,16 +67,24 @@ def _worker(args) -> dict:
     used = jax.devices()[:args.devices if devices else 1]
     timeline = {}
 
-    def note(point: str) -> None:  # each device's bytes in use and peak so far, in GB
+    def note(point: str) -> None:  # each device's bytes in use and peak so far (and with --phases, in live arrays)
         stats = [d.memory_stats() or {} for d in used]
         timeline[point] = [[round(s.get(k, 0) / GB, 3) for k in ("bytes_in_use", "peak_bytes_in_use")]
                            for s in stats]
+        if args.phases:
+            live = jax.live_arrays()
+            for d, row in zip(used, timeline[point], strict=True):
+                row.append(round(sum(x.nbytes // len(x.devices()) for x in live if d in x.devices()) / GB, 3))
 
     model.build(video.shape)
     note("built")
     current = [0]
     if args.phases and devices:
         _watch_phases(lambda phase: note(f"step {current[0]}: after {phase}"))
+    if args.dispatch and devices:
+        model.engine.place.dispatch = args.dispatch
+    if args.sync_frames and devices:
+        _sync_frames()
     for step in range(args.steps):
         current[0] = step + 1
         model.train_on_batch(video, labels)
@@ -97,7 +105,7 @@ def _watch_phases(note) -> None:
     they say which phase raises a device's peak."""
     import jax
 
-    from sideways_tf.core import group_optimizer, programs
+    from sideways_tf.core import frame_loop, group_optimizer, programs
 
     def wrap(owner, name: str, arrays) -> None:
         original = getattr(owner, name)
@@ -105,7 +113,7 @@ def _watch_phases(note) -> None:
         def wrapped(*a, **k):
             result = original(*a, **k)
             tree = arrays(a, result)
-            if not programs._traced(tree):  # Keras' shape inference traces the step once
+            if not frame_loop.traced(tree):  # Keras' shape inference traces the step once
                 jax.block_until_ready([x for x in jax.tree.leaves(tree)
                                        if isinstance(x, jax.Array) and not x.is_deleted()])
                 note(name)
@@ -117,6 +125,26 @@ def _watch_phases(note) -> None:
     wrap(programs.ProgramsPlacement, "run", lambda a, _: (a[1].carries, a[1].inboxes))
     wrap(programs.ProgramsPlacement, "train_episode", lambda a, result: result)
     wrap(group_optimizer.GroupOptimizer, "apply", lambda a, result: result)
+
+
+def _sync_frames() -> None:
+    """Each group's step waits until it has run (no frame dispatched ahead of the device): a peak
+    that falls with it comes from steps in flight at once."""
+    import jax
+
+    from sideways_tf.core import frame_loop, programs
+
+    original = programs.ProgramsPlacement.prepare
+
+    def prepare(*a, **k):
+        ready = original(*a, **k)
+        if not frame_loop.traced((ready.carries, ready.inboxes)):
+            for g, step in enumerate(ready.steps):
+                ready.steps[g] = waiting = lambda *x, step=step: jax.block_until_ready(step(*x))
+                waiting.lower = step.lower
+        return ready
+
+    programs.ProgramsPlacement.prepare = prepare
 
 
 def _footprints(model, video, labels) -> list:
@@ -140,7 +168,8 @@ def _run(args, worker: str, placement=None, steps: Optional[int] = None, cache: 
     command = [sys.executable, "-m", "benchmarks.depth_memory", "--worker", worker] + [
         f"--{name}={values[name]}" for name in ("model", "mode", "batch", "frames", "resolution", "devices",
                                                  "dtype", "steps", "host_devices")
-        if values[name]] + (["--phases"] if args.phases else [])
+        if values[name]] + (["--phases"] if args.phases else []) + (
+        ["--sync_frames"] if args.sync_frames else []) + ([f"--dispatch={args.dispatch}"] if args.dispatch else [])
     if placement is not None:
         command.append(f"--placement={json.dumps(placement)}")
     env = dict(os.environ)
@@ -204,6 +233,10 @@ def main() -> None:
     parser.add_argument("--autotune_cache", help="folder of XLA's autotuning results (default: a new temporary one)")
     parser.add_argument("--phases", action="store_true",
                         help="also note each device's peak after each phase of a step (waited for; in `timeline`)")
+    parser.add_argument("--dispatch", choices=["workers", "threads", "plain"],
+                        help="how the placed run dispatches its groups' steps (default: the model's)")
+    parser.add_argument("--sync_frames", action="store_true",
+                        help="each group's step waits until it has run (a diagnostic: steps in flight at once)")
     parser.add_argument("--worker", choices=["plan", "one", "placed"], help=argparse.SUPPRESS)
     parser.add_argument("--placement", help=argparse.SUPPRESS)
     args = parser.parse_args()

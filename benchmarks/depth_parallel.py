@@ -51,7 +51,8 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 import sideways_tf as sw  # noqa: E402
-from sideways_tf.core.programs import DISPATCH  # noqa: E402
+from sideways_tf.core import frame_loop  # noqa: E402
+from sideways_tf.core.frame_loop import DISPATCH  # noqa: E402
 from sideways_tf.parallel import gpipe  # noqa: E402
 
 
@@ -214,8 +215,11 @@ def main() -> None:
     parser.add_argument("--dispatch", default="workers", choices=list(DISPATCH),
                         help="per-device programs: a worker per group running its own frame loop, a thread per group "
                              "joined every frame, or the calling thread")
+    parser.add_argument("--ahead", type=int, default=frame_loop.AHEAD,
+                        help="frames a group's worker may dispatch ahead of its device (core.frame_loop.AHEAD)")
     args = parse_with_device_flags(parser)
     keras.mixed_precision.set_global_policy(args.dtype)
+    frame_loop.AHEAD = args.ahead
     rows = []
     for name in args.models:
         for mode in args.modes:
@@ -223,7 +227,8 @@ def main() -> None:
                 rows.append(measure(name, mode, batch, args.frames, args.devices, args.resolution, args.reps,
                                     args.dispatch))
                 print(f"measured {rows[-1]}", file=sys.stderr, flush=True)
-    summary = {"devices": str(jax.devices()[:args.devices]), "XLA_FLAGS": os.environ["XLA_FLAGS"]}
+    summary = {"devices": str(jax.devices()[:args.devices]), "XLA_FLAGS": os.environ["XLA_FLAGS"],
+               "ahead": args.ahead}
     columns = ["model", "mode", "B", "T", "dtype", "groups", "runtime", "one_device_fps", "depth_parallel_fps",
                "speedup", "ideal_speedup", "of_ideal", "gpipe_fps", "vs_gpipe", "vs_gpipe_bound", "vs_gpipe_of_bound",
                "gpipe_recompute", "max_rel_err", "gpipe_max_rel_err", "peak_gb_per_device", "peak_gb_one_device"]

@@ -6,7 +6,7 @@
 Each group's compiled step is run T times on its own (its inbox fixed, nothing waiting on
 another group), then every group's so at once, each from a thread of its own (near the slowest
 group: the hosts' launches overlap); the boundary pieces are moved T times on their own, and the
-whole clip is run with each dispatch (`core.programs.DISPATCH`); the host's time per dispatched
+whole clip is run with each dispatch (`core.frame_loop.DISPATCH`); the host's time per dispatched
 step and transfer is timed too. If the loop is much slower than the slowest group alone plus a
 transfer, the groups are waiting on each other or on the host.
 """
@@ -30,8 +30,8 @@ import numpy as np  # noqa: E402
 
 import sideways_tf as sw  # noqa: E402
 from sideways_tf.core import targets  # noqa: E402
+from sideways_tf.core.frame_loop import DISPATCH  # noqa: E402
 from sideways_tf.core.group_steps import Clip  # noqa: E402
-from sideways_tf.core.programs import DISPATCH  # noqa: E402
 
 BUILDERS = {"vgg8": lambda: sw.models.vgg8(51), "vgg16": lambda: sw.models.vgg16(51)}
 

@@ -10,8 +10,8 @@ queued behind the step that made it and ahead of the step that reads it:
     frame s:   group 0: step(s) | group 1: step(s) | ...      (dispatched, not waited for)
                pieces of step s  --device_put-->  the groups that read them at step s+1
 
-(`dispatch="threads"` joins the groups' threads every frame and moves the pieces in one batched
-`device_put`; `"plain"` dispatches from the calling thread. Both are kept for measurement.)
+How the frames are dispatched (a worker per group, at most `AHEAD` frames ahead of its device;
+or, for measurement, threads joined every frame or the calling thread) is `core.frame_loop`.
 
 What a group computes per frame, and what it reads, keeps and sends (its pieces), is
 `core.group_steps`; a chunk of streams (restarts, updates every L frames, the pipeline carried
@@ -30,13 +30,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from sideways_tf.core import workers
+from sideways_tf.core import frame_loop
+from sideways_tf.core.frame_loop import DISPATCH, traced
 from sideways_tf.core.group_optimizer import GroupOptimizer
 from sideways_tf.core.group_steps import Clip, compiler_options, init_function, plan, step_function, window_gradients
 from sideways_tf.core.placement import Placement, groups_of
 from sideways_tf.core.schedule import Rule
 
-DISPATCH = ("workers", "threads", "plain")
 
 class Prepared(NamedTuple):
     """A clip ready to run: per group its compiled step, parameters, carry, inbox and inputs."""
@@ -151,7 +151,7 @@ class ProgramsPlacement(Placement):
         (data x depth) the distribution places the variables."""
         if self._home is not None:
             return
-        if _traced([v.value for v in variables]):
+        if traced([v.value for v in variables]):
             return
         moves = [(v, self.group_devices[self.stage_of[k]]) for k, stage in enumerate(getattr(self, "_stages", ()))
                  for v in stage.variables]
@@ -250,10 +250,10 @@ class ProgramsPlacement(Placement):
         if clip.streaming and clip.training:
             target_spec = jax.eval_shape(lambda y, w: clip.frame_target(y, w, 0), labels, sample_weight)
         ready = Prepared(groups, [], [], [], [], [], num_frames, self)
-        traced = _traced((params, states, video))
+        on_trace = traced((params, states, video))
         for g, group in enumerate(groups):
-            step = self._compiled(("step", g, traced) + base, lambda group=group: step_function(
-                stages, clip, group, {} if traced else compiler_options(group.device)))
+            step = self._compiled(("step", g, on_trace) + base, lambda group=group: step_function(
+                stages, clip, group, {} if on_trace else compiler_options(group.device)))
             init = self._compiled(("init", g) + base, lambda group=group: init_function(
                 stages, clip, group, batch_size, num_frames, activation_shapes, target_spec))
             mine = jax.device_put({k: list(params[k]) for k in group.units}, group.replicated)
@@ -281,40 +281,8 @@ class ProgramsPlacement(Placement):
         that another follows); a clip's last pieces are read by no one. `after(g, s)`: called
         once group g has dispatched frame s (by its worker), before it reads frame s + 1's inbox.
         """
-        last = ready.num_frames if last is None else last
-        groups, carries, inboxes = ready.groups, ready.carries, ready.inboxes
-        routes = [(g, name, h) for g, group in enumerate(groups) for name, h in group.sends]
-        # One batched device_put per frame, to shardings made once: device_put's own per-call work
-        # is most of a short step's host time (separate calls per group cost twice as much).
-        where = [groups[h].batched for _, _, h in routes]
-        # JAX's precision settings are per thread: the dispatching threads take the caller's.
-        precision = jax.config.jax_default_matmul_precision
-
-        def call(g):
-            return ready.steps[g](ready.params[g], carries[g], inboxes[g], *ready.inputs[g])
-
-        def call_in_thread(g):
-            if precision is None:
-                return call(g)
-            with jax.default_matmul_precision(precision):
-                return call(g)
-
-        # Inside a trace (Keras' shape inference) the calls stay on this thread, which holds the trace.
-        traced = _traced((ready.params, ready.inputs))
-        pool = None if traced or self.dispatch == "plain" else workers.pool(len(groups))
-        if pool is not None and self.dispatch == "workers":
-            _run_workers(ready, routes, where, call, precision, first, last, keep_last, after)
-            return
-        for s in range(first, last):
-            outs = list(pool.map(call_in_thread, range(len(groups)))) if pool is not None else [
-                call(g) for g in range(len(groups))]
-            carries[:] = [carry for carry, _ in outs]
-            for g in range(len(groups)) if after is not None else ():
-                after(g, s)
-            if routes and (s + 1 < last or keep_last):
-                moved = jax.device_put([outs[g][1][name] for g, name, _ in routes], where)
-                for (_, name, h), value in zip(routes, moved, strict=True):
-                    inboxes[h][name] = value
+        frame_loop.run_frames(ready, self.dispatch, first, ready.num_frames if last is None else last,
+                              keep_last, after)
 
     def run_clip(self, stages, clip: Clip, params: Sequence[Sequence], states: Sequence[Sequence], video,
                  activation_shapes, labels=None, sample_weight=None) -> list[dict]:
@@ -347,46 +315,6 @@ class ProgramsPlacement(Placement):
         clip = Clip(rule, None, None, training=False)
         carries = self.run_clip(stages, clip, params, states, video, activation_shapes)
         return self.home(batch_major(carries[self.stage_of[-1]]["outputs"])[:, rule.latency:])
-
-
-def _traced(tree) -> bool:
-    """Whether `tree` holds a tracer (the clip runs inside a trace)."""
-    return any(isinstance(x, jax.core.Tracer) for x in jax.tree.leaves(tree))
-
-
-def _run_workers(ready: "Prepared", routes, where, call: Callable, precision, first: int, last: int,
-                 keep_last: bool, after: Optional[Callable] = None) -> None:
-    """Frames `first..last-1` with one worker per group (`core.workers`), each running its own frame loop.
-
-    Worker g calls its step for frame s as soon as the pieces it reads from frame s - 1 have
-    been queued to it, then queues its own pieces to the groups that read them, one `device_put`
-    per receiving group.
-    """
-    sends: dict = {}
-    for (g, name, h), sharding in zip(routes, where, strict=True):
-        sends.setdefault(g, {}).setdefault(h, ([], sharding))[0].append(name)
-    receives = {h: sorted({g for g, _, h2 in routes if h2 == h}) for h in range(len(ready.groups))}
-
-    def work(g, boxes):
-        def receive():
-            for source in receives[g]:
-                ready.inboxes[g].update(boxes.get((source, g)))
-
-        for s in range(first, last):
-            if s > first:
-                receive()
-            ready.carries[g], out = call(g)
-            if after is not None:
-                after(g, s)
-            if s + 1 < last or keep_last:
-                for h, (names, sharding) in sends.get(g, {}).items():
-                    moved = jax.device_put([out[name] for name in names], [sharding] * len(names))
-                    boxes.put((g, h), dict(zip(names, moved, strict=True)))
-        if keep_last and last > first:
-            receive()
-        return ready.carries[g]
-
-    workers.run(len(ready.groups), work, precision)
 
 
 def batch_major(x):

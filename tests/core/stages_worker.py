@@ -338,6 +338,7 @@ def programs():
     stops a step there and keeps the weights; weights saved from it load into one device."""
     import tempfile
 
+    from sideways_tf.core import frame_loop
     from sideways_tf.core import programs as runtime
 
     if PLATFORM == "cpu":
@@ -376,7 +377,7 @@ def programs():
     _close([alone.predict(video, verbose=0)], [placed.predict(video, verbose=0)], "predict after load_weights")
     # Compiled again with another loss, the per-device steps are traced again with it.
     first = placed.pseudo_gradients(video, labels)
-    for dispatch in runtime.DISPATCH:
+    for dispatch in frame_loop.DISPATCH:
         place.dispatch = dispatch
         _close(placed.pseudo_gradients(video, labels), first, f"dispatch={dispatch}", atol=0)
     place.dispatch = "workers"
