@@ -83,6 +83,10 @@ def _worker(args) -> dict:
         _watch_phases(lambda phase: note(f"step {current[0]}: after {phase}"))
     if args.dispatch and devices:
         model.engine.place.dispatch = args.dispatch
+    if args.ahead:
+        from sideways_tf.core import frame_loop
+
+        frame_loop.AHEAD = args.ahead
     if args.sync_frames and devices:
         _sync_frames()
     for step in range(args.steps):
@@ -167,7 +171,7 @@ def _run(args, worker: str, placement=None, steps: Optional[int] = None, cache: 
     values = {**vars(args), "steps": steps or args.steps}
     command = [sys.executable, "-m", "benchmarks.depth_memory", "--worker", worker] + [
         f"--{name}={values[name]}" for name in ("model", "mode", "batch", "frames", "resolution", "devices",
-                                                 "dtype", "steps", "host_devices")
+                                                 "dtype", "steps", "host_devices", "ahead")
         if values[name]] + (["--phases"] if args.phases else []) + (
         ["--sync_frames"] if args.sync_frames else []) + ([f"--dispatch={args.dispatch}"] if args.dispatch else [])
     if placement is not None:
@@ -235,6 +239,8 @@ def main() -> None:
                         help="also note each device's peak after each phase of a step (waited for; in `timeline`)")
     parser.add_argument("--dispatch", choices=["workers", "threads", "plain"],
                         help="how the placed run dispatches its groups' steps (default: the model's)")
+    parser.add_argument("--ahead", type=int, help="frames a group's worker may dispatch ahead of its device "
+                        "(default: core.frame_loop.AHEAD)")
     parser.add_argument("--sync_frames", action="store_true",
                         help="each group's step waits until it has run (a diagnostic: steps in flight at once)")
     parser.add_argument("--worker", choices=["plan", "one", "placed"], help=argparse.SUPPRESS)

@@ -22,10 +22,12 @@ from sideways_tf.core import workers
 DISPATCH = ("workers", "threads", "plain")
 
 # How many frames a worker may dispatch ahead of its device. Each step dispatched before the
-# previous ones have run holds memory of its own (its outputs, what its transfers read): on two
-# H200s, VGG-16 at 224x224 with B = 32 peaked 0.6 GB higher per GPU with the workers unbounded
-# than with each step waited for, while a worker one frame ahead still hides the launch.
-AHEAD = 2
+# previous ones have run holds memory of its own (its outputs, what its transfers read). On two
+# H200s, VGG-16 at 224x224, B = 32: each GPU's peak 3.95 / 4.13 GB unbounded, 3.66 / 3.98 at 8,
+# 3.51 / 3.74 at 4, 3.42 / 3.65 at 2, 3.32 / 3.50 with every step waited for; at 2 the short
+# steps of 112x112 (B = 8, about a millisecond) lost 10-20 % of their speed, at 4 nothing
+# beyond the run-to-run noise (`benchmarks/README.md`).
+AHEAD = 4
 
 
 def traced(tree) -> bool:
