@@ -18,7 +18,8 @@ from keras import ops
 
 from sideways_tf import gradients, input_checks, model_checks, stream_state, train_step
 from sideways_tf.core import backends, schedule, targets
-from sideways_tf.core.engine import ClipResult, Engine, build_stages
+from sideways_tf.core.engine import ClipResult, Engine
+from sideways_tf.core.stage import build_stages
 from sideways_tf.parallel.balance import auto_devices
 from sideways_tf.train_step import values as _values
 
@@ -309,30 +310,19 @@ class SidewaysModel(keras.Model):
 
     def evaluate(self, x=None, y=None, *args, **kwargs):
         """Keras' `evaluate`, after checking the clips' shape (and labels) where known, before Keras wraps errors."""
-        shape = input_checks.video_shape(x, kwargs)
-        if shape is not None:
-            model_checks.check_video(self, keras.KerasTensor(shape), training=False)
-            if getattr(x, "element_spec", None) is None:
-                model_checks.check_targets(self, shape[1], y, kwargs.get("sample_weight"))
-        x = model_checks.checked_lengths(self, x, training=False)
+        x = model_checks.check_inference_input(self, x, kwargs, y, labelled=True)
         with backends.trainer().keras_run(self, self._step_checks), input_checks.first_line_ours():
             return super().evaluate(x, y, *args, **kwargs)
 
     def predict(self, x, *args, **kwargs):
         """Keras' `predict`, after checking the clips' shape where known (our error, not Keras' wrapper)."""
-        shape = input_checks.video_shape(x, kwargs)
-        if shape is not None:
-            model_checks.check_video(self, keras.KerasTensor(shape), training=False)
-        x = model_checks.checked_lengths(self, x, training=False)
+        x = model_checks.check_inference_input(self, x, kwargs)
         with backends.trainer().keras_run(self, self._step_checks), input_checks.first_line_ours():
             return super().predict(x, *args, **kwargs)
 
     def save(self, filepath, *args, **kwargs):
         """Keras' `save` to the native `.keras` format; the legacy HDF5 format (`.h5`) is refused, naming both."""
-        if str(filepath).endswith((".h5", ".hdf5")):
-            raise ValueError(f"model.save({str(filepath)!r}): the legacy HDF5 format cannot store a SidewaysModel "
-                             f"(its units and rule). Save to '.keras' (model.save('model.keras')), or the weights "
-                             f"alone with model.save_weights('model.weights.h5').")
+        model_checks.check_save_path(filepath)
         return super().save(filepath, *args, **kwargs)
 
     def train_on_batch(self, x, y=None, sample_weight=None, *args, **kwargs):
@@ -359,10 +349,15 @@ class SidewaysModel(keras.Model):
             model_checks.check_video(self, stream_state.video_and_restarts(x)[0], training=True)
         return backends.trainer().keras_train_step(self, self._train_on_batch, args, self._step_checks)
 
+    def _stepped_by_python(self) -> None:
+        """On per-device programs the step drives one compiled program per device itself: Keras'
+        step functions are not compiled as a whole."""
+        if self.engine is not None and self.engine.programs:
+            self.jit_compile = False
+
     def make_train_function(self, force=False):
         """Keras' train function; with run-time checks, one that raises when a step's check failed."""
-        if self._on_programs():  # the step drives one compiled program per device itself
-            self.jit_compile = False
+        self._stepped_by_python()
         super().make_train_function(force)
         self.train_function = backends.trainer().keras_train_function(self, self.train_function, self._step_checks,
                                                                       input_checks.NONFINITE_LOSS)
@@ -370,14 +365,12 @@ class SidewaysModel(keras.Model):
 
     def make_test_function(self, force=False):
         """Keras' test function (not compiled as a whole when the units run one program per device)."""
-        if self._on_programs():
-            self.jit_compile = False
+        self._stepped_by_python()
         return super().make_test_function(force)
 
     def make_predict_function(self, force=False):
         """Keras' predict function (not compiled as a whole when the units run one program per device)."""
-        if self._on_programs():
-            self.jit_compile = False
+        self._stepped_by_python()
         return super().make_predict_function(force)
 
     def test_step(self, *args):
@@ -455,21 +448,9 @@ class SidewaysModel(keras.Model):
           the step; frame by frame the valid ones equal `predict` on the whole clip.
         """
         self._require_built()
-        cache = self.__dict__.setdefault("_stream_step_functions", {})
-        if "step" not in cache:
+        from sideways_tf import serving
 
-            def step(params, states, frame, state):
-                return self.engine.frame_step(
-                    self.engine.split(params, self.trainable_variables, trainable=True),
-                    self.engine.split(states, self.non_trainable_variables, trainable=False), frame, state,
-                )
-
-            cache["step"] = backends.current().compile_function(step, jit_compile=bool(self.jit_compile))
-        args = (_values(self.trainable_variables), _values(self.non_trainable_variables), _as_tensor(frame),
-                dict(state))
-        if self._on_programs():  # frame by frame: one program, on the first group's device
-            args = self.engine.place.local(args)
-        return cache["step"](*args)
+        return serving.stream_step(self, frame, state)
 
     def export(self, filepath, format="tf_saved_model", verbose=None, input_signature=None, **kwargs):
         """Writes a SavedModel with endpoints for clips and for streaming (TensorFlow backend).
@@ -495,30 +476,14 @@ class SidewaysModel(keras.Model):
         An unreadable file raises `OSError` (as Keras does; a backup's restore then falls back to
         its previous copy), weights of another model `ValueError`.
         """
-        try:
+        with model_checks.weights_file(self, filepath):
             return super().load_weights(filepath, *args, **kwargs)
-        except OSError as error:
-            raise OSError(f"{filepath} is not a readable Keras weights file: {error}") from error
-        except ValueError as error:
-            first = str(error).strip().splitlines()[0]
-            raise ValueError(f"the weights in {filepath} do not fit this model (mode={self.mode!r}, "
-                             f"fusion={self.fusion!r}, shortcut={self.shortcut!r}, {len(self.frame_units)} units): "
-                             f"{first} Weights load only into a model of the same units and shortcuts.") from error
 
     def get_config(self):
-        return {
-            "units": [keras.saving.serialize_keras_object(u) for u in self.frame_units],
-            "mode": self.mode,
-            "fusion": self.fusion,
-            "shortcut": self.shortcut,
-            "devices": self.requested_devices,
-            "gradient_stats": self.gradient_stats,
-            "update_every": self.update_every,
-            "stateful": self.stateful,
-            "check_finite": self.check_finite,
-            "stop_on_nonfinite_loss": self.stop_on_nonfinite_loss,
-            "name": self.name,
-        }
+        options = ("mode", "fusion", "shortcut", "gradient_stats", "update_every", "stateful", "check_finite",
+                   "stop_on_nonfinite_loss", "name")
+        return {"units": [keras.saving.serialize_keras_object(u) for u in self.frame_units],
+                "devices": self.requested_devices, **{name: getattr(self, name) for name in options}}
 
     @classmethod
     def from_config(cls, config, custom_objects=None):

@@ -190,3 +190,41 @@ def check_fit_batches(model, x, y, kwargs: dict) -> Optional[tuple]:
     check_video(model, keras.KerasTensor(shape), training=True)
     check_targets(model, shape[1], labels, weights)
     return shape, labels, weights is not None
+
+
+def check_inference_input(model, x, kwargs: dict, y=None, labelled: bool = False):
+    """`evaluate`'s and `predict`'s clips (and, `labelled`, labels) checked where their shape is known
+    before Keras wraps errors; returns `x` (`checked_lengths`)."""
+    shape = input_checks.video_shape(x, kwargs)
+    if shape is not None:
+        check_video(model, keras.KerasTensor(shape), training=False)
+        if labelled and getattr(x, "element_spec", None) is None:
+            check_targets(model, shape[1], y, kwargs.get("sample_weight"))
+    return checked_lengths(model, x, training=False)
+
+
+def check_save_path(filepath) -> None:
+    """Refuses the legacy HDF5 format for a whole model, naming the formats that work.
+
+    Raises:
+      ValueError: `filepath` ends in `.h5` or `.hdf5`.
+    """
+    if str(filepath).endswith((".h5", ".hdf5")):
+        raise ValueError(f"model.save({str(filepath)!r}): the legacy HDF5 format cannot store a SidewaysModel "
+                         f"(its units and rule). Save to '.keras' (model.save('model.keras')), or the weights "
+                         f"alone with model.save_weights('model.weights.h5').")
+
+
+@contextlib.contextmanager
+def weights_file(model, filepath) -> Iterator[None]:
+    """Around `load_weights`: an unreadable file raises `OSError` naming it (as Keras does; a backup's
+    restore then falls back to its previous copy), weights of another model a one-line `ValueError`."""
+    try:
+        yield
+    except OSError as error:
+        raise OSError(f"{filepath} is not a readable Keras weights file: {error}") from error
+    except ValueError as error:
+        first = str(error).strip().splitlines()[0]
+        raise ValueError(f"the weights in {filepath} do not fit this model (mode={model.mode!r}, "
+                         f"fusion={model.fusion!r}, shortcut={model.shortcut!r}, {len(model.frame_units)} units): "
+                         f"{first} Weights load only into a model of the same units and shortcuts.") from error

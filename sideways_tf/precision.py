@@ -15,6 +15,8 @@ from typing import Iterator
 
 import keras
 
+from sideways_tf.core import backends
+
 
 @contextlib.contextmanager
 def highest_precision() -> Iterator[None]:
@@ -31,21 +33,8 @@ def highest_precision() -> Iterator[None]:
     switched off (`tf.config.experimental.enable_tensor_float_32_execution(False)`) and restored
     after the block; TensorFlow functions traced before the block keep their kernels' choice.
     """
-    backend = keras.backend.backend()
-    if backend == "jax":
-        import jax
-
-        with jax.default_matmul_precision("highest"):
-            yield
+    if keras.backend.backend() not in backends.SUPPORTED_BACKENDS:
+        yield
         return
-    if backend == "tensorflow":
-        import tensorflow as tf
-
-        enabled = tf.config.experimental.tensor_float_32_execution_enabled()
-        tf.config.experimental.enable_tensor_float_32_execution(False)
-        try:
-            yield
-        finally:
-            tf.config.experimental.enable_tensor_float_32_execution(enabled)
-        return
-    yield
+    with backends.current().highest_precision():
+        yield

@@ -1,4 +1,5 @@
-"""A SavedModel of a `SidewaysModel` for clips and for streams, loadable without this package.
+"""Streaming inference of a `SidewaysModel` (`stream_step`), and its SavedModel for clips and streams,
+loadable without this package.
 
 The streaming endpoints follow MoViNet-Stream's contract: `init_states` makes the state of B
 streams, and each call takes one frame plus that state and returns the prediction and the new
@@ -8,6 +9,30 @@ state, so a server can feed a live video frame by frame.
 from __future__ import annotations
 
 import keras
+
+from sideways_tf.core import backends
+from sideways_tf.train_step import values
+
+
+def stream_step(model, frame, state: dict):
+    """`model.stream_step`: one frame `[B, *F]` of B streams and their state -> `(prediction, state)`,
+    through one compiled function per model (made once; on per-device programs it runs as one
+    program on the first group's device, since one frame has nothing to run concurrently)."""
+    cache = model.__dict__.setdefault("_stream_step_functions", {})
+    if "step" not in cache:
+        engine = model.engine
+
+        def step(params, states, frame, state):
+            return engine.frame_step(engine.split(params, model.trainable_variables, trainable=True),
+                                     engine.split(states, model.non_trainable_variables, trainable=False), frame,
+                                     state)
+
+        cache["step"] = backends.current().compile_function(step, jit_compile=bool(model.jit_compile))
+    args = (values(model.trainable_variables), values(model.non_trainable_variables),
+            None if frame is None else keras.ops.convert_to_tensor(frame), dict(state))
+    if model.engine.programs:
+        args = model.engine.place.local(args)
+    return cache["step"](*args)
 
 
 def export_saved_model(model, filepath: str, verbose=None) -> None:

@@ -1,12 +1,15 @@
-"""A stage: one Sideways unit together with the shortcut transform it owns."""
+"""A stage: one Sideways unit together with the shortcut transform it owns; the D stages built from units."""
 
 from __future__ import annotations
 
-from typing import Optional
+import contextlib
+import re
+from typing import Callable, ContextManager, Optional, Sequence
 
 import keras
 
-from sideways_tf.core.shortcut import ShortcutTransform, fuse
+from sideways_tf.core import schedule
+from sideways_tf.core.shortcut import ShortcutTransform, fuse, make_shortcut
 
 
 class Stage(keras.layers.Layer):
@@ -47,3 +50,67 @@ class Stage(keras.layers.Layer):
 
     def call(self, direct, shortcut=None, training=None):
         return self.unit(self.fused_input(direct, shortcut), training=training)
+
+
+def build_stages(
+    units: Sequence[keras.layers.Layer],
+    frame_shape: Sequence[int],
+    mode: str,
+    fusion: str,
+    shortcut: str,
+    scope: Optional[Callable[[int], ContextManager]] = None,
+) -> tuple[list[Stage], list[tuple], tuple]:
+    """Wraps every unit in its stage (with tau in the skip modes) and builds it on its input.
+
+    Unit k >= 2 in the skip modes is built on its fused input.
+
+    Args:
+      units: the D units.
+      frame_shape: `F`, one frame's shape without the batch axis.
+      mode, fusion, shortcut: as in `SidewaysModel`.
+      scope: `scope(k)`, the context unit k's variables are made in (`Placement.creating`).
+
+    Returns:
+      `(stages, activation_shapes, prediction_shape)`: the shapes `S_k` of units 0..D-2 and
+      `O` of the top unit, without the batch axis.
+
+    Raises:
+      ValueError: when a unit's output shape is not fully defined, or tau cannot match shapes.
+    """
+    skip = mode in schedule.SKIP_MODES
+    hidden, stages = [], []
+    for k, unit in enumerate(units):
+        direct = keras.KerasTensor((None,) + tuple(frame_shape)) if k == 0 else hidden[k - 1]
+        has_shortcut = skip and k >= 2
+        transform = None
+        if has_shortcut:
+            transform = make_shortcut(hidden[k - 2].shape[1:], direct.shape[1:], fusion, shortcut, name=f"tau_{k}")
+        stage = Stage(unit, fusion, has_shortcut, transform, name=f"stage_{k}")
+        try:
+            with scope(k) if scope is not None else contextlib.nullcontext():
+                out = stage(direct, hidden[k - 2] if has_shortcut else None)
+        except (ValueError, TypeError) as error:
+            given = _input_description(direct, has_shortcut, transform, hidden, k, fusion)
+            detail = re.sub(r"\x1b\[[0-9;]*m", "", str(error))
+            hint = ""
+            if has_shortcut and fusion == "concat":
+                hint = (" A unit whose input shape is fixed (one cut from an existing model by sw.split, say) takes "
+                        "the shortcut with fusion='add', which keeps the input's shape.")
+            raise ValueError(f"units[{k}] ({unit.name}) cannot take its input {given}: {detail}{hint}") from error
+        if any(d is None or d == 0 for d in out.shape[1:]):
+            raise ValueError(f"units[{k}] ({unit.name}) must produce a fully defined, non-empty shape; got {out.shape} "
+                             f"from frames of shape {tuple(frame_shape)} (too many strides or pools for this "
+                             f"resolution?).")
+        hidden.append(out)
+        stages.append(stage)
+    return stages, [tuple(h.shape[1:]) for h in hidden[:-1]], tuple(hidden[-1].shape[1:])
+
+
+def _input_description(direct, has_shortcut: bool, transform, hidden, k: int, fusion: str) -> str:
+    """What unit k was given: its direct input's shape, and how a shortcut widened it."""
+    if not has_shortcut:
+        return f"of shape {tuple(direct.shape)}"
+    shortcut = hidden[k - 2].shape if transform is None else transform.compute_output_shape(hidden[k - 2].shape)
+    fused = "concatenated on the channel axis" if fusion == "concat" else "added"
+    return (f"of shape {tuple(direct.shape)} (from units[{k - 1}]) with the shortcut from units[{k - 2}] "
+            f"(tau gives {tuple(shortcut)}) {fused}, fusion={fusion!r}")

@@ -18,7 +18,8 @@ from typing import NamedTuple, Optional, Sequence
 import keras
 import numpy as np
 
-from sideways_tf.core import backends, engine, pipeline, schedule
+from sideways_tf.core import backends, pipeline, schedule
+from sideways_tf.core.stage import build_stages
 from sideways_tf.parallel.mesh import stage_devices
 
 
@@ -96,15 +97,7 @@ def default_device_names(num_devices: int) -> list[str]:
     stages = stage_devices()
     if stages is not None:
         return stages[:num_devices]
-    if keras.backend.backend() == "jax":
-        import jax
-
-        return [f"{d.platform}:{i}" for i, d in enumerate(jax.devices()[:num_devices])]
-    import tensorflow as tf
-
-    found = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("TPU") or \
-        tf.config.list_logical_devices("CPU")
-    return [d.name for d in found[:num_devices]]
+    return backends.current().device_names(num_devices)
 
 
 def unit_times(stages, activation_shapes, frame_shape, mode: str, batch_size: int, repeats: int) -> list[float]:
@@ -116,7 +109,7 @@ def unit_times(stages, activation_shapes, frame_shape, mode: str, batch_size: in
     result, so that no host transfer is timed (at 224x224 they took longer than the units).
 
     Args:
-      stages, activation_shapes: as `engine.build_stages` returns them.
+      stages, activation_shapes: as `stage.build_stages` returns them.
       frame_shape: `F`.
       mode: the model's mode.
       batch_size: B of the random inputs.
@@ -228,7 +221,7 @@ def balance(
         raise ValueError(f"`device_names` must name {num_devices} devices (`num_devices`); got {names!r}.")
     if link_gb_per_s is not None and not link_gb_per_s > 0:
         raise ValueError(f"`link_gb_per_s` must be None or positive; got {link_gb_per_s!r}.")
-    stages, activation_shapes, _ = engine.build_stages(units, frame_shape, mode, fusion, shortcut)
+    stages, activation_shapes, _ = build_stages(units, frame_shape, mode, fusion, shortcut)
     cuts = [] if link_gb_per_s is None else cut_times(activation_shapes, stages[0].compute_dtype, mode, batch_size,
                                                       link_gb_per_s)
     return grouped(unit_times(stages, activation_shapes, frame_shape, mode, batch_size, repeats), names, cuts)

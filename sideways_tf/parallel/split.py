@@ -206,7 +206,7 @@ def _pieces(model: keras.Model, cuts: Sequence[str]) -> list[keras.Model]:
 
 def _piece_times(pieces: Sequence[keras.Model], frame_shape, batch_size: int, repeats: int) -> list[float]:
     """Each piece's forward + VJP time in ms, as `sw.parallel.balance` times a unit."""
-    from sideways_tf.core.engine import build_stages
+    from sideways_tf.core.stage import build_stages
 
     stages, activation_shapes, _ = build_stages(pieces, frame_shape, "sideways", "concat", "auto")
     return unit_times(stages, activation_shapes, frame_shape, "sideways", batch_size, repeats)

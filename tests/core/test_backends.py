@@ -61,3 +61,27 @@ def test_unknown_backend_is_refused(monkeypatch):
     monkeypatch.setattr(keras.backend, "backend", lambda: "torch")
     with pytest.raises(ValueError, match="KERAS_BACKEND=tensorflow or jax"):
         backends.current()
+
+
+def test_both_backends_define_every_function_the_seam_lists():
+    """The functions `core.backends` lists (`* \\`name(...)\\``) exist in both backend modules: a function
+    added to one backend only, or listed and defined nowhere, fails here."""
+    import importlib
+    import re
+
+    listed = re.findall(r"^\* `(\w+)\(", backends.__doc__, flags=re.MULTILINE)
+    assert {"optimizer_step", "highest_precision", "device_names", "placement"} <= set(listed), listed
+    for name in ("jax_backend", "tensorflow_backend"):
+        module = importlib.import_module(f"sideways_tf.core.backends.{name}")
+        missing = [f for f in listed if not callable(getattr(module, f, None))]
+        assert not missing, (name, missing)
+
+
+def test_highest_precision_and_device_names_of_the_running_backend():
+    import sideways_tf as sw
+
+    names = backends.current().device_names(1)
+    assert len(names) == 1 and isinstance(names[0], str)
+    with sw.highest_precision():
+        x = ops.convert_to_tensor(np.eye(3, dtype="float32"))
+        np.testing.assert_allclose(ops.matmul(x, x), np.eye(3))

@@ -28,6 +28,9 @@ Each backend module provides the same functions:
   variables (TF: nothing, already in place; JAX: assigned);
 * `per_device_programs(devices, mode)`: whether units over `devices` run one compiled program
   per device group (TF: never; JAX: over two devices or more, for the pipelined rules);
+* `highest_precision()`: a block with float32 matmuls at full precision (`sw.highest_precision`);
+* `device_names(n)`: the first n devices to put units on (TF: GPUs, else TPUs, else CPUs; JAX:
+  its default platform's);
 
 and, in the module `trainer()` returns (`{backend}_keras.py`), the four pieces of Keras' trainer
 around a model's step, whose contracts differ (TF: `train_step(data)`, stateful; JAX:

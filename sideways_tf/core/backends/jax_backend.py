@@ -6,7 +6,8 @@ non-trainable state arrive as arrays and leave in the loop carry.
 
 from __future__ import annotations
 
-from typing import Callable, Optional, Sequence
+import contextlib
+from typing import Callable, Iterator, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -147,3 +148,15 @@ def assign_step(variables: Sequence, values: Sequence, optimizer, optimizer_stat
 def per_device_programs(devices: Optional[Sequence[str]], mode: str) -> bool:
     """Units over two devices or more run one compiled program per device group, for the pipelined rules."""
     return devices is not None and devices != "auto" and len(set(devices)) >= 2 and mode != "bp"
+
+
+@contextlib.contextmanager
+def highest_precision() -> Iterator[None]:
+    """Float32 matmuls and convolutions at full precision inside the block (`sw.highest_precision`)."""
+    with jax.default_matmul_precision("highest"):
+        yield
+
+
+def device_names(num_devices: int) -> list[str]:
+    """The first `num_devices` devices JAX has (its default platform's), as device names."""
+    return [f"{d.platform}:{i}" for i, d in enumerate(jax.devices()[:num_devices])]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from typing import Callable, Optional, Sequence
+from typing import Callable, Iterator, Optional, Sequence
 
 import tensorflow as tf
 
@@ -188,3 +188,22 @@ def per_device_programs(devices: Optional[Sequence[str]], mode: str) -> bool:
     """Never: TensorFlow's executor runs the units of different `tf.device`s concurrently in one graph."""
     del devices, mode
     return False
+
+
+@contextlib.contextmanager
+def highest_precision() -> Iterator[None]:
+    """TF32 execution switched off inside the block and restored after it (`sw.highest_precision`);
+    TensorFlow functions traced before the block keep their kernels' choice."""
+    enabled = tf.config.experimental.tensor_float_32_execution_enabled()
+    tf.config.experimental.enable_tensor_float_32_execution(False)
+    try:
+        yield
+    finally:
+        tf.config.experimental.enable_tensor_float_32_execution(enabled)
+
+
+def device_names(num_devices: int) -> list[str]:
+    """The first `num_devices` GPUs TensorFlow sees (else TPUs, else CPUs), as device names."""
+    found = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("TPU") or \
+        tf.config.list_logical_devices("CPU")
+    return [d.name for d in found[:num_devices]]
