@@ -13,6 +13,7 @@ from typing import Callable, Sequence
 import keras
 from keras import ops
 
+from sideways_tf import model_checks
 from sideways_tf.core import backends
 from sideways_tf.core.engine import ClipResult
 
@@ -127,3 +128,16 @@ def gradient_function(model, exact: bool = False) -> Callable:
         else:  # the host drives each group's compiled step
             cache[key] = (loss, gradients)
     return cache[key][1]
+
+
+def of_batch(model, video, labels, sample_weight, exact: bool) -> list:
+    """`model.pseudo_gradients` (`exact_gradients` with `exact`): the batch checked, the compiled
+    `gradient_function` run on the variables' current values; one gradient per trainable variable."""
+    video, labels, sample_weight = (None if x is None else ops.convert_to_tensor(x)
+                                    for x in (video, labels, sample_weight))
+    model_checks.check_video(model, video, training=True)
+    model_checks.check_compiled(model)
+    function = gradient_function(model, exact)
+    current = [[ops.convert_to_tensor(v.value) for v in variables]
+               for variables in (model.trainable_variables, model.non_trainable_variables)]
+    return list(function(*current, video, labels, sample_weight))

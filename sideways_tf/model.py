@@ -10,13 +10,13 @@ Only Keras' public API is used: `compute_loss`, `compute_metrics`, `stateless_ca
 
 from __future__ import annotations
 
+import functools
 import warnings
 from typing import Optional, Sequence
 
 import keras
-from keras import ops
 
-from sideways_tf import gradients, input_checks, model_checks, stream_state, train_step
+from sideways_tf import gradients, input_checks, model_checks, serving, stream_state, train_step
 from sideways_tf.core import backends, schedule, targets
 from sideways_tf.core.engine import ClipResult, Engine
 from sideways_tf.core.stage import build_stages
@@ -24,75 +24,50 @@ from sideways_tf.parallel.balance import auto_devices
 from sideways_tf.train_step import values as _values
 
 
-def _as_tensor(x):
-    return None if x is None else ops.convert_to_tensor(x)
-
-
 @keras.saving.register_keras_serializable(package="sideways_tf")
 class SidewaysModel(keras.Model):
     """A frame model of D units trained on video clips with one of four rules.
 
-    Example:
-
     ```python
     model = sw.SidewaysModel(units, mode="skip_sideways", fusion="concat")
     model.compile(optimizer=keras.optimizers.Adam(1e-4, clipvalue=1.0),
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                  metrics=["accuracy"])
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
     model.fit(train_ds)  # elements (video [B, T, *F], labels [B] or [B, T, ...][, sample_weight])
     ```
 
+    Calling the model on a clip `[B, T, *F]` returns per-frame predictions `[B, T', *O]`: `T' = T -
+    (D - 1)` in the sideways modes (the pipeline's latency; frame j's prediction at index j), T in "bp".
+
     Args:
-      units: the D units, `units[k]` maps its input to `h_k`; the last returns predictions.
+      units: the D units; `units[k]` maps its input to `h_k`, the last returns predictions.
       mode: `"bp"`, `"sideways"`, `"skip_sideways"` or `"fa_skip_sideways"`.
       fusion: how a unit merges its direct and shortcut inputs: `"concat"` or `"add"`.
-      shortcut: tau, `"auto"`, `"maxpool"`, `"avgpool"`, `"tile"` or `"project"`.
-      devices: None, or one device string per unit (e.g. `["/GPU:0", "/GPU:0", "/GPU:1"]`): the
-        units on different devices run concurrently at each step. Under TensorFlow each unit
-        runs in its `tf.device`; under JAX the frame loop is one program over the distinct
-        devices, each running its own units (`sw.parallel.balance` chooses the groups).
-        `"auto"`: at build, the units are timed and grouped over every accelerator there is
-        (else every CPU device), and `devices` becomes that list (None with one device).
-      gradient_stats: also report, per unit, the mean and the L2 norm of its pseudo-gradient
-        (metrics `unit{i}_grad_mean` and `unit{i}_grad_norm`, averaged over the epoch).
-      update_every: None (one update per clip), or L: the optimizer is applied inside the
-        frame loop every L steps, each unit with the mean of its counted steps since its
-        last update; later frames see the new weights. `update_every=1` is the papers'
-        per-frame update.
-      stateful: consecutive batches are consecutive chunks of the same B streams: the
-        pipeline (activations, messages, validity, the open update window and the targets in
-        flight) carries over instead of restarting. Needs a fixed batch size; `reset_state()`
-        restarts every stream, and an input `{"video": clip, "restart": [B] bool}` restarts
-        single slots.
-      check_finite: every training step fails, naming the culprit, when the input video or a
-        unit's pseudo-gradient holds NaN or Inf (TensorFlow: an `InvalidArgumentError`; JAX: a
-        runtime error carrying a `FloatingPointError`). Costs one reduction per gradient.
-      stop_on_nonfinite_loss: a training step whose loss is NaN or Inf (a learning rate too
-        high, a NaN in the input) is not applied and raises `FloatingPointError` saying so, so
-        `fit` stops with the weights of the last step with a finite loss (on both backends, with
-        XLA too: the step's state is held on the device and one scalar is read back per step).
-        False lets such steps update the weights.
+      shortcut: tau: `"auto"`, `"maxpool"`, `"avgpool"`, `"tile"` or `"project"`.
+      devices: None, one device string per unit (e.g. `["/GPU:0", "/GPU:0", "/GPU:1"]`: units on
+        different devices run concurrently; TensorFlow: each unit in its `tf.device`; JAX: one
+        program per device group), or `"auto"`: at build, the units are timed and grouped over
+        every accelerator (else CPU device) there is (`sw.parallel.balance`).
+      gradient_stats: also report each unit's pseudo-gradient mean and L2 norm per epoch (metrics
+        `unit{i}_grad_mean`, `unit{i}_grad_norm`).
+      update_every: None (one update per clip), or L: the optimizer is applied inside the frame loop
+        every L steps, each unit with the mean of its counted steps since its last update; later
+        frames see the new weights (1: the papers' per-frame update).
+      stateful: consecutive batches are consecutive chunks of the same B streams; the pipeline
+        (activations, messages, validity, the open window, targets in flight) carries over. Needs a
+        fixed batch size; `reset_state()` restarts every stream, an input `{"video": clip, "restart":
+        [B] bool}` single slots.
+      check_finite: a training step fails, naming the culprit, when the input video or a unit's
+        pseudo-gradient holds NaN or Inf (one reduction per gradient).
+      stop_on_nonfinite_loss: a step whose loss is NaN or Inf is not applied and raises
+        `FloatingPointError`, so `fit` stops with the weights of the last finite step (both
+        backends, XLA too: one scalar read back per step). False lets such steps update the weights.
       **kwargs: passed to `keras.Model` (`name`, ...).
-
-    Calling the model on a clip `[B, T, *F]` returns the per-frame predictions
-    `[B, T', *O]`, where `T' = T - (D - 1)` in the sideways modes (the pipeline's latency; the
-    prediction for frame j is at index j) and `T' = T` in `"bp"`.
     """
 
-    def __init__(
-        self,
-        units: Sequence[keras.layers.Layer],
-        mode: str = "sideways",
-        fusion: str = "concat",
-        shortcut: str = "auto",
-        devices: Optional[Sequence[str]] = None,
-        gradient_stats: bool = False,
-        update_every: Optional[int] = None,
-        stateful: bool = False,
-        check_finite: bool = False,
-        stop_on_nonfinite_loss: bool = True,
-        **kwargs,
-    ):
+    def __init__(self, units: Sequence[keras.layers.Layer], mode: str = "sideways", fusion: str = "concat",
+                 shortcut: str = "auto", devices: Optional[Sequence[str]] = None, gradient_stats: bool = False,
+                 update_every: Optional[int] = None, stateful: bool = False, check_finite: bool = False,
+                 stop_on_nonfinite_loss: bool = True, **kwargs):
         super().__init__(**kwargs)
         model_checks.check_arguments(units, mode, fusion, shortcut, devices, update_every, stateful,
                                      stop_on_nonfinite_loss)
@@ -102,12 +77,9 @@ class SidewaysModel(keras.Model):
         self.frame_units = list(units)
         self.gradient_stats = gradient_stats
         self.loss_tracker = keras.metrics.Mean(name="loss")
-        self.gradient_trackers = []
-        if gradient_stats:
-            self.gradient_trackers = [
-                (keras.metrics.Mean(name=f"unit{k + 1}_grad_mean"), keras.metrics.Mean(name=f"unit{k + 1}_grad_norm"))
-                for k in range(len(units))
-            ]
+        self.gradient_trackers = [(keras.metrics.Mean(name=f"unit{k + 1}_grad_mean"),
+                                   keras.metrics.Mean(name=f"unit{k + 1}_grad_norm"))
+                                  for k in range(len(units) if gradient_stats else 0)]
         self.mode = mode
         self.fusion = fusion
         self.shortcut = shortcut
@@ -123,7 +95,6 @@ class SidewaysModel(keras.Model):
         # Bypasses Keras' attribute tracking: what the training step, the train function and `fit` share.
         self.__dict__["_step_checks"] = backends.StepChecks()
 
-    # ------------------------------------------------------------------ building
 
     @property
     def depth(self) -> int:
@@ -179,10 +150,6 @@ class SidewaysModel(keras.Model):
                              programs=backends.current().per_device_programs(self.devices, self.mode), place=place)
         self.built = True
 
-    def _on_programs(self) -> bool:
-        return self.engine is not None and self.engine.programs
-
-    # ------------------------------------------------------------------ forward
 
     def call(self, video, training=False):
         video, _ = stream_state.video_and_restarts(video)
@@ -199,11 +166,10 @@ class SidewaysModel(keras.Model):
             num_frames = max(num_frames - self.inference_latency, 0)
         return (input_shape[0], num_frames) + self.engine.prediction_shape
 
-    # ------------------------------------------------------------------ losses and metrics
 
     def compute_frame_loss(self, y, y_pred, sample_weight=None, training=True):
         """The loss of one frame's predictions `[B, *O]`: Keras' `compute_loss` (compiled loss + regularizers)."""
-        if self._on_programs() and self.losses:  # the regularizers' parts live on several devices
+        if self.engine.programs and self.losses:  # the regularizers' parts live on several devices
             regularizers = gradients.penalty(self, _values(self.trainable_variables))[0]
             return gradients.data_loss(self, y, y_pred, sample_weight) + regularizers
         return super().compute_loss(x=None, y=y, y_pred=y_pred, sample_weight=sample_weight, training=training)
@@ -234,7 +200,6 @@ class SidewaysModel(keras.Model):
         keras_metrics = [m for m in super().metrics if m is not self.loss_tracker and m.name != "loss"]
         return [self.loss_tracker] + keras_metrics
 
-    # ------------------------------------------------------------------ gradients
 
     def clip_gradients(self, params, states, video, labels, sample_weight=None, exact: bool = False,
                        **streaming) -> ClipResult:
@@ -254,7 +219,7 @@ class SidewaysModel(keras.Model):
         Returns:
           A list aligned with `self.trainable_variables`.
         """
-        return self._gradients(video, labels, sample_weight, exact=False)
+        return gradients.of_batch(self, video, labels, sample_weight, exact=False)
 
     def exact_gradients(self, video, labels, sample_weight=None) -> list:
         """Exact per-frame backprop of the same network, averaged over the T frames.
@@ -264,49 +229,19 @@ class SidewaysModel(keras.Model):
         `pseudo_gradients`; elsewhere it is the reference pseudo-gradients approximate.
         Arguments and result as in `pseudo_gradients`; nothing is applied.
         """
-        return self._gradients(video, labels, sample_weight, exact=True)
-
-    def _gradients(self, video, labels, sample_weight, exact: bool) -> list:
-        video, labels, sample_weight = _as_tensor(video), _as_tensor(labels), _as_tensor(sample_weight)
-        model_checks.check_video(self, video, training=True)
-        model_checks.check_compiled(self)
-        function = self.gradient_function(exact)
-        return list(function(_values(self.trainable_variables), _values(self.non_trainable_variables),
-                             video, labels, sample_weight))
+        return gradients.of_batch(self, video, labels, sample_weight, exact=True)
 
     def gradient_function(self, exact: bool = False):
         """The compiled pure function behind `pseudo_gradients` (`exact_gradients` with `exact=True`):
         `function(params, states, video, labels, sample_weight) -> gradients` (`gradients.gradient_function`)."""
         return gradients.gradient_function(self, exact)
 
-    # ------------------------------------------------------------------ Keras steps
 
     def fit(self, x=None, y=None, *args, **kwargs):
-        """Keras' `fit`, after checking the clips' shape where it is known before the first step.
-
-        (Under JAX, an error raised inside the first compiled step leaves Keras' variables
-        without values; checking arrays and `tf.data` element specs first avoids that.) With
-        `stateful=True` the stream state is created here, from the batches' shapes. A `fit` that
-        trains on no batch at all (an empty dataset) raises a `ValueError` after it.
-        """
-        kwargs = model_checks.fit_arguments(args, kwargs)
-        found = model_checks.check_fit_batches(self, x, y, kwargs)
-        if found is not None:  # the batches' shape, labels, whether they carry weights
-            train_step.prepare(self, *found)
-        counter = input_checks.BatchCounter()
-        kwargs["callbacks"] = [*(kwargs.get("callbacks") or []), counter]
-        epochs, initial_epoch = kwargs.get("epochs", 1), kwargs.get("initial_epoch", 0)
-        if getattr(x, "element_spec", None) is not None and hasattr(x, "cardinality") and int(x.cardinality()) == 0:
-            input_checks.check_trained(counter, epochs, initial_epoch)  # known empty: say so before Keras starts
-        x = model_checks.checked_lengths(self, x, training=True)
-        try:
-            with backends.trainer().keras_run(self, self._step_checks), input_checks.first_line_ours():
-                history = super().fit(x, y, **kwargs)
-        except StopIteration:  # Keras' JAX trainer peeks at a first batch that is not there
-            input_checks.check_trained(counter, epochs, initial_epoch)
-            raise
-        input_checks.check_trained(counter, epochs, initial_epoch)
-        return history
+        """Keras' `fit`, the clips' shape checked where known before the first step (`train_step.fit`: under
+        JAX an error inside the first compiled step would leave the variables empty); a `fit` on no batch
+        at all raises a `ValueError`."""
+        return train_step.fit(self, super().fit, self._step_checks, x, y, args, kwargs)
 
     def evaluate(self, x=None, y=None, *args, **kwargs):
         """Keras' `evaluate`, after checking the clips' shape (and labels) where known, before Keras wraps errors."""
@@ -339,15 +274,13 @@ class SidewaysModel(keras.Model):
             self.stream_state.reset()
 
     def train_step(self, *args):
-        """One clip per batch: the rule's pseudo-gradients, one optimizer update, the metrics.
-
-        TensorFlow calls `train_step(data)`; JAX calls `train_step(state, data)` and gets
-        `(logs, state)` back (`backends.keras_train_step`).
-        """
+        """One batch: the rule's pseudo-gradients, the optimizer's update, the metrics (TensorFlow:
+        `train_step(data)`; JAX: `train_step(state, data) -> (logs, state)`, `backends.trainer()`)."""
         if self.engine is None:  # a generator's first batch: built first, so that its state can be held
             x = keras.utils.unpack_x_y_sample_weight(args[-1])[0]
             model_checks.check_video(self, stream_state.video_and_restarts(x)[0], training=True)
-        return backends.trainer().keras_train_step(self, self._train_on_batch, args, self._step_checks)
+        step = functools.partial(train_step.keras_train_batch, self, self._step_checks)
+        return backends.trainer().keras_train_step(self, step, args, self._step_checks)
 
     def _stepped_by_python(self) -> None:
         """On per-device programs the step drives one compiled program per device itself: Keras'
@@ -375,57 +308,21 @@ class SidewaysModel(keras.Model):
 
     def test_step(self, *args):
         """Depth-parallel inference on one batch (per-frame in `"bp"`), then the loss and metrics."""
-        return backends.trainer().keras_test_step(self, self._test_on_batch, args)
-
-    def _train_on_batch(self, data):
-        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-        video, starts = stream_state.video_and_restarts(x)
-        y, sample_weight = _as_tensor(y), _as_tensor(sample_weight)
-        model_checks.check_video(self, video, training=True)
-        model_checks.check_compiled(self)
-        model_checks.check_targets(self, video.shape[1], y, sample_weight)
-        return train_step.train_batch(self, video, starts, y, sample_weight, self._step_checks.held_losses)
-
-    def _test_on_batch(self, data):
-        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-        x, y, sample_weight = _as_tensor(x), _as_tensor(y), _as_tensor(sample_weight)
-        model_checks.check_targets(self, x.shape[1] if len(getattr(x, "shape", ())) > 1 else None, y, sample_weight)
-        y_pred = self(x, training=False)
-        train_step.track_loss(self, self.compute_loss(x, y, y_pred, sample_weight, training=False), x)
-        logs = self.compute_metrics(x, y, y_pred, sample_weight)
-        training_only = {tracker.name for pair in self.gradient_trackers for tracker in pair}
-        return {name: value for name, value in logs.items() if name not in training_only}
+        return backends.trainer().keras_test_step(self, functools.partial(train_step.keras_test_batch, self), args)
 
     def summary(self, *args, **kwargs):
-        """Keras' summary with one row per unit (its stage: the unit and, in the skip modes, its tau).
-
-        A header line gives the rule: mode, fusion, D, and the streaming options.
-        """
-        print_fn = kwargs.get("print_fn") or print
-        options = [f"mode={self.mode!r}", f"D={self.depth} units"]
-        if self.mode in schedule.SKIP_MODES:
-            options += [f"fusion={self.fusion!r}", f"shortcut={self.shortcut!r}"]
-        if self.update_every is not None:
-            options.append(f"update_every={self.update_every}")
-        if self.stateful:
-            options.append("stateful")
-        print_fn(f"SidewaysModel {self.name!r}: " + ", ".join(options) + ".")
-        if self.stages:
-            units = ", ".join(f"{stage.name} = {stage.unit.name}" for stage in self.stages)
-            print_fn(f"Units: {units}.")
-            # The units are also tracked on their own; listing the stages shows each once.
+        """Keras' summary after a header with the rule; one row per unit (its stage: the unit and its tau)."""
+        if self.stages:  # the units are also tracked on their own; listing the stages shows each once
             kwargs.setdefault("layer_range", [self.stages[0].name, self.stages[-1].name])
+        for line in model_checks.summary_header(self):
+            (kwargs.get("print_fn") or print)(line)
         return super().summary(*args, **kwargs)
 
-    # ------------------------------------------------------------------ streaming inference
 
     def init_states(self, batch_size) -> dict:
-        """The state of `stream_step` before the first frame of B streams (MoViNet's `init_states`, as the
-        SavedModel's endpoint of the same name).
-
-        Returns:
-          `{"steps": [B] int32 (frames seen), "h0".."h{D-2}": [B, *S_k] (activations in flight)}`.
-        """
+        """The state of `stream_step` before the first frame of B streams (MoViNet's `init_states`, the
+        SavedModel's endpoint of the same name): `{"steps": [B] int32 (frames seen), "h0".."h{D-2}": [B, *S_k]
+        (activations in flight)}`."""
         self._require_built()
         return self.engine.init_states(batch_size)
 
@@ -448,34 +345,21 @@ class SidewaysModel(keras.Model):
           the step; frame by frame the valid ones equal `predict` on the whole clip.
         """
         self._require_built()
-        from sideways_tf import serving
-
         return serving.stream_step(self, frame, state)
 
     def export(self, filepath, format="tf_saved_model", verbose=None, input_signature=None, **kwargs):
-        """Writes a SavedModel with endpoints for clips and for streaming (TensorFlow backend).
-
-        With the default format and no `input_signature`, the SavedModel has three endpoints,
-        usable with plain `tf.saved_model.load` (no `sideways_tf` needed):
-        `serve(video [B, T, *F]) -> [B, T', *O]`, `init_states(batch_size) -> state` and
-        `stream_step(frame [B, *F], state) -> {"prediction": [B, *O], **new_state}` (see
-        `stream_step` and `sideways_tf.serving`).
-        Anything else goes to Keras' `Model.export`.
-        """
+        """A SavedModel (TensorFlow backend) that plain `tf.saved_model.load` serves: `serve(video [B, T, *F])
+        -> [B, T', *O]`, `init_states(batch_size) -> state` and `stream_step(frame [B, *F], state) ->
+        {"prediction": [B, *O], **new_state}` (`sideways_tf.serving`). Another format or an
+        `input_signature` goes to Keras' `Model.export`."""
         if format != "tf_saved_model" or input_signature is not None:
             return super().export(filepath, format=format, verbose=verbose, input_signature=input_signature, **kwargs)
-        from sideways_tf import serving
-
         return serving.export_saved_model(self, filepath, verbose=verbose)
 
-    # ------------------------------------------------------------------ serialization
 
     def load_weights(self, filepath, *args, **kwargs):
-        """Keras' `load_weights`; a file that is not readable, or that another model wrote, is named in one line.
-
-        An unreadable file raises `OSError` (as Keras does; a backup's restore then falls back to
-        its previous copy), weights of another model `ValueError`.
-        """
+        """Keras' `load_weights`; an unreadable file raises `OSError` naming it (a backup's restore then falls
+        back to its previous copy), weights another model wrote a one-line `ValueError`."""
         with model_checks.weights_file(self, filepath):
             return super().load_weights(filepath, *args, **kwargs)
 

@@ -228,3 +228,19 @@ def weights_file(model, filepath) -> Iterator[None]:
         raise ValueError(f"the weights in {filepath} do not fit this model (mode={model.mode!r}, "
                          f"fusion={model.fusion!r}, shortcut={model.shortcut!r}, {len(model.frame_units)} units): "
                          f"{first} Weights load only into a model of the same units and shortcuts.") from error
+
+
+def summary_header(model) -> list[str]:
+    """The lines `summary` prints before Keras' table: the rule (mode, D, fusion and tau in the skip
+    modes, the streaming options) and, once built, which unit each stage holds."""
+    options = [f"mode={model.mode!r}", f"D={model.depth} units"]
+    if model.mode in schedule.SKIP_MODES:
+        options += [f"fusion={model.fusion!r}", f"shortcut={model.shortcut!r}"]
+    if model.update_every is not None:
+        options.append(f"update_every={model.update_every}")
+    if model.stateful:
+        options.append("stateful")
+    lines = [f"SidewaysModel {model.name!r}: " + ", ".join(options) + "."]
+    if model.stages:
+        lines.append("Units: " + ", ".join(f"{stage.name} = {stage.unit.name}" for stage in model.stages) + ".")
+    return lines

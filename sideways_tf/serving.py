@@ -57,11 +57,8 @@ def export_saved_model(model, filepath: str, verbose=None) -> None:
     Raises:
       ValueError: when the backend is not TensorFlow or the model is not built.
     """
-    if keras.backend.backend() != "tensorflow":
-        raise ValueError(
-            f"`export` writes a TensorFlow SavedModel and needs KERAS_BACKEND=tensorflow; the backend is "
-            f"{keras.backend.backend()!r}. Save the weights (`model.save`) and export from a TensorFlow process."
-        )
+    backends.require("tensorflow", "`export` (a TensorFlow SavedModel)",
+                     "Save the weights (`model.save`) and export from a TensorFlow process.")
     import tensorflow as tf
 
     state = model.init_states(1)  # raises when the model is not built

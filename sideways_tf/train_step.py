@@ -9,8 +9,8 @@ optimizer update, at the end of a clip or inside the frame loop, is one call of 
 backend-dependent part (TensorFlow updates the variables in place, JAX returns new values) is
 the backend's `optimizer_step` (`core.backends`).
 
-The model's Keras glue (`SidewaysModel.train_step`) calls `train_batch` inside Keras' step;
-nothing here is private to the model.
+The model's Keras glue calls `keras_train_batch` and `keras_test_batch` inside Keras' steps, and
+`fit` around Keras' `fit`; nothing here is private to the model.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import keras
 from keras import ops
 
 from sideways_tf import gradients as gradients_lib
-from sideways_tf import input_checks, stream_state
+from sideways_tf import input_checks, model_checks, stream_state
 from sideways_tf.core import backends, episode, targets
 from sideways_tf.core.engine import ClipResult
 
@@ -182,3 +182,57 @@ def train_batch(model, video, starts, labels, sample_weight, held_losses: Option
         y, y_pred, weights = targets.flatten_steps(result.predictions, labels, sample_weight,
                                                    result.labels_per_frame, result.weights_per_frame)
     return keras.Model.compute_metrics(model, video, y, y_pred, weights)
+
+
+def _as_tensor(x):
+    return None if x is None else ops.convert_to_tensor(x)
+
+
+def keras_train_batch(model, checks, data) -> dict:
+    """Keras' training step on one batch `(x, y[, sample_weight])`, checked: `train_batch`'s logs.
+    `checks`: the model's `backends.StepChecks` (where TensorFlow's held losses go)."""
+    x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+    video, starts = stream_state.video_and_restarts(x)
+    y, sample_weight = _as_tensor(y), _as_tensor(sample_weight)
+    model_checks.check_video(model, video, training=True)
+    model_checks.check_compiled(model)
+    model_checks.check_targets(model, video.shape[1], y, sample_weight)
+    return train_batch(model, video, starts, y, sample_weight, checks.held_losses)
+
+
+def keras_test_batch(model, data) -> dict:
+    """Keras' test step on one batch: depth-parallel inference (per-frame in `"bp"`), the loss and the
+    metrics (the training-only gradient statistics left out)."""
+    x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+    x, y, sample_weight = _as_tensor(x), _as_tensor(y), _as_tensor(sample_weight)
+    model_checks.check_targets(model, x.shape[1] if len(getattr(x, "shape", ())) > 1 else None, y, sample_weight)
+    y_pred = model(x, training=False)
+    track_loss(model, model.compute_loss(x, y, y_pred, sample_weight, training=False), x)
+    logs = model.compute_metrics(x, y, y_pred, sample_weight)
+    training_only = {tracker.name for pair in model.gradient_trackers for tracker in pair}
+    return {name: value for name, value in logs.items() if name not in training_only}
+
+
+def fit(model, keras_fit, checks, x, y, args: Sequence, kwargs: dict):
+    """`keras_fit(x, y, **kwargs)` (Keras' own `fit`, run with the model's `backends.StepChecks`),
+    after checking the clips' shape where it is known before the first step and preparing the
+    model for them (`prepare`); a `fit` that trains on no batch at all (an empty dataset) raises
+    a `ValueError` (`input_checks.check_trained`)."""
+    kwargs = model_checks.fit_arguments(args, kwargs)
+    found = model_checks.check_fit_batches(model, x, y, kwargs)
+    if found is not None:  # the batches' shape, labels, whether they carry weights
+        prepare(model, *found)
+    counter = input_checks.BatchCounter()
+    kwargs["callbacks"] = [*(kwargs.get("callbacks") or []), counter]
+    epochs, initial_epoch = kwargs.get("epochs", 1), kwargs.get("initial_epoch", 0)
+    if getattr(x, "element_spec", None) is not None and hasattr(x, "cardinality") and int(x.cardinality()) == 0:
+        input_checks.check_trained(counter, epochs, initial_epoch)  # known empty: say so before Keras starts
+    x = model_checks.checked_lengths(model, x, training=True)
+    try:
+        with backends.trainer().keras_run(model, checks), input_checks.first_line_ours():
+            history = keras_fit(x, y, **kwargs)
+    except StopIteration:  # Keras' JAX trainer peeks at a first batch that is not there
+        input_checks.check_trained(counter, epochs, initial_epoch)
+        raise
+    input_checks.check_trained(counter, epochs, initial_epoch)
+    return history

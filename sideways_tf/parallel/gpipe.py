@@ -24,10 +24,9 @@ import weakref
 
 import jax
 import jax.numpy as jnp
-import keras
 import numpy as np
 
-from sideways_tf.core import schedule, targets
+from sideways_tf.core import backends, schedule, targets
 from sideways_tf.core.backends.jax_stages import AXIS, StagePlacement
 from sideways_tf.core.pipeline import apply_stage
 
@@ -38,9 +37,7 @@ def bubble(num_frames: int, num_devices: int) -> float:
 
 
 def _check(model) -> StagePlacement:
-    if keras.backend.backend() != "jax":
-        raise ValueError(f"the GPipe baseline runs under KERAS_BACKEND=jax; the backend is "
-                         f"{keras.backend.backend()!r}.")
+    backends.require("jax", "the GPipe baseline")
     if schedule.rule(model.mode, model.depth).shortcuts:
         raise ValueError(f"the GPipe baseline pipelines the plain chain of units: `model.mode` must be 'bp' or "
                          f"'sideways' (no shortcuts); got {model.mode!r}.")

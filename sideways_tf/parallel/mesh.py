@@ -13,6 +13,8 @@ from typing import Optional, Sequence
 
 import keras
 
+from sideways_tf.core import backends
+
 
 def data_and_stages(num_stages: int, devices: Optional[Sequence[str]] = None):
     """A `keras.distribution.ModelParallel` over a `(batch, stage)` mesh, variables replicated.
@@ -35,8 +37,7 @@ def data_and_stages(num_stages: int, devices: Optional[Sequence[str]] = None):
     Raises:
       ValueError: when the device count is not a multiple of `num_stages`, or not JAX.
     """
-    if keras.backend.backend() != "jax":
-        raise ValueError(f"data x stage meshes are a JAX feature; the backend is {keras.backend.backend()!r}.")
+    backends.require("jax", "a data x stage mesh")
     devices = list(devices) if devices is not None else keras.distribution.list_devices()
     if num_stages < 1 or len(devices) % num_stages:
         raise ValueError(f"`num_stages` must divide the number of devices ({len(devices)}); got {num_stages}.")
@@ -46,7 +47,7 @@ def data_and_stages(num_stages: int, devices: Optional[Sequence[str]] = None):
 
 def stage_devices() -> Optional[list[str]]:
     """The first replica's devices along the "stage" axis of the current distribution, as names (or None)."""
-    if keras.backend.backend() != "jax":
+    if not backends.is_running("jax"):
         return None
     import jax
 

@@ -46,6 +46,7 @@ The module of the running backend is imported on first use, so `import sideways_
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib
 from types import ModuleType
@@ -73,6 +74,15 @@ class StepChecks:
     state_kept: bool = False
 
 
+class SingleDevice:
+    """JAX without a distribution: what TensorFlow's default strategy is, a `scope()` that does nothing."""
+
+    num_replicas_in_sync = 1
+
+    def scope(self):
+        return contextlib.nullcontext()
+
+
 _LOADED: dict = {}
 
 
@@ -92,6 +102,29 @@ def trainer() -> ModuleType:
       ValueError: under a Keras backend other than TensorFlow or JAX.
     """
     return _load("keras")
+
+
+def require(backend: str, feature: str, advice: str = "") -> None:
+    """Raises a `ValueError` saying that `feature` runs under `KERAS_BACKEND=backend` only, and which
+    backend runs now (then `advice`), when another one does."""
+    if keras.backend.backend() != backend:
+        raise ValueError(f"{feature} runs under KERAS_BACKEND={backend}; the backend is {keras.backend.backend()!r}."
+                         + (f" {advice}" if advice else ""))
+
+
+def is_running(backend: str) -> bool:
+    """Whether the Keras backend in use is `backend` (for what exists under one backend only)."""
+    return keras.backend.backend() == backend
+
+
+def distribution() -> ModuleType:
+    """`sw.training.strategy`'s backend part (`jax_distribution` or `tensorflow_distribution`): `make`,
+    `is_chief`, `num_processes`, `barrier`.
+
+    Raises:
+      ValueError: under a Keras backend other than TensorFlow or JAX.
+    """
+    return _load("distribution")
 
 
 def _load(part: str) -> ModuleType:
