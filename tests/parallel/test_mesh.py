@@ -26,5 +26,6 @@ def test_one_device_is_one_replica_of_one_stage():
 
 @pytest.mark.tensorflow_only("the refusal of the TensorFlow backend")
 def test_tensorflow_backend_is_refused():
-    with pytest.raises(ValueError, match=r"a data x stage mesh runs under KERAS_BACKEND=jax; the backend is 'tensorflow'"):
+    with pytest.raises(ValueError,
+                       match=r"a data x stage mesh runs under KERAS_BACKEND=jax; the backend is 'tensorflow'"):
         sw.parallel.data_and_stages(1)
