@@ -130,14 +130,22 @@ def gradient_function(model, exact: bool = False) -> Callable:
     return cache[key][1]
 
 
+def values(variables) -> list:
+    """The variables' current values as tensors (inside a `keras.StatelessScope`: the scope's)."""
+    return [ops.convert_to_tensor(v.value) for v in variables]
+
+
+def as_tensor(x):
+    """`x` as a tensor; None stays None (an absent label or sample weight)."""
+    return None if x is None else ops.convert_to_tensor(x)
+
+
 def of_batch(model, video, labels, sample_weight, exact: bool) -> list:
     """`model.pseudo_gradients` (`exact_gradients` with `exact`): the batch checked, the compiled
     `gradient_function` run on the variables' current values; one gradient per trainable variable."""
-    video, labels, sample_weight = (None if x is None else ops.convert_to_tensor(x)
-                                    for x in (video, labels, sample_weight))
+    video, labels, sample_weight = as_tensor(video), as_tensor(labels), as_tensor(sample_weight)
     model_checks.check_video(model, video, training=True)
     model_checks.check_compiled(model)
     function = gradient_function(model, exact)
-    current = [[ops.convert_to_tensor(v.value) for v in variables]
-               for variables in (model.trainable_variables, model.non_trainable_variables)]
-    return list(function(*current, video, labels, sample_weight))
+    return list(function(values(model.trainable_variables), values(model.non_trainable_variables), video, labels,
+                         sample_weight))

@@ -20,8 +20,8 @@ from sideways_tf import gradients, input_checks, model_checks, serving, stream_s
 from sideways_tf.core import backends, schedule, targets
 from sideways_tf.core.engine import ClipResult, Engine
 from sideways_tf.core.stage import build_stages
+from sideways_tf.gradients import values as _values
 from sideways_tf.parallel.balance import auto_devices
-from sideways_tf.train_step import values as _values
 
 
 @keras.saving.register_keras_serializable(package="sideways_tf")

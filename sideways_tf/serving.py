@@ -11,7 +11,7 @@ from __future__ import annotations
 import keras
 
 from sideways_tf.core import backends
-from sideways_tf.train_step import values
+from sideways_tf.gradients import as_tensor, values
 
 
 def stream_step(model, frame, state: dict):
@@ -29,7 +29,7 @@ def stream_step(model, frame, state: dict):
 
         cache["step"] = backends.current().compile_function(step, jit_compile=bool(model.jit_compile))
     args = (values(model.trainable_variables), values(model.non_trainable_variables),
-            None if frame is None else keras.ops.convert_to_tensor(frame), dict(state))
+            as_tensor(frame), dict(state))
     if model.engine.programs:
         args = model.engine.place.local(args)
     return cache["step"](*args)

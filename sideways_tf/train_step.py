@@ -25,11 +25,7 @@ from sideways_tf import gradients as gradients_lib
 from sideways_tf import input_checks, model_checks, stream_state
 from sideways_tf.core import backends, episode, targets
 from sideways_tf.core.engine import ClipResult
-
-
-def values(variables) -> list:
-    """The variables' current values as tensors (inside a `keras.StatelessScope`: the scope's)."""
-    return [ops.convert_to_tensor(v.value) for v in variables]
+from sideways_tf.gradients import as_tensor, values
 
 
 def assign(variables, new_values) -> None:
@@ -184,16 +180,12 @@ def train_batch(model, video, starts, labels, sample_weight, held_losses: Option
     return keras.Model.compute_metrics(model, video, y, y_pred, weights)
 
 
-def _as_tensor(x):
-    return None if x is None else ops.convert_to_tensor(x)
-
-
 def keras_train_batch(model, checks, data) -> dict:
     """Keras' training step on one batch `(x, y[, sample_weight])`, checked: `train_batch`'s logs.
     `checks`: the model's `backends.StepChecks` (where TensorFlow's held losses go)."""
     x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
     video, starts = stream_state.video_and_restarts(x)
-    y, sample_weight = _as_tensor(y), _as_tensor(sample_weight)
+    y, sample_weight = as_tensor(y), as_tensor(sample_weight)
     model_checks.check_video(model, video, training=True)
     model_checks.check_compiled(model)
     model_checks.check_targets(model, video.shape[1], y, sample_weight)
@@ -204,7 +196,7 @@ def keras_test_batch(model, data) -> dict:
     """Keras' test step on one batch: depth-parallel inference (per-frame in `"bp"`), the loss and the
     metrics (the training-only gradient statistics left out)."""
     x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-    x, y, sample_weight = _as_tensor(x), _as_tensor(y), _as_tensor(sample_weight)
+    x, y, sample_weight = as_tensor(x), as_tensor(y), as_tensor(sample_weight)
     model_checks.check_targets(model, x.shape[1] if len(getattr(x, "shape", ())) > 1 else None, y, sample_weight)
     y_pred = model(x, training=False)
     track_loss(model, model.compute_loss(x, y, y_pred, sample_weight, training=False), x)
