@@ -85,8 +85,11 @@ def main() -> None:
     parser.add_argument("--devices", type=int, default=2)
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--dtype", default="float32", choices=["float32", "mixed_bfloat16"])
+    parser.add_argument("--ahead", type=int, default=frame_loop.AHEAD,
+                        help="frames a group's worker may dispatch ahead of its device (core.frame_loop.AHEAD)")
     parser.add_argument("--profile", choices=DISPATCH, help="also print the host's profile of one clip so dispatched")
     args = parser.parse_args()
+    frame_loop.AHEAD = args.ahead
     keras.mixed_precision.set_global_policy(args.dtype)
     frame_shape = (args.resolution,) * 2 + (3,)
     video = np.random.default_rng(0).integers(0, 256, (args.batch, args.frames) + frame_shape, dtype=np.uint8)
