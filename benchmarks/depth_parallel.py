@@ -217,12 +217,9 @@ def main() -> None:
                              "joined every frame, or the calling thread")
     parser.add_argument("--ahead", type=int, default=frame_loop.AHEAD,
                         help="frames a group's worker may dispatch ahead of its device (core.frame_loop.AHEAD)")
-    parser.add_argument("--no_senders", action="store_true",
-                        help="each group's worker queues its own copies (core.frame_loop.SENDERS off)")
     args = parse_with_device_flags(parser)
     keras.mixed_precision.set_global_policy(args.dtype)
     frame_loop.AHEAD = args.ahead
-    frame_loop.SENDERS = not args.no_senders
     rows = []
     for name in args.models:
         for mode in args.modes:
@@ -231,7 +228,7 @@ def main() -> None:
                                     args.dispatch))
                 print(f"measured {rows[-1]}", file=sys.stderr, flush=True)
     summary = {"devices": str(jax.devices()[:args.devices]), "XLA_FLAGS": os.environ["XLA_FLAGS"],
-               "ahead": args.ahead, "senders": frame_loop.SENDERS}
+               "ahead": args.ahead}
     columns = ["model", "mode", "B", "T", "dtype", "groups", "runtime", "one_device_fps", "depth_parallel_fps",
                "speedup", "ideal_speedup", "of_ideal", "gpipe_fps", "vs_gpipe", "vs_gpipe_bound", "vs_gpipe_of_bound",
                "gpipe_recompute", "max_rel_err", "gpipe_max_rel_err", "peak_gb_per_device", "peak_gb_one_device"]

@@ -6,8 +6,7 @@
 Each group's compiled step is run T times on its own (its inbox fixed, nothing waiting on
 another group), then every group's so at once, each from a thread of its own (near the slowest
 group: the hosts' launches overlap); the boundary pieces are moved T times on their own, and the
-whole clip is run with each dispatch (`core.frame_loop.DISPATCH`, and workers without their
-sender threads, `frame_loop.SENDERS`); the host's time per dispatched
+whole clip is run with each dispatch (`core.frame_loop.DISPATCH`); the host's time per dispatched
 step and transfer is timed too. If the loop is much slower than the slowest group alone plus a
 transfer, the groups are waiting on each other or on the host.
 """
@@ -150,11 +149,6 @@ def main() -> None:
         place.dispatch = dispatch
         seconds = _best(lambda: jax.block_until_ready(function(*values, video, labels, None)), args.reps)
         row[f"loop_{dispatch}_ms_per_frame"] = round(1e3 * seconds / args.frames, 3)
-    place.dispatch = "workers"
-    frame_loop.SENDERS = False  # each worker queues its own copies between its steps
-    seconds = _best(lambda: jax.block_until_ready(function(*values, video, labels, None)), args.reps)
-    row["loop_workers_no_senders_ms_per_frame"] = round(1e3 * seconds / args.frames, 3)
-    frame_loop.SENDERS = True
     if args.profile:
         place.dispatch = args.profile
         profile = cProfile.Profile()

@@ -2,8 +2,7 @@
 
     dispatch="workers"   a worker thread per group runs its own frame loop (`core.workers`): it
                          calls its step for frame s once the pieces it reads from frame s - 1
-                         have been queued to it, and at most `AHEAD` frames ahead of its device;
-                         a sender thread per group queues the copies of its pieces (`SENDERS`)
+                         have been queued to it, and at most `AHEAD` frames ahead of its device
     dispatch="threads"   a thread per group, joined every frame; the pieces moved in one batched
                          `device_put` (kept for measurement)
     dispatch="plain"     the calling thread calls every group's step in turn (kept for measurement)
@@ -29,13 +28,6 @@ DISPATCH = ("workers", "threads", "plain")
 # steps of 112x112 (B = 8, about a millisecond) lost 10-20 % of their speed, at 4 nothing
 # beyond the run-to-run noise (`benchmarks/README.md`).
 AHEAD = 4
-
-# Whether each group's copies to other devices are queued by a sender thread of its own rather
-# than by its worker between two steps. A frame's host work is then split: the worker launches
-# step s + 1 while the sender queues the copies of step s's pieces, so a group's host time per
-# frame is the longer of the two, not their sum (where a step lasts about a millisecond, the
-# host's launches and copies bound the speed-up: `benchmarks/README.md`).
-SENDERS = True
 
 
 def traced(tree) -> bool:
@@ -95,67 +87,36 @@ def _run_workers(ready, routes, where, call: Callable, precision, first: int, la
     """Frames `first..last-1` with one worker per group, each running its own frame loop.
 
     Worker g calls its step for frame s as soon as the pieces it reads from frame s - 1 have
-    been queued to it and its step for frame s - AHEAD has run. The copies of its pieces to the
-    groups that read them (one `device_put` per receiving group) are queued by its sender thread
-    (`SENDERS`), in frame order, while it goes on to frame s + 1; a group that also keeps a piece
-    it sends queues them itself, before its next step can donate the piece.
+    been queued to it and its step for frame s - AHEAD has run, then queues its own pieces to the
+    groups that read them, one `device_put` per receiving group.
     """
     sends: dict = {}
     for (g, name, h), sharding in zip(routes, where, strict=True):
         sends.setdefault(g, {}).setdefault(h, ([], sharding))[0].append(name)
     receives = {h: sorted({g for g, _, h2 in routes if h2 == h}) for h in range(len(ready.groups))}
-    inline = {g: not SENDERS or any(name in ready.groups[g].keeps for names, _ in to.values() for name in names)
-              for g, to in sends.items()}
-
-    def send(g, out, boxes):
-        for h, (names, sharding) in sends[g].items():
-            moved = jax.device_put([out[name] for name in names], [sharding] * len(names))
-            boxes.put((g, h), dict(zip(names, moved, strict=True)))
 
     def work(g, boxes):
         def receive():
             for source in receives[g]:
                 ready.inboxes[g].update(boxes.get((source, g)))
 
-        sender = None if inline.get(g, True) else workers.sender(g)
-        queued, failed = [], []  # the sender's last job; its first error
-
-        def job(out):
-            try:
-                send(g, out, boxes)
-            except BaseException as error:  # the readers stop; this worker raises it
-                failed.append(error)
-                boxes.abort()
-
-        try:
-            sent = collections.deque()  # the pieces of the frames dispatched and not yet waited for
-            for s in range(first, last):
-                if s > first:
-                    receive()
-                if len(sent) == AHEAD:  # a piece the group also keeps may have been donated since: done
-                    jax.block_until_ready([x for x in sent.popleft() if not x.is_deleted()])
-                ready.carries[g], out = call(g)
-                if out:
-                    sent.append(list(out.values()))
-                if after is not None:
-                    after(g, s)
-                if g in sends and (s + 1 < last or keep_last):
-                    if sender is None:
-                        send(g, out, boxes)
-                    else:
-                        queued[:] = [sender.submit(job, out)]
-            if queued:
-                queued[0].result()
-            if keep_last and last > first:
+        sent = collections.deque()  # the pieces of the frames dispatched and not yet waited for
+        for s in range(first, last):
+            if s > first:
                 receive()
-        except workers.Aborted:
-            if queued:
-                queued[0].result()
-            if failed:
-                raise failed[0] from None
-            raise
-        if failed:
-            raise failed[0]
+            if len(sent) == AHEAD:  # a piece the group also keeps may have been donated since: done
+                jax.block_until_ready([x for x in sent.popleft() if not x.is_deleted()])
+            ready.carries[g], out = call(g)
+            if out:
+                sent.append(list(out.values()))
+            if after is not None:
+                after(g, s)
+            if s + 1 < last or keep_last:
+                for h, (names, sharding) in sends.get(g, {}).items():
+                    moved = jax.device_put([out[name] for name in names], [sharding] * len(names))
+                    boxes.put((g, h), dict(zip(names, moved, strict=True)))
+        if keep_last and last > first:
+            receive()
         return ready.carries[g]
 
     workers.run(len(ready.groups), work, precision)

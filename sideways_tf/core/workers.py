@@ -24,7 +24,7 @@ from typing import Callable
 import jax
 
 _ABORT = object()
-_POOLS: dict = {}
+_POOLS: dict[int, concurrent.futures.ThreadPoolExecutor] = {}
 
 
 class Aborted(Exception):
@@ -74,14 +74,6 @@ def pool(num_workers: int) -> concurrent.futures.ThreadPoolExecutor:
     if num_workers not in _POOLS:
         _POOLS[num_workers] = concurrent.futures.ThreadPoolExecutor(num_workers, thread_name_prefix="sideways_group")
     return _POOLS[num_workers]
-
-
-def sender(group: int) -> concurrent.futures.ThreadPoolExecutor:
-    """Group `group`'s sender: one thread that runs the jobs given to it in order, made once and kept."""
-    key = ("send", group)
-    if key not in _POOLS:
-        _POOLS[key] = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix=f"sideways_send{group}")
-    return _POOLS[key]
 
 
 def run(num_groups: int, work: Callable[[int, Mailboxes], object], precision=None) -> list:
