@@ -1,6 +1,6 @@
 """Where a depth-parallel clip's time goes on per-device programs: each group's step, the transfers, the loop.
 
-    python -m benchmarks.group_steps [--model vgg16] [--mode sideways] [--batch 32] [--frames 32]
+    python -m benchmarks.group_steps [--model vgg16|vgg8|resnet50] [--mode sideways] [--batch 32] [--frames 32]
         [--resolution 224] [--devices 2] [--reps 3]
 
 Each group's compiled step is run T times on its own (its inbox fixed, nothing waiting on
@@ -22,6 +22,7 @@ import time
 os.environ["KERAS_BACKEND"] = "jax"
 
 from benchmarks.common import report  # noqa: E402
+from benchmarks.depth_parallel import BUILDERS  # noqa: E402
 
 # isort: split
 import jax  # noqa: E402
@@ -32,8 +33,6 @@ import sideways_tf as sw  # noqa: E402
 from sideways_tf.core import frame_loop, targets  # noqa: E402
 from sideways_tf.core.frame_loop import DISPATCH  # noqa: E402
 from sideways_tf.core.group_steps import Clip  # noqa: E402
-
-BUILDERS = {"vgg8": lambda: sw.models.vgg8(51), "vgg16": lambda: sw.models.vgg16(51)}
 
 
 def _best(function, reps: int) -> float:
@@ -93,10 +92,10 @@ def main() -> None:
     frame_shape = (args.resolution,) * 2 + (3,)
     video = np.random.default_rng(0).integers(0, 256, (args.batch, args.frames) + frame_shape, dtype=np.uint8)
     labels = np.arange(args.batch) % 51
-    plan = sw.parallel.balance(BUILDERS[args.model](), frame_shape, args.devices, mode=args.mode,
+    plan = sw.parallel.balance(BUILDERS[args.model](args.resolution), frame_shape, args.devices, mode=args.mode,
                                batch_size=args.batch)
     keras.utils.set_random_seed(0)
-    model = sw.SidewaysModel(BUILDERS[args.model](), mode=args.mode, devices=plan.devices)
+    model = sw.SidewaysModel(BUILDERS[args.model](args.resolution), mode=args.mode, devices=plan.devices)
     model.compile(optimizer="sgd", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     model.build(video.shape)
     place = model.engine.place
