@@ -29,7 +29,7 @@ def clip_gradients(model, params, states, video, labels, sample_weight=None, exa
       video: `[B, T, *F]`.
       labels: `[B, ...]` per clip or `[B, T, ...]` per frame.
       sample_weight: None, `[B]` or `[B, T]`.
-      exact: exact per-frame backprop of the same network instead of the rule.
+      exact: the rule's exact reference instead of the rule (`SidewaysModel.exact_gradients`).
       **streaming: `stream`, `starts`, `updater`, `optimizer_state`, `flush` of
         `Engine.train_clip` (with an updater, the regularizers' gradient enters each update).
 

@@ -222,12 +222,13 @@ class SidewaysModel(keras.Model):
         return gradients.of_batch(self, video, labels, sample_weight, exact=False)
 
     def exact_gradients(self, video, labels, sample_weight=None) -> list:
-        """Exact per-frame backprop of the same network, averaged over the T frames.
+        """The exact gradient the rule approximates; nothing is applied.
 
-        In the skip modes the network includes its shortcuts (with `stop_gradient` on them in
-        `"fa_skip_sideways"`), read from the same frame. On a constant clip this equals
-        `pseudo_gradients`; elsewhere it is the reference pseudo-gradients approximate.
-        Arguments and result as in `pseudo_gradients`; nothing is applied.
+        `"bp"` and `"sideways"`: exact per-frame backprop, averaged over the T frames. The skip
+        modes: exact backprop through time of the network their pipeline computes, whose
+        shortcuts read a later frame than the direct path (`core.through_time`; `stop_gradient`
+        at each shortcut's input in `"fa_skip_sideways"`); its memory grows with T. On a constant
+        clip this equals `pseudo_gradients`. Arguments and result as in `pseudo_gradients`.
         """
         return gradients.of_batch(self, video, labels, sample_weight, exact=True)
 

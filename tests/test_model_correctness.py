@@ -105,6 +105,47 @@ def test_skip_modes_equal_exact_backprop_with_shortcuts_on_constant_clip(mode, f
     assert_grads_close(model.exact_gradients(video, LABELS), expected)
 
 
+def _manual_backprop_through_time(model, video, labels, stop_gradient):
+    """Exact backprop of the network the pipeline computes on a clip, written out independently:
+    at step s unit k reads `h_{k-1}` and `tau(h_{k-2})` of step s - 1 (from frames s - k and
+    s - k + 1); the loss is the mean over the steps where the top output is valid."""
+    units, depth = [stage.unit for stage in model.stages], len(model.stages)
+
+    def loss():
+        last, losses = {}, []
+        for s in range(video.shape[1]):
+            now = {}
+            for k, stage in enumerate(model.stages):
+                if s < k:  # its input is still the pipeline's zeros: nothing valid depends on it
+                    continue
+                x = ops.convert_to_tensor(video[:, s]) if k == 0 else last[k - 1]
+                if k >= 2:
+                    source = ops.stop_gradient(last[k - 2]) if stop_gradient else last[k - 2]
+                    shortcut = _tau(stage, source)
+                    x = ops.concatenate([x, shortcut], -1) if model.fusion == "concat" else x + shortcut
+                now[k] = units[k](x, training=True)
+            if s >= depth - 1:
+                losses.append(SPARSE_CE(labels, now[depth - 1]))
+            last = now
+        return ops.mean(ops.stack(losses))
+
+    return gradient_of(loss, model.trainable_variables)
+
+
+@pytest.mark.parametrize("mode,fusion", [("skip_sideways", "concat"), ("fa_skip_sideways", "add")])
+def test_skip_modes_exact_gradients_are_backprop_through_the_pipelines_network(mode, fusion):
+    video = random_clip((3, 9, 8, 8, 3))
+    model = _model(conv_units, mode, fusion=fusion)
+    model.build(video.shape)
+    exact = model.exact_gradients(video, LABELS)
+    assert_grads_close(exact, _manual_backprop_through_time(model, video, LABELS, mode == "fa_skip_sideways"))
+    # Not the per-frame network with shortcuts from the same frame (the reference before), averaged over frames.
+    same_frame = [_manual_backprop_with_shortcuts(model, video[:, s], LABELS, mode == "fa_skip_sideways")
+                  for s in range(video.shape[1])]
+    averaged = [np.mean([np.asarray(g[i]) for g in same_frame], axis=0) for i in range(len(exact))]
+    assert not all(np.allclose(e, a, atol=1e-4) for e, a in zip(exact, averaged, strict=True))
+
+
 def test_fa_differs_from_full_skip_on_constant_clip():
     video = constant_clip((3, 11, 8, 8, 3))
     full = _model(conv_units, "skip_sideways")

@@ -12,7 +12,7 @@ from typing import Callable, NamedTuple, Optional, Sequence
 
 from keras import ops
 
-from sideways_tf.core import backends, episode, pipeline, schedule, targets
+from sideways_tf.core import backends, episode, pipeline, schedule, targets, through_time
 from sideways_tf.core.placement import Placement
 
 FrameLoss = Callable[[object, object, Optional[object]], object]
@@ -78,7 +78,7 @@ class Engine:
 
     def placement(self, rule: schedule.Rule) -> Placement:
         """Where a call with `rule` runs its units: across devices only for the pipelined rules."""
-        return self.local_place if rule.synchronous else self.place
+        return self.local_place if rule.synchronous or rule.through_time else self.place
 
     @property
     def depth(self) -> int:
@@ -210,7 +210,7 @@ class Engine:
           labels: `[B, ...]` per clip or `[B, T, ...]` per frame.
           sample_weight: None, `[B]` or `[B, T]`.
           frame_loss: `frame_loss(y, y_pred, sample_weight)`, the loss of one frame's prediction.
-          exact: exact per-frame backprop of the same network instead of the rule.
+          exact: the rule's exact reference instead of the rule (`schedule.rule`).
           stream, starts, updater, optimizer_state, flush: streaming (`episode.train_episode`).
 
         Returns:
@@ -225,7 +225,10 @@ class Engine:
 
         place = self.placement(rule)
         plain = stream is None and starts is None and updater is None
-        if self.programs and not rule.synchronous:
+        if rule.through_time and not plain:
+            raise ValueError("Exact gradients through time (a skip mode's exact reference) take one clip: no "
+                             "`stream`, `starts` or `updater`.")
+        if self.programs and not rule.synchronous and not rule.through_time:
             return self._train_clip_on_programs(rule, params, states, trainable_variables, non_trainable_variables,
                                                 video, labels, sample_weight, top_loss, labels_per_frame,
                                                 weights_per_frame, None if plain else dict(
@@ -238,6 +241,9 @@ class Engine:
             def frame_target(s):
                 return targets.frame_target(labels, sample_weight, s, labels_per_frame, weights_per_frame)
 
+            if rule.through_time:
+                return through_time.train_through_time(self.stages, rule, per_stage_params, per_stage_states, video,
+                                                       frame_target, top_loss, self.activation_shapes, place)
             return episode.train_episode(self.stages, rule, per_stage_params, per_stage_states, video, frame_target,
                                          top_loss, self.activation_shapes, place, stream=stream, starts=starts,
                                          updater=updater, optimizer_state=optimizer_state, flush=flush)

@@ -56,6 +56,8 @@ class Rule(NamedTuple):
         the prediction at step s is for frame `s - latency`.
       shortcuts: whether units k >= 2 read `tau(h_{k-2})`.
       shortcut_gradients: whether gradients flow back through the shortcuts.
+      through_time: exact backprop through time of the pipeline's own network (the exact
+        reference of a skip mode, `core.through_time`); `synchronous` is then False.
     """
 
     mode: str
@@ -63,6 +65,7 @@ class Rule(NamedTuple):
     latency: int
     shortcuts: bool
     shortcut_gradients: bool
+    through_time: bool = False
 
     def first_counted_step(self, unit: int, depth: int) -> int:
         """First step at which `unit` (0-based) counts for its update under this rule."""
@@ -72,10 +75,11 @@ class Rule(NamedTuple):
 def rule(mode: str, depth: int, exact: bool = False, training: bool = True) -> Rule:
     """The rule a call runs.
 
-    Training in `"bp"`, or asking for the exact reference (`exact=True`), runs exact per-frame
-    backprop of the network (with its shortcuts in the skip modes); every other training call
-    runs the pipeline of `mode`. Inference runs the pipeline in the sideways modes and the
-    per-frame network in `"bp"`.
+    Training in `"bp"`, or asking for the exact reference (`exact=True`) of `"sideways"`, runs
+    exact per-frame backprop of the network; the exact reference of a skip mode is exact backprop
+    through time of the network its pipeline computes (whose shortcuts read a later frame than
+    the direct path, `core.through_time`); every other training call runs the pipeline of
+    `mode`. Inference runs the pipeline in the sideways modes and the per-frame network in `"bp"`.
 
     Args:
       mode: one of `MODES`.
@@ -85,13 +89,15 @@ def rule(mode: str, depth: int, exact: bool = False, training: bool = True) -> R
     """
     if mode not in MODES:
         raise ValueError(f"`mode` must be one of {', '.join(repr(m) for m in MODES)}; got {mode!r}.")
-    synchronous = mode == "bp" or (exact and training)
+    through_time = exact and training and mode in SKIP_MODES
+    synchronous = mode == "bp" or (exact and training and not through_time)
     return Rule(
         mode=mode,
         synchronous=synchronous,
         latency=output_latency(depth, "bp" if synchronous else mode),
         shortcuts=mode in SKIP_MODES,
         shortcut_gradients=mode == "skip_sideways",
+        through_time=through_time,
     )
 
 

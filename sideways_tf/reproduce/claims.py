@@ -181,8 +181,9 @@ def _build() -> dict[str, Claim]:
                  "sideways: mean cosine at stride 1 > at stride 4"),
          Greater(Metric("skip_sideways_stride1", "cosine_mean"), Metric("skip_sideways_stride4", "cosine_mean"),
                  0.0, "skip_sideways: mean cosine at stride 1 > at stride 4")),
-        note="the cosine of each unit's clip gradient with exact per-frame backprop, averaged over the last "
-             "epoch's probes"))
+        note="the cosine of each unit's clip gradient with the exact gradient it approximates (per-frame "
+             "backprop; for Skip-Sideways, backprop through time of its pipeline's network since 2026-11-30), "
+             "averaged over the last epoch's probes"))
     return {claim.name: claim for claim in claims}
 
 
