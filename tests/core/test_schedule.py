@@ -63,16 +63,20 @@ def test_messages_are_zero_until_valid():
 
 
 def test_one_function_decides_the_rule():
-    assert schedule.rule("bp", 5) == ("bp", True, 0, False, False)
+    assert schedule.rule("bp", 5) == ("bp", True, 0, False, False, False)
     assert schedule.rule("sideways", 5).latency == 4 and not schedule.rule("sideways", 5).synchronous
-    exact = schedule.rule("skip_sideways", 5, exact=True)
-    assert exact.synchronous and exact.latency == 0 and exact.shortcuts and exact.shortcut_gradients
-    fa = schedule.rule("fa_skip_sideways", 5, exact=True)
-    assert fa.shortcuts and not fa.shortcut_gradients
-    inference = schedule.rule("skip_sideways", 5, exact=True, training=False)
-    assert not inference.synchronous and inference.latency == 4
-    assert schedule.rule("sideways", 5).first_counted_step(0, 5) == 8
+    exact = schedule.rule("sideways", 5, exact=True)
+    assert exact.synchronous and exact.latency == 0 and not exact.through_time
     assert exact.first_counted_step(0, 5) == 0
+    # The skip modes' exact reference: backprop through time of the pipeline's network, scored as it is.
+    through = schedule.rule("skip_sideways", 5, exact=True)
+    assert through.through_time and not through.synchronous and through.latency == 4
+    assert through.shortcuts and through.shortcut_gradients
+    fa = schedule.rule("fa_skip_sideways", 5, exact=True)
+    assert fa.through_time and fa.shortcuts and not fa.shortcut_gradients
+    inference = schedule.rule("skip_sideways", 5, exact=True, training=False)
+    assert not inference.synchronous and not inference.through_time and inference.latency == 4
+    assert schedule.rule("sideways", 5).first_counted_step(0, 5) == 8
     with pytest.raises(ValueError, match="`mode` must be one of"):
         schedule.rule("backprop", 3)
 
@@ -97,9 +101,16 @@ def test_the_timeline_agrees_with_the_closed_forms(mode, depth, num_frames):
 
 
 def test_exact_backprop_works_on_the_same_frame_everywhere():
-    table = schedule.timeline(schedule.rule("skip_sideways", 4, exact=True), 4, 5)
-    assert all(w.frame == s and w.counts and (w.shortcut_frame == s if k >= 2 else w.shortcut_frame is None)
-               for s, row in enumerate(table) for k, w in enumerate(row))
+    table = schedule.timeline(schedule.rule("sideways", 4, exact=True), 4, 5)
+    assert all(w.frame == s and w.counts and w.shortcut_frame is None for s, row in enumerate(table) for w in row)
+
+
+def test_the_skip_modes_exact_reference_reads_the_frames_the_pipeline_reads():
+    for mode in schedule.SKIP_MODES:
+        exact, rule = (schedule.timeline(schedule.rule(mode, 4, exact=e), 4, 7) for e in (True, False))
+        frames = [[(w.frame, w.shortcut_frame) for w in row] for row in exact]
+        assert frames == [[(w.frame, w.shortcut_frame) for w in row] for row in rule]
+        assert frames[4][3] == (1, 2)  # unit 3 at step 4: frame 1 directly, frame 2 through the shortcut
 
 
 def test_docs_show_the_printed_timeline():
