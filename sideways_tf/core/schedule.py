@@ -121,7 +121,8 @@ def timeline(rule: Rule, depth: int, num_frames: int) -> list[list[Work]]:
     Per step s (0..T-1), per unit k (0..D-1): in the pipeline unit k's direct input was computed
     from frame `s - k` (it left unit 0 k steps earlier) and its shortcut input from frame
     `s - k + 1` (one unit skipped, one step fewer), and so in a skip mode's exact reference through
-    time; in exact per-frame backprop (`rule.synchronous`) every unit works on frame s. The counts follow `Rule.first_counted_step`, the closed form the engine's masks use.
+    time; in exact per-frame backprop (`rule.synchronous`) every unit works on frame s. The counts
+    follow `Rule.first_counted_step`, the closed form the engine's masks use.
 
     A 3-unit Sideways model over 6 frames (`format_timeline`; `*`: the step counts; in
     Skip-Sideways unit 2 reads `0+1`, `1+2`, ...: its direct and shortcut frames):
