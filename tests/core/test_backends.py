@@ -9,6 +9,7 @@ from sideways_tf.core import backends
 
 
 def test_cotangent_vjp_of_a_dense_layer():
+    keras.utils.set_random_seed(0)  # an unseeded kernel once gave a near-cancelling entry (rel. error 1.4e-5)
     layer = keras.layers.Dense(3, activation=None)
     x = ops.convert_to_tensor(np.random.default_rng(0).normal(size=(2, 4)).astype("float32"))
     layer.build(x.shape)
@@ -22,9 +23,9 @@ def test_cotangent_vjp_of_a_dense_layer():
     assert head_value is None and aux == []
     x, cot, kernel = np.asarray(x), np.asarray(cot), np.asarray(kernel)
     np.testing.assert_allclose(out, x @ kernel + np.asarray(bias), rtol=1e-6)
-    np.testing.assert_allclose(dx, cot @ kernel.T, rtol=1e-5)
-    np.testing.assert_allclose(dk, x.T @ cot, rtol=1e-5)
-    np.testing.assert_allclose(db, cot.sum(0), rtol=1e-5)
+    np.testing.assert_allclose(dx, cot @ kernel.T, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(dk, x.T @ cot, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(db, cot.sum(0), rtol=1e-5, atol=1e-6)
 
 
 def test_head_gradient_aux_and_unconnected_zeros():
