@@ -68,7 +68,18 @@ BUILDERS = {"vgg8": lambda resolution: sw.models.vgg8(51), "vgg16": lambda resol
             "resnet50": _resnet50}
 
 
-def _model(name: str, mode: str, resolution: int, devices=None) -> sw.SidewaysModel:
+def clip_and_plan(name: str, mode: str, batch: int, frames: int, resolution: int, num_devices: int) -> tuple:
+    """A clip of random uint8 frames `[B, T, R, R, 3]`, its labels `[B]`, and `sw.parallel.balance`'s plan
+    of model `name` over `num_devices` devices."""
+    frame_shape = (resolution, resolution, 3)
+    video = np.random.default_rng(0).integers(0, 256, size=(batch, frames) + frame_shape, dtype=np.uint8)
+    labels = np.arange(batch) % 51
+    plan = sw.parallel.balance(BUILDERS[name](resolution), frame_shape, num_devices, mode=mode, batch_size=batch)
+    return video, labels, plan
+
+
+def compiled_model(name: str, mode: str, resolution: int, devices=None) -> sw.SidewaysModel:
+    """Model `name` (seeded) with `devices`, compiled with SGD and a per-frame cross-entropy."""
     keras.utils.set_random_seed(0)
     model = sw.SidewaysModel(BUILDERS[name](resolution), mode=mode, devices=devices)
     model.compile(optimizer=keras.optimizers.SGD(0.01),
@@ -76,7 +87,8 @@ def _model(name: str, mode: str, resolution: int, devices=None) -> sw.SidewaysMo
     return model
 
 
-def _values(model) -> tuple[list, list]:
+def values(model) -> tuple[list, list]:
+    """The current values of the model's trainable and non-trainable variables."""
     return [v.value for v in model.trainable_variables], [v.value for v in model.non_trainable_variables]
 
 
@@ -103,19 +115,16 @@ def measure(name: str, mode: str, batch: int, frames: int, num_devices: int, res
 
     The placed model runs first, so that each device's peak memory after it is its own (the
     one-device run then raises device 0's peak only)."""
-    frame_shape = (resolution, resolution, 3)
-    video = np.random.default_rng(0).integers(0, 256, size=(batch, frames) + frame_shape, dtype=np.uint8)
-    labels = np.arange(batch) % 51
-    plan = sw.parallel.balance(BUILDERS[name](resolution), frame_shape, num_devices, mode=mode, batch_size=batch)
-    one = _model(name, mode, resolution)
+    video, labels, plan = clip_and_plan(name, mode, batch, frames, resolution, num_devices)
+    one = compiled_model(name, mode, resolution)
     one.build(video.shape)
-    placed = _model(name, mode, resolution, plan.devices)
+    placed = compiled_model(name, mode, resolution, plan.devices)
     placed.build(video.shape)
     placed.set_weights(one.get_weights())
     if placed.engine.programs:
         placed.engine.place.dispatch = dispatch
-    args_one = (*_values(one), video, labels, None)
-    args_placed = (*_values(placed), video, labels, None)
+    args_one = (*values(one), video, labels, None)
+    args_placed = (*values(placed), video, labels, None)
     used = jax.devices()[:num_devices]
     seconds_placed = median_seconds(placed.gradient_function(), args_placed, reps)
     peaks_placed = _peak_bytes(used)
@@ -145,16 +154,16 @@ def _against_gpipe(name: str, mode: str, video, labels, num_devices: int, resolu
     and idles for the bubble, and the rule itself costs what it costs on one device."""
     batch, frames = video.shape[:2]
     chain = sw.parallel.balance(BUILDERS[name](resolution), video.shape[2:], num_devices, mode="bp", batch_size=batch)
-    pipe = _model(name, "bp", resolution, chain.devices)
+    pipe = compiled_model(name, "bp", resolution, chain.devices)
     pipe.build(video.shape)
-    one_bp = _model(name, "bp", resolution)
+    one_bp = compiled_model(name, "bp", resolution)
     one_bp.build(video.shape)
     one_bp.set_weights(pipe.get_weights())
-    args = (*_values(pipe), video, labels, None)
+    args = (*values(pipe), video, labels, None)
     seconds_gpipe = median_seconds(gpipe.gradient_function(pipe), args, reps)
-    seconds_bp = median_seconds(one_bp.gradient_function(), (*_values(one_bp), video, labels, None), reps)
+    seconds_bp = median_seconds(one_bp.gradient_function(), (*values(one_bp), video, labels, None), reps)
     forward = jax.jit(lambda trainable, non_trainable, clip: one_bp.stateless_call(trainable, non_trainable, clip)[0])
-    seconds_forward = median_seconds(forward, (*_values(one_bp), video), reps)
+    seconds_forward = median_seconds(forward, (*values(one_bp), video), reps)
     recompute = seconds_forward / seconds_bp
     bubble = gpipe.bubble(frames, num_devices)
     bound = (1 + recompute) / (1 - bubble) * seconds_bp / seconds_one
@@ -162,7 +171,7 @@ def _against_gpipe(name: str, mode: str, video, labels, num_devices: int, resolu
     return {"gpipe_fps": batch * frames / seconds_gpipe, "vs_gpipe": vs_gpipe, "gpipe_bubble": bubble,
             "gpipe_recompute": recompute, "vs_gpipe_bound": bound, "vs_gpipe_of_bound": vs_gpipe / bound,
             "gpipe_max_rel_err": _relative_error(gpipe.gradient_function(pipe)(*args)[0],
-                                                 one_bp.gradient_function()(*_values(one_bp), video, labels, None))}
+                                                 one_bp.gradient_function()(*values(one_bp), video, labels, None))}
 
 
 def plot(path: str, rows) -> None:

@@ -163,8 +163,7 @@ def _profile(function, folder: str) -> list:
     options.host_tracer_level = 2
     with jax.profiler.trace(folder, create_perfetto_trace=True, profiler_options=options):
         function()
-    (path,) = glob.glob(os.path.join(folder, "**", "*.trace.json.gz"), recursive=True)[:1] or glob.glob(
-        os.path.join(folder, "**", "*.json.gz"), recursive=True)[:1]
+    path = glob.glob(os.path.join(folder, "**", "*.json.gz"), recursive=True)[0]
     with gzip.open(path) as f:
         trace = json.load(f)
     return trace["traceEvents"] if isinstance(trace, dict) else trace
@@ -172,14 +171,16 @@ def _profile(function, folder: str) -> list:
 
 def main(argv: Optional[list] = None) -> None:
     os.environ["KERAS_BACKEND"] = "jax"
-    from benchmarks.depth_parallel import BUILDERS  # sets XLA_FLAGS from the flags before JAX starts
+    from benchmarks.depth_parallel import (  # sets XLA_FLAGS from the flags before JAX starts
+        BUILDERS,
+        clip_and_plan,
+        compiled_model,
+        values,
+    )
 
     # isort: split
     import jax
-    import keras
-    import numpy as np
 
-    import sideways_tf as sw
     from benchmarks.common import report
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -196,20 +197,14 @@ def main(argv: Optional[list] = None) -> None:
     args = parser.parse_args(argv)
     if len(jax.devices()) < args.devices:
         parser.error(f"--devices {args.devices}: JAX has {len(jax.devices())} devices ({jax.devices()}).")
-    frame_shape = (args.resolution,) * 2 + (3,)
-    video = np.random.default_rng(0).integers(0, 256, (args.batch, args.frames) + frame_shape, dtype=np.uint8)
-    labels = np.arange(args.batch) % 51
-    plan = sw.parallel.balance(BUILDERS[args.model](args.resolution), frame_shape, args.devices, mode=args.mode,
-                               batch_size=args.batch)
-    keras.utils.set_random_seed(0)
-    model = sw.SidewaysModel(BUILDERS[args.model](args.resolution), mode=args.mode, devices=plan.devices)
-    model.compile(optimizer="sgd", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    video, labels, plan = clip_and_plan(args.model, args.mode, args.batch, args.frames, args.resolution, args.devices)
+    model = compiled_model(args.model, args.mode, args.resolution, plan.devices)
     model.build(video.shape)
     function = model.gradient_function()
-    values = ([v.value for v in model.trainable_variables], [v.value for v in model.non_trainable_variables])
+    current = values(model)
 
     def clip():
-        return jax.block_until_ready(function(*values, video, labels, None))
+        return jax.block_until_ready(function(*current, video, labels, None))
 
     clip()
     clip()

@@ -22,14 +22,12 @@ import time
 os.environ["KERAS_BACKEND"] = "jax"
 
 from benchmarks.common import report  # noqa: E402
-from benchmarks.depth_parallel import BUILDERS  # noqa: E402
+from benchmarks.depth_parallel import BUILDERS, clip_and_plan, compiled_model, values  # noqa: E402
 
 # isort: split
 import jax  # noqa: E402
 import keras  # noqa: E402
-import numpy as np  # noqa: E402
 
-import sideways_tf as sw  # noqa: E402
 from sideways_tf.core import frame_loop, targets  # noqa: E402
 from sideways_tf.core.frame_loop import DISPATCH  # noqa: E402
 from sideways_tf.core.group_steps import Clip  # noqa: E402
@@ -89,14 +87,8 @@ def main() -> None:
     args = parser.parse_args()
     frame_loop.AHEAD = args.ahead
     keras.mixed_precision.set_global_policy(args.dtype)
-    frame_shape = (args.resolution,) * 2 + (3,)
-    video = np.random.default_rng(0).integers(0, 256, (args.batch, args.frames) + frame_shape, dtype=np.uint8)
-    labels = np.arange(args.batch) % 51
-    plan = sw.parallel.balance(BUILDERS[args.model](args.resolution), frame_shape, args.devices, mode=args.mode,
-                               batch_size=args.batch)
-    keras.utils.set_random_seed(0)
-    model = sw.SidewaysModel(BUILDERS[args.model](args.resolution), mode=args.mode, devices=plan.devices)
-    model.compile(optimizer="sgd", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    video, labels, plan = clip_and_plan(args.model, args.mode, args.batch, args.frames, args.resolution, args.devices)
+    model = compiled_model(args.model, args.mode, args.resolution, plan.devices)
     model.build(video.shape)
     place = model.engine.place
     ready = prepared(model, video, labels)
@@ -143,15 +135,15 @@ def main() -> None:
     row["transfer_ms"] = round(1e3 * _best(transfers, args.reps) / args.frames, 3)
     row["transfer_dispatch_ms"] = round(1e3 * _host_seconds(transfers, args.frames), 3)
     function = model.gradient_function()
-    values = ([v.value for v in model.trainable_variables], [v.value for v in model.non_trainable_variables])
+    current = values(model)
     for dispatch in DISPATCH:
         place.dispatch = dispatch
-        seconds = _best(lambda: jax.block_until_ready(function(*values, video, labels, None)), args.reps)
+        seconds = _best(lambda: jax.block_until_ready(function(*current, video, labels, None)), args.reps)
         row[f"loop_{dispatch}_ms_per_frame"] = round(1e3 * seconds / args.frames, 3)
     if args.profile:
         place.dispatch = args.profile
         profile = cProfile.Profile()
-        profile.runcall(lambda: jax.block_until_ready(function(*values, video, labels, None)))
+        profile.runcall(lambda: jax.block_until_ready(function(*current, video, labels, None)))
         pstats.Stats(profile).sort_stats("tottime").print_stats(15)
     slowest = max(row[f"group{g}_step_ms"] for g in range(len(ready.groups)))
     row["bound_ms_per_frame"] = round(slowest, 3)
