@@ -1,6 +1,6 @@
 """Depth parallelism under JAX: units over N devices against one device, and against GPipe on the same devices.
 
-    python -m benchmarks.depth_parallel [--models vgg8 vgg16 resnet50] [--modes sideways skip_sideways]
+    python -m benchmarks.depth_parallel [--models vgg8 vgg16 resnet50 resnet50_time] [--modes sideways skip_sideways]
         [--batch 8 32] [--frames 32] [--devices 2] [--resolution 112] [--dtype float32|mixed_bfloat16]
         [--reps 5] [--dispatch workers|threads|plain] [--png PATH] [--host_devices N] [--xla_flags "..."]
 
@@ -8,7 +8,7 @@ For every model, mode and batch size: the units are grouped over the first N dev
 (`sw.parallel.balance`), and the compiled gradient function of one clip (`gradient_function`,
 the whole training step but the optimizer) is timed on one device and on the N devices; both give
 the same pseudo-gradients (their largest relative difference is printed). `resnet50` is Keras'
-ResNet50 cut into 8 units by `sw.split`. GPipe
+ResNet50 cut into 8 units by `sw.split` by flops, `resnet50_time` by measured time. GPipe
 (`sw.parallel.gpipe`: exact backprop, frames as micro-batches, on per-device programs too) is
 timed on the same devices and clips, with each rule's bound against it: `(1 + r) / (1 - bubble)
 x (the rule's one-device frames/s / bp's)`, r being GPipe's recompute share (one-device forward
@@ -55,17 +55,26 @@ from sideways_tf.core import frame_loop  # noqa: E402
 from sideways_tf.core.frame_loop import DISPATCH  # noqa: E402
 from sideways_tf.parallel import gpipe  # noqa: E402
 
+_TIMED_CUTS: dict = {}  # resolution -> the layers a split by time cut after (timed once per process)
 
-def _resnet50(resolution: int) -> list:
-    """Keras' ResNet50 (random weights) split into 8 units by flops (`sw.split`)."""
+
+def _resnet50(resolution: int, balance: str = "flops") -> list:
+    """Keras' ResNet50 (random weights) split into 8 units (`sw.split`) by flops or by measured time
+    (each piece timed at batch 32, once: later builds cut at the same layers)."""
     backbone = keras.applications.ResNet50(weights=None, input_shape=(resolution, resolution, 3), classes=51,
                                            classifier_activation=None)
-    return sw.split(backbone, 8, balance="flops")
+    if balance != "time":
+        return sw.split(backbone, 8, balance=balance)
+    if resolution not in _TIMED_CUTS:
+        units = sw.split(backbone, 8, balance="time", batch_size=32)
+        _TIMED_CUTS[resolution] = [unit.layers[-1].name for unit in units[:-1]]
+        return units
+    return sw.split(backbone, 8, balance=_TIMED_CUTS[resolution])
 
 
 # Each builder takes the frames' resolution and returns fresh units.
 BUILDERS = {"vgg8": lambda resolution: sw.models.vgg8(51), "vgg16": lambda resolution: sw.models.vgg16(51),
-            "resnet50": _resnet50}
+            "resnet50": _resnet50, "resnet50_time": lambda resolution: _resnet50(resolution, "time")}
 
 
 def clip_and_plan(name: str, mode: str, batch: int, frames: int, resolution: int, num_devices: int) -> tuple:

@@ -94,6 +94,7 @@ def main() -> None:
     ready = prepared(model, video, labels)
     row = {"model": args.model, "mode": args.mode, "B": args.batch, "T": args.frames, "res": args.resolution,
            "dtype": args.dtype, "groups": [list(g) for g in plan.groups],
+           "balance_unit_ms": [round(t, 3) for t in plan.unit_ms],
            "balance_group_ms": [round(t, 3) for t in plan.group_ms]}
     outs, alones = [], []
     for g in range(len(ready.groups)):

@@ -134,3 +134,25 @@ def test_cut_times_count_activation_message_and_shortcut():
     assert cut_times([(10,), (10,)], "float32", "sideways", 2, 1.0) == pytest.approx([1.6e-4, 1.6e-4])
     # skip_sideways: h_{k-1} also crosses, with its shortcut message back.
     assert cut_times([(10,), (10,)], "float32", "skip_sideways", 2, 1.0) == pytest.approx([1.6e-4, 3.2e-4])
+
+
+@pytest.mark.backend_independent("pure Python")
+def test_call_seconds_dispatches_a_round_back_to_back_and_waits_once_per_call_at_its_end():
+    from sideways_tf.parallel.balance import call_seconds
+
+    events = []
+
+    class Result:
+        def __float__(self):
+            events.append("wait")
+            return 0.0
+
+    def compiled(*args):
+        events.append("call")
+        return Result()
+
+    seconds = call_seconds(compiled, (), repeats=4, rounds=3)
+    assert seconds >= 0.0
+    # Two warm-up calls, each waited for; then per round 4 calls before any of their 4 waits.
+    assert events[:4] == ["call", "wait", "call", "wait"]
+    assert events[4:] == (["call"] * 4 + ["wait"] * 4) * 3
