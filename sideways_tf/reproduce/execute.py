@@ -232,11 +232,21 @@ def claim_values(claim: Claim, jobs: Sequence[Job], results: dict) -> dict:
 
 
 def run_values(runs: dict) -> dict:
-    """`{(arm, metric): [per seed]}` from `{arm: [a run's metrics, in seed order]}`: every number of each run."""
+    """`{(arm, metric): [per seed]}` from `{arm: [a run's metrics, in seed order]}`: every number of each run,
+    with `with_derived`'s."""
     values: dict = {}
     for arm, metrics in runs.items():
         for run in metrics:
-            for metric, value in run.items():
+            for metric, value in with_derived(run).items():
                 if isinstance(value, (int, float)) and not isinstance(value, bool):
                     values.setdefault((arm, metric), []).append(float(value))
     return values
+
+
+def with_derived(run: dict) -> dict:
+    """A run's metrics and `train_accuracy`: its last epoch's training accuracy (what the papers plot for
+    the frame rate and the learning rates), or its held-out accuracy (chance) where it diverged."""
+    curve = run.get("history", {}).get("accuracy")
+    if run.get("diverged") or not curve:
+        return {**run, "train_accuracy": run["accuracy"]} if "accuracy" in run else dict(run)
+    return {**run, "train_accuracy": float(curve[-1])}

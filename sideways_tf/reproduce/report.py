@@ -5,13 +5,14 @@ from __future__ import annotations
 import math
 from typing import Optional, Sequence
 
-from sideways_tf.reproduce import verdict
+from sideways_tf.reproduce import execute, verdict
 from sideways_tf.reproduce.claims import Claim
 
-HISTORY_KEY = {"accuracy": "val_accuracy", "loss": "val_loss"}
-SUMMARY_METRIC = {"accuracy": "accuracy", "loss": "loss", "cosine": "cosine_mean"}
-METRIC_WORDS = {"accuracy": "held-out accuracy", "loss": "held-out L2 (mean squared error)",
-                "cosine": "cosine to exact backprop, mean over units"}
+HISTORY_KEY = {"accuracy": "val_accuracy", "train_accuracy": "accuracy", "loss": "val_loss"}
+SUMMARY_METRIC = {"accuracy": "accuracy", "train_accuracy": "train_accuracy", "loss": "loss", "cosine": "cosine_mean"}
+METRIC_WORDS = {"accuracy": "held-out accuracy", "train_accuracy": "training accuracy (last epoch)",
+                "loss": "held-out L2 (mean squared error)", "cosine": "cosine to exact backprop, mean over units"}
+ACCURACIES = ("accuracy", "train_accuracy")
 
 
 def _pm(values: Sequence[float], digits: int = 3) -> str:
@@ -34,6 +35,8 @@ def claim_section(claim: Claim, values: verdict.Values, runs: dict, png: Optiona
              f"*{claim.source}.* Verdict: **{decided}**.", ""]
     if claim.note:
         lines += [f"In miniature: {claim.note}.", ""]
+    if claim.changed:
+        lines += [f"Changed from the last version: {claim.changed}.", ""]
     header = ["arm", f"{METRIC_WORDS[claim.metric]} (mean ± std)", "per seed", "diverged", "parameters"]
     if claim.metric == "cosine":
         header.insert(3, "per unit, bottom to top (mean over seeds)")
@@ -120,7 +123,8 @@ def plot(path: str, claim: Claim, runs: dict, chance: Optional[float] = None) ->
                 curves.plot(epochs, series.mean(0), color=f"C{i}", marker="o", label=name)
                 curves.fill_between(epochs, series.mean(0) - series.std(0), series.mean(0) + series.std(0),
                                     color=f"C{i}", alpha=0.2)
-            finals = [m[claim.metric] for m in runs.get(name, []) if math.isfinite(m.get(claim.metric, math.nan))]
+            finals = [execute.with_derived(m).get(claim.metric, math.nan) for m in runs.get(name, [])]
+            finals = [value for value in finals if math.isfinite(value)]
             if finals:
                 bars.bar(i, np.mean(finals), yerr=np.std(finals), color=f"C{i}", capsize=4)
                 bars.plot([i] * len(finals), finals, "k.", markersize=4)
@@ -129,7 +133,7 @@ def plot(path: str, claim: Claim, runs: dict, chance: Optional[float] = None) ->
                 axis.axhline(chance, color="k", linestyle="--", linewidth=1, label="chance")
         curves.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
         curves.set_xlabel("epoch")
-        curves.set_ylabel(METRIC_WORDS[claim.metric])
+        curves.set_ylabel(METRIC_WORDS[claim.metric].replace(" (last epoch)", ""))
         curves.legend(fontsize=8)
         bars.set_xticks(range(len(names)))
         bars.set_xticklabels(names, rotation=30, ha="right", fontsize=8)

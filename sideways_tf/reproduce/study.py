@@ -41,8 +41,7 @@ def reproduce(names: Sequence[str], seeds: int, out: str, runs_dir: str, workers
         runs = {arm.name: [results[j.key] for j in mine if j.arm == arm.name] for arm in claim.arms}
         values = execute.claim_values(claim, jobs, results)
         png = f"miniature_{claim.name}.png"
-        chance = 1.0 / claim.config(claim.arms[0], 0).num_classes if claim.metric == "accuracy" else None
-        drawn = report.plot(os.path.join(out, png), claim, runs, chance)
+        drawn = report.plot(os.path.join(out, png), claim, runs, _chance(claim))
         decided, text = report.claim_section(claim, values, runs, png if drawn else None)
         sections.append((claim, decided, text))
         verdicts[claim.name] = decided
@@ -65,7 +64,8 @@ def rejudge(out: str) -> dict:
     and rewrites `miniature.md` and the verdicts in `miniature.json`; returns `{claim: verdict}`.
 
     The header of the existing `miniature.md` (how and when the runs were made) is kept, with a
-    line saying when and how the verdicts were re-read; the plots are left as they are.
+    line saying when and how the verdicts were re-read; the plots are drawn again from the
+    recorded runs (their metric may have changed).
 
     Raises:
       FileNotFoundError: naming the file when `out` holds no `miniature.json` or `miniature.md`.
@@ -87,15 +87,17 @@ def rejudge(out: str) -> dict:
         header = header.replace(words, "")  # this version's words, or the two-verdict version's
     header = header.rstrip() + " " + VERDICT_WORDS + "\n\n" + (
         f"Verdicts re-read on {datetime.date.today().isoformat()} from `{RESULTS_JSON}` "
-        "(`sideways-reproduce --rejudge`), with the same checks: each claim's runs were not trained again.")
+        "(`sideways-reproduce --rejudge`), with the checks of this version (each claim's section says what "
+        "changed): each claim's runs were not trained again.")
     chosen = claims_lib.get(list(numbers))
     sections, verdicts = [], {}
     for claim in chosen:
         runs = {arm: [dict(run) for run in sorted(recorded, key=lambda r: r["seed"])]
                 for arm, recorded in numbers[claim.name]["runs"].items()}
         png = f"miniature_{claim.name}.png"
+        drawn = report.plot(os.path.join(out, png), claim, runs, _chance(claim))
         decided, text = report.claim_section(claim, execute.run_values(runs), runs,
-                                             png if os.path.exists(os.path.join(out, png)) else None)
+                                             png if drawn or os.path.exists(os.path.join(out, png)) else None)
         sections.append((claim, decided, text))
         verdicts[claim.name] = numbers[claim.name]["verdict"] = decided
     with open(paths[RESULTS_MD], "w") as f:
@@ -111,6 +113,13 @@ VERDICT_WORDS = (
     "beyond 2 se (b above a; the means apart by more than the tolerance plus 2 se), and otherwise *not shown at "
     "this power*, with the seeds per arm at which the same difference and spread would decide it. A claim holds "
     "when all its checks hold, is contradicted when one is, and is otherwise not shown.")
+
+
+def _chance(claim: claims_lib.Claim) -> Optional[float]:
+    """The chance accuracy of an accuracy claim (None for the others)."""
+    if claim.metric not in report.ACCURACIES:
+        return None
+    return 1.0 / claim.config(claim.arms[0], 0).num_classes
 
 
 def _compact(metrics: dict) -> dict:

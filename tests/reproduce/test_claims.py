@@ -64,3 +64,27 @@ def test_unknown_names_sizes_and_counts_are_refused():
     with pytest.raises(ValueError, match="`workers`"):
         execute.execute([], "/nonexistent", workers=0)
     assert dataclasses.replace(claims.MINIATURE, seed=1) != claims.MINIATURE
+
+
+def test_training_accuracy_is_the_last_epochs_and_a_diverged_run_keeps_its_chance_score():
+    run = {"accuracy": 0.42, "history": {"accuracy": [0.5, 0.92], "val_accuracy": [0.4, 0.42]}}
+    assert execute.with_derived(run)["train_accuracy"] == 0.92
+    diverged = {"accuracy": 0.25, "loss": float("nan"), "history": {}, "diverged": True}
+    assert execute.with_derived(diverged)["train_accuracy"] == 0.25
+    values = execute.run_values({"a": [run, {**run, "history": {"accuracy": [0.7]}}]})
+    assert values[("a", "train_accuracy")] == [0.92, 0.7] and values[("a", "accuracy")] == [0.42, 0.42]
+
+
+def test_the_frame_rate_and_stability_claims_read_training_accuracy_and_say_what_changed():
+    from sideways_tf.reproduce import report
+
+    for name in ("frame_rate", "stability"):
+        claim = claims.CLAIMS[name]
+        assert claim.metric == "train_accuracy" and "training accuracy" in claim.changed
+        runs = {arm.name: [{"accuracy": 0.3, "history": {"accuracy": [0.5, 0.9 - 0.1 * i]}, "parameters": 10}
+                           for _ in range(3)] for i, arm in enumerate(claim.arms)}
+        _, text = report.claim_section(claim, execute.run_values(runs), runs, None)
+        assert "Changed from the last version: held-out accuracy became training accuracy" in text
+        assert "| training accuracy (last epoch) (mean ± std) |" in text
+        assert f"| {claim.arms[0].name} | 0.900 ± 0.000 |" in text
+    assert not claims.CLAIMS["motion"].changed
