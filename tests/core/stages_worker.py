@@ -390,8 +390,36 @@ def programs():
     print("ok programs")
 
 
+def replicas_reduce_once():
+    """Data x depth: a group's step all-reduces no array across the replicas (gradients are aggregated
+    once per update, DESIGN 5; scalars such as the loss may be), as with one replica. Dense units, no
+    batch norm. Fails today: the replicated gradient sums are all-reduced every frame
+    (`benchmarks/README.md`, four H200s)."""
+    import re
+
+    from benchmarks.group_steps import prepared
+
+    video, labels = random_clip((4, 9, 6)), np.array([0, 1, 2, 0])
+    found = {}
+    for replicas, distribution in ((1, None), (2, sw.parallel.data_and_stages(2, devices=names(0, 1, 2, 3)))):
+        keras.distribution.set_distribution(distribution)
+        model = _model(names(0, 0, 1, 1), "sideways", lambda: dense_units(4))
+        model.build(video.shape)
+        ready = prepared(model, video, labels)
+        for g, step in enumerate(ready.steps):
+            text = step.lower(ready.params[g], ready.carries[g], dict(ready.inboxes[g]), *ready.inputs[g]).compile(
+            ).as_text()
+            results = re.findall(r"= (.*?) all-reduce(?:-start)?\(", text)
+            found[replicas, g] = sum(1 for result in results if re.search(r"\[\d", result))
+    keras.distribution.set_distribution(None)
+    assert found[1, 0] == found[1, 1] == 0, found
+    assert found[2, 0] == found[2, 1] == 0, f"array all-reduces per step, by (replicas, group): {found}"
+    print("ok replicas_reduce_once")
+
+
 CHECKS = {"gradients": gradients, "programs": programs, "auto": auto, "no_copies": no_copies, "fit": fit,
-          "streaming": streaming, "regularized": regularized, "gpipe": gpipe, "data_and_stages": data_and_stages}
+          "streaming": streaming, "regularized": regularized, "gpipe": gpipe, "data_and_stages": data_and_stages,
+          "replicas_reduce_once": replicas_reduce_once}
 
 if __name__ == "__main__":
     assert keras.backend.backend() == "jax" and NUM_DEVICES >= 2, (PLATFORM, os.environ.get("XLA_FLAGS"))
