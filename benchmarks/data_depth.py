@@ -18,28 +18,20 @@ splits a CPU into N XLA devices, to check that the script runs (not a speed-up t
 
 from __future__ import annotations
 
-import os
+import argparse
 import sys
+import time
 
-from benchmarks.depth_parallel import _flag_from_argv
-
-if _flag_from_argv(sys.argv, "host_devices"):
-    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count="
-                               + _flag_from_argv(sys.argv, "host_devices")).strip()
-os.environ["KERAS_BACKEND"] = "jax"
-
-import argparse  # noqa: E402
-import time  # noqa: E402
-
-from benchmarks.common import report  # noqa: E402
-from benchmarks.depth_parallel import BUILDERS, compiled_model  # noqa: E402
+# Importing depth_parallel first sets KERAS_BACKEND and XLA_FLAGS (--host_devices) before JAX starts.
+from benchmarks.depth_parallel import BUILDERS, compiled_model, random_clips  # isort: skip
+from benchmarks.common import report
 
 # isort: split
-import jax  # noqa: E402
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
+import jax
+import keras
+import numpy as np
 
-import sideways_tf as sw  # noqa: E402
+import sideways_tf as sw
 
 LAYOUTS = ("one", "depth", "data_depth", "data")
 
@@ -54,18 +46,15 @@ def _distribution(layout: str, names: list):
 
 def measure(layout: str, args, names: list) -> dict:
     """One layout's row: its groups and frames/s of `fit`."""
-    frame_shape = (args.resolution, args.resolution, 3)
-    rng = np.random.default_rng(0)
-    video = rng.integers(0, 256, size=(args.batch * args.steps, args.frames) + frame_shape, dtype=np.uint8)
-    labels = np.arange(args.batch * args.steps) % 51
+    video, labels = random_clips(args.batch * args.steps, args.frames, args.resolution)
     keras.distribution.set_distribution(_distribution(layout, names))
     try:
         devices, groups = None, None
         if layout in ("depth", "data_depth"):
             stages = len(names) if layout == "depth" else len(names) // 2
             per_replica = args.batch if layout == "depth" else args.batch // 2
-            plan = sw.parallel.balance(BUILDERS[args.model](args.resolution), frame_shape, stages, mode=args.mode,
-                                       batch_size=per_replica)
+            plan = sw.parallel.balance(BUILDERS[args.model](args.resolution), video.shape[2:], stages,
+                                       mode=args.mode, batch_size=per_replica)
             devices, groups = plan.devices, [len(g) for g in plan.groups]
         model = compiled_model(args.model, args.mode, args.resolution, devices)
         model.fit(video[:args.batch], labels[:args.batch], batch_size=args.batch, epochs=1, verbose=0, shuffle=False)

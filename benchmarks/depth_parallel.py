@@ -77,13 +77,16 @@ BUILDERS = {"vgg8": lambda resolution: sw.models.vgg8(51), "vgg16": lambda resol
             "resnet50": _resnet50, "resnet50_time": lambda resolution: _resnet50(resolution, "time")}
 
 
+def random_clips(batch: int, frames: int, resolution: int) -> tuple:
+    """Random uint8 clips `[B, T, R, R, 3]` (seeded) and their labels `[B]` among 51 classes."""
+    video = np.random.default_rng(0).integers(0, 256, size=(batch, frames, resolution, resolution, 3), dtype=np.uint8)
+    return video, np.arange(batch) % 51
+
+
 def clip_and_plan(name: str, mode: str, batch: int, frames: int, resolution: int, num_devices: int) -> tuple:
-    """A clip of random uint8 frames `[B, T, R, R, 3]`, its labels `[B]`, and `sw.parallel.balance`'s plan
-    of model `name` over `num_devices` devices."""
-    frame_shape = (resolution, resolution, 3)
-    video = np.random.default_rng(0).integers(0, 256, size=(batch, frames) + frame_shape, dtype=np.uint8)
-    labels = np.arange(batch) % 51
-    plan = sw.parallel.balance(BUILDERS[name](resolution), frame_shape, num_devices, mode=mode, batch_size=batch)
+    """`random_clips` and `sw.parallel.balance`'s plan of model `name` over `num_devices` devices."""
+    video, labels = random_clips(batch, frames, resolution)
+    plan = sw.parallel.balance(BUILDERS[name](resolution), video.shape[2:], num_devices, mode=mode, batch_size=batch)
     return video, labels, plan
 
 

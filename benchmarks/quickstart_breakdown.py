@@ -31,18 +31,19 @@ def _seconds(function, calls: int) -> float:
     return (time.perf_counter() - start) / calls
 
 
-def _plain_frame_model(config):
-    """The quickstart's per-frame network as one `keras.Model` over frames `[N, R, R, 3]`, compiled like the rules."""
+def _plain_frame_model(config, steps_per_epoch: int):
+    """The config's per-frame network (its Sideways units chained) as one `keras.Model` over frames
+    `[N, R, R, 3]`, with the runs' optimizer."""
     import keras
 
-    from sideways_tf.models.simple_cnn import small_cnn
+    from sideways_tf.training import runner
 
     frames = keras.Input((config.resolution, config.resolution, 3))
     h = frames
-    for unit in small_cnn(config.num_classes):
+    for unit in runner.build_units(dataclasses.replace(config, mode="sideways")):
         h = unit(h)
     model = keras.Model(frames, h)
-    model.compile(optimizer=keras.optimizers.Adam(config.learning_rate),
+    model.compile(optimizer=runner.build_optimizer(config, steps_per_epoch),
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     return model
 
@@ -62,7 +63,7 @@ def measure(mode: str, steps: int) -> dict:
     batch, frames = int(clips.shape[0]), int(clips.shape[1])
     step = _seconds(lambda: model.train_on_batch(clips, labels), steps)
     evaluate = _seconds(lambda: model.evaluate(evaluation, verbose=0), 1)
-    plain = _plain_frame_model(config)
+    plain = _plain_frame_model(config, steps_per_epoch)
     images = np.reshape(np.asarray(clips, "float32") / 255.0, (-1,) + tuple(clips.shape[2:]))
     frame_labels = np.repeat(np.asarray(labels), frames)
     per_frame = _seconds(lambda: [plain.train_on_batch(images[i::frames], frame_labels[i::frames])
