@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import keras
 from keras import ops
 
-from sideways_tf.core import pipeline
+from sideways_tf.core import pipeline, replicas
 from sideways_tf.core.schedule import Rule
 
 # On NVIDIA GPUs a group's step is launched as CUDA graphs that include its convolutions (XLA's
@@ -214,6 +214,8 @@ def step_function(stages, clip: Clip, group: Group, options: dict) -> GroupStep:
     dtype = stages[0].compute_dtype
     top = depth - 1 in group.units
     sent = tuple(dict.fromkeys(name for name, _ in group.sends))
+    # Under data x depth each replica's loss is its share of the batch's (`core.replicas`).
+    num_replicas = replicas.count(group)
 
     def step(params, carry, spare, inbox, video, labels, sample_weight, starts):
         got = {**carry["pieces"], **spare, **inbox}
@@ -244,7 +246,7 @@ def step_function(stages, clip: Clip, group: Group, options: dict) -> GroupStep:
                                                           got.get(f"s{k + 2}"))
                 results[k] = pipeline.unit_step(
                     stages[k], k, depth, rule, params[k], carry["states"][k], steps, direct, shortcut, cotangent,
-                    (lambda out: clip.top_loss(target, out)) if k == depth - 1 else None)
+                    (lambda out: clip.top_loss(target, out) / num_replicas) if k == depth - 1 else None)
         produced = {}
         for k, result in results.items():
             if k < depth - 1:
@@ -276,7 +278,8 @@ def step_function(stages, clip: Clip, group: Group, options: dict) -> GroupStep:
         new["steps"], new["s"] = steps + 1, s + 1
         return new, {name: produced[name] for name in sent}
 
-    return GroupStep(step, spare_pieces(group), options)
+    # Under data x depth, once per replica of the group's column, each on its clips (`core.replicas`).
+    return GroupStep(step if num_replicas == 1 else replicas.per_replica(step, group), spare_pieces(group), options)
 
 
 def init_function(stages, clip: Clip, group: Group, batch_size: int, num_frames: int, activation_shapes,

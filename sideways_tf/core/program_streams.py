@@ -23,9 +23,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from sideways_tf.core import episode, pipeline
+from sideways_tf.core import episode, pipeline, replicas
 from sideways_tf.core.group_steps import Clip, window, window_gradients, window_means
 from sideways_tf.core.programs import Prepared, ProgramsPlacement, batch_major
+
+# What `resume` puts into a fresh carry from the stream.
+RESUMED = ("steps", "pieces", "acc", "counts", "open", "line")
 
 
 def train_stream(place: ProgramsPlacement, stages, clip: Clip, params: Sequence[Sequence],
@@ -64,7 +67,7 @@ def train_stream(place: ProgramsPlacement, stages, clip: Clip, params: Sequence[
                 own.update(g)
 
         place.run(ready, 0, num_frames, keep_last=True, after=after)
-        gradients, counted = window_gradients(ready.carries, depth)
+        gradients, counted = window_gradients(single(ready), depth)
         if flush and any(bool(c) for c in counted):
             for g in range(len(ready.groups)):
                 own.update(g)
@@ -78,14 +81,15 @@ def train_stream(place: ProgramsPlacement, stages, clip: Clip, params: Sequence[
             if end in updates:
                 params, optimizer_state = update(ready, updater, params, optimizer_state, depth)
             first = end
-        gradients, counted = window_gradients(ready.carries, depth)
+        gradients, counted = window_gradients(single(ready), depth)
         if updater is not None and flush and any(bool(c) for c in counted):
             params, optimizer_state = update(ready, updater, params, optimizer_state, depth)
+    carries = single(ready)
     new_states = [None] * depth
-    for carry in ready.carries:
+    for carry in carries:
         for k, value in carry["states"].items():
             new_states[k] = value
-    top = ready.carries[_group_of(ready, depth - 1)]
+    top = carries[_group_of(ready, depth - 1)]
     return episode.EpisodeResult(*ready.place.home((
         gradients,
         new_states,
@@ -132,7 +136,7 @@ class GroupUpdates:
             return
         ready = self.ready
         carry = ready.carries[g]
-        means, counted = window_means(carry)
+        means, counted = window_means(replicas.merged(carry, ready.place.replicas))
         _, step = self.grouped.step(g, None, None)
         mine = {k: list(v) for k, v in ready.params[g].items()}
         values, self.states[g] = step([mine[k][p] for k, p in self.where[g]], self.states[g],
@@ -160,7 +164,7 @@ def update(ready: Prepared, updater: episode.Updater, params: list, optimizer_st
       `(params per stage, optimizer_state)` after the update.
     """
     params, optimizer_state = updater.apply(params, optimizer_state,
-                                            *ready.place.home(window_gradients(ready.carries, depth)))
+                                            *ready.place.home(window_gradients(single(ready), depth)))
     for g, group in enumerate(ready.groups):
         ready.carries[g] = {**ready.carries[g], "open": jax.device_put(jnp.zeros((), bool), group.replicated)}
         ready.params[g] = jax.device_put({k: list(params[k]) for k in group.units}, group.replicated)
@@ -191,7 +195,8 @@ def resume(ready: Prepared, stream: episode.Stream) -> None:
         carry["open"] = jax.device_put(jnp.ones((), bool), group.replicated)
         if "line" in carry:
             carry["line"] = jax.device_put(stream.targets, group.replicated)
-        ready.carries[g] = carry
+        # Under data x depth: every replica starts its window from the stream's (their mean is it).
+        ready.carries[g] = {**carry, **replicas.spread({key: carry[key] for key in RESUMED if key in carry}, group)}
 
 
 def export(ready: Prepared, rule, depth: int, step: int) -> episode.Stream:
@@ -206,7 +211,7 @@ def export(ready: Prepared, rule, depth: int, step: int) -> episode.Stream:
                                                 held[k].get(f"s{k + 2}")) for k in range(depth - 1))
     top = ready.carries[_group_of(ready, depth - 1)]
     accumulators, counts = [None] * depth, [None] * depth
-    for carry in ready.carries:
+    for carry in single(ready):
         sums, window_counts = window(carry)
         for k in sums:
             accumulators[k], counts[k] = sums[k], window_counts[k]
@@ -214,6 +219,11 @@ def export(ready: Prepared, rule, depth: int, step: int) -> episode.Stream:
                                                       gradients=gradients),
                           accumulators=accumulators, counts=counts, step=jnp.asarray(step, jnp.int32),
                           targets=top.get("line", ()))
+
+
+def single(ready: Prepared) -> list[dict]:
+    """The groups' carries in the single-device form (`replicas.merged`: replicas' windows and states averaged)."""
+    return [replicas.merged(carry, ready.place.replicas) for carry in ready.carries]
 
 
 def _group_of(ready: Prepared, unit: int) -> int:

@@ -30,7 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from sideways_tf.core import frame_loop
+from sideways_tf.core import frame_loop, replicas
 from sideways_tf.core.frame_loop import DISPATCH, traced
 from sideways_tf.core.group_optimizer import GroupOptimizer
 from sideways_tf.core.group_steps import Clip, compiler_options, init_function, plan, step_function, window_gradients
@@ -258,8 +258,8 @@ class ProgramsPlacement(Placement):
                 stages, clip, group, batch_size, num_frames, activation_shapes, target_spec))
             mine = jax.device_put({k: list(params[k]) for k in group.units}, group.replicated)
             carry, inbox = init(mine, jax.device_put({k: list(states[k]) for k in group.units}, group.replicated))
-            if self.replicas > 1:  # the pieces as the steps will pass them on: split over the replicas
-                carry["pieces"], inbox = jax.device_put((carry["pieces"], inbox), group.batched)
+            if self.replicas > 1:  # clips split over the replicas, sums and states one per replica
+                carry, inbox = replicas.spread(carry, group), jax.device_put(inbox, group.batched)
             top = len(stages) - 1 in group.units
 
             def put(x, here: bool = True, where=group.batched):
@@ -300,7 +300,8 @@ class ProgramsPlacement(Placement):
         Returns:
           `(gradients per stage, states per stage, loss, outputs [B, T, *O], output_valid [B, T])`.
         """
-        carries = self.run_clip(stages, clip, params, states, video, activation_shapes, labels, sample_weight)
+        carries = [replicas.merged(carry, self.replicas) for carry in
+                   self.run_clip(stages, clip, params, states, video, activation_shapes, labels, sample_weight)]
         gradients = window_gradients(carries, len(stages))[0]
         new_states = [None] * len(stages)
         for carry in carries:

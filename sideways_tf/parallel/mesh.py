@@ -3,8 +3,8 @@
 Each row of the mesh is one data replica: it trains on its share of the batch with the units
 spread over its devices along the "stage" axis (`SidewaysModel(devices=...)` names the devices
 of the first row). Each group of units runs one program over its stage of every replica
-(`core.programs`), and XLA partitions that program over the batch (batch-norm statistics,
-losses and gradients are reduced over it automatically).
+(`core.programs`), mapped over the replicas (`core.replicas`): each keeps its own gradient sums
+and batch-norm statistics, merged once per update.
 """
 
 from __future__ import annotations

@@ -12,6 +12,7 @@ the count, so shortcuts still cross boundaries both ways. Comparisons run at hig
 precision (GPUs default to TF32).
 """
 
+import functools
 import os
 import sys
 
@@ -277,25 +278,49 @@ def gpipe():
 
 
 def data_and_stages():
-    """2 data replicas x 2 stages (a Keras distribution over a (batch, stage) mesh): `fit` equals one device."""
+    """2 data replicas x 2 stages (a Keras distribution over a (batch, stage) mesh): `fit` equals one
+    device; with batch norm (each replica normalizing by its own clips' statistics, as under
+    MirroredStrategy) the gradients are the mean of one device's on each replica's clips, and the
+    moving statistics the mean of theirs."""
     if NUM_DEVICES < 4:
         print(f"skipped data_and_stages: 2 x 2 needs 4 devices, {PLATFORM} has {NUM_DEVICES}")
         return
     video, labels = random_clip((4, 9, 8, 8, 3)), np.array([0, 1, 2, 3])
+    plain = functools.partial(conv_units, batch_norm=False)
     for mode in ("sideways", "skip_sideways"):
         keras.distribution.set_distribution(None)
-        alone = _model(None, mode)
+        alone = _model(None, mode, plain)
         alone.build(video.shape)
         start = alone.get_weights()
         b = alone.fit(video, labels, batch_size=4, epochs=3, verbose=0, shuffle=False).history
+        halves = [_model(None, mode) for _ in range(2)]
+        for model in halves:
+            model.build(video.shape)
         keras.distribution.set_distribution(sw.parallel.data_and_stages(2, devices=names(0, 1, 2, 3)))
         assert sw.parallel.stage_devices() == names(0, 1)
-        placed = _model(names(0, 0, 1, 1, 1), mode)
+        placed = _model(names(0, 0, 1, 1, 1), mode, plain)
         placed.build(video.shape)
         placed.set_weights(start)
         a = placed.fit(video, labels, batch_size=4, epochs=3, verbose=0, shuffle=False).history
         _close(placed.get_weights(), alone.get_weights(), f"{mode} weights after fit on 2 x 2 devices")
         _close(a["loss"], b["loss"], f"{mode} loss")
+        # Batch norm: per replica, then averaged.
+        normed = _model(names(0, 0, 1, 1, 1), mode)
+        normed.build(video.shape)
+        normed.set_weights(halves[0].get_weights())
+        got = normed.pseudo_gradients(video, labels)
+        normed.fit(video, labels, batch_size=4, epochs=1, verbose=0, shuffle=False)
+        keras.distribution.set_distribution(None)
+        want = [model.pseudo_gradients(video[i * 2:i * 2 + 2], labels[i * 2:i * 2 + 2])
+                for i, model in enumerate(halves)]
+        _close(got, [(x + y) / 2 for x, y in zip(*want, strict=True)], f"{mode} batch-norm gradients on 2 x 2")
+        for i, model in enumerate(halves):
+            model.fit(video[i * 2:i * 2 + 2], labels[i * 2:i * 2 + 2], batch_size=2, epochs=1, verbose=0)
+        _close([v.numpy() for v in normed.non_trainable_variables],
+               [(x.numpy() + y.numpy()) / 2 for x, y in zip(halves[0].non_trainable_variables,
+                                                            halves[1].non_trainable_variables, strict=True)],
+               f"{mode} batch-norm moving statistics on 2 x 2")
+        keras.distribution.set_distribution(sw.parallel.data_and_stages(2, devices=names(0, 1, 2, 3)))
         place = placed.engine.place
         assert placed.engine.programs and place.replicas == 2, (placed.engine.programs, place)
         # Each group over the same stage of both replicas: parameters on both, clips split between them.
@@ -391,10 +416,8 @@ def programs():
 
 
 def replicas_reduce_once():
-    """Data x depth: a group's step all-reduces no array across the replicas (gradients are aggregated
-    once per update, DESIGN 5; scalars such as the loss may be), as with one replica. Dense units, no
-    batch norm. Fails today: the replicated gradient sums are all-reduced every frame
-    (`benchmarks/README.md`, four H200s)."""
+    """Data x depth: a group's step all-reduces no array across the replicas, as with one replica: each
+    replica keeps its own gradient sums, merged once per update (`core.replicas`). Dense units."""
     import re
 
     from benchmarks.group_steps import prepared
