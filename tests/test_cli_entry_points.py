@@ -42,11 +42,28 @@ def test_tiny_quickstart_prints_headers_table_and_plot_quietly(tmp_path):
     assert "sideways trains small_cnn (6 units" in out and "skip_sideways trains small_cnn (6 units" in out
     assert out.count("epoch   2/2  loss") == 2 and "grad_mean" not in out
     assert "accuracy (last 2 epochs)" in out and f"learning curves: {tmp_path}/quickstart.png" in out
+    assert "Not the expected result: Skip-Sideways" in out  # 2 tiny epochs learn nothing, and say so
     assert (tmp_path / "quickstart.png").stat().st_size > 1000
     for noise in ("cuInit", "oneDNN", "cuda drivers", "shuffle=True"):
         assert noise not in result.stderr and noise not in out, noise
     rows = json.loads((tmp_path / "quickstart.json").read_text())
     assert [r["mode"] for r in rows] == ["sideways", "skip_sideways"] and len(rows[0]["val_accuracy"]) == 2
+
+
+@pytest.mark.backend_independent("a sentence from numbers")
+def test_the_quickstart_states_its_conclusion_in_one_sentence():
+    # In a process of its own: the command's module defines absl flags that `sideways-train`'s share.
+    code = ("from sideways_tf.cli.quickstart import conclusion\n"
+            "for side, skip in ((0.12, 0.66), (0.12, 0.45), (0.2, 0.66)):\n"
+            "    print(conclusion([{'mode': 'sideways', 'accuracy': side, 'chance': 0.125},\n"
+            "                      {'mode': 'skip_sideways', 'accuracy': skip, 'chance': 0.125}]))\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=ENV,
+                            cwd=REPO)
+    assert result.returncode == 0, result.stderr[-2000:]
+    expected, *failed = result.stdout.splitlines()
+    assert expected == ("Skip-Sideways learns the motion (0.66 held out, chance 0.125); Sideways stays at chance "
+                        "(0.12): its per-frame model cannot see motion.")
+    assert len(failed) == 2 and all(line.startswith("Not the expected result: Skip-Sideways") for line in failed)
 
 
 @pytest.mark.backend_independent("module aliases")

@@ -124,6 +124,24 @@ def format_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+# What the quickstart shows: Skip-Sideways at least this accurate, Sideways this close to chance.
+LEARNS = 0.5
+AT_CHANCE = 0.05
+
+
+def conclusion(rows: list[dict]) -> str:
+    """One sentence: what the two rules' held-out accuracies (`compare`'s rows) show, with their numbers."""
+    by_mode = {r["mode"]: r for r in rows}
+    side, skip = by_mode["sideways"], by_mode["skip_sideways"]
+    chance = skip["chance"]
+    if skip["accuracy"] >= LEARNS and abs(side["accuracy"] - chance) <= AT_CHANCE:
+        return (f"Skip-Sideways learns the motion ({skip['accuracy']:.2f} held out, chance {chance:.3f}); Sideways "
+                f"stays at chance ({side['accuracy']:.2f}): its per-frame model cannot see motion.")
+    return (f"Not the expected result: Skip-Sideways {skip['accuracy']:.2f} (expected >= {LEARNS}) and Sideways "
+            f"{side['accuracy']:.2f} (expected within {AT_CHANCE} of chance {chance:.3f}); train longer with "
+            f"--epochs.")
+
+
 def plot(path: str, rows: list[dict]) -> bool:
     """Both rules' held-out (and training) accuracy per epoch, with chance; False without matplotlib."""
     try:
@@ -161,6 +179,7 @@ def main(argv) -> None:
     print()
     print("Moving shapes, motion labels (held-out clips):")
     print(format_table(rows))
+    print(conclusion(rows))
     png = os.path.join(model_dir, "quickstart.png")
     if plot(png, rows):
         print(f"\nlearning curves: {png}")

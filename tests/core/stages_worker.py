@@ -293,6 +293,7 @@ def data_and_stages():
         alone.build(video.shape)
         start = alone.get_weights()
         b = alone.fit(video, labels, batch_size=4, epochs=3, verbose=0, shuffle=False).history
+        predicted = alone.predict(video, verbose=0)
         halves = [_model(None, mode) for _ in range(2)]
         for model in halves:
             model.build(video.shape)
@@ -304,6 +305,7 @@ def data_and_stages():
         a = placed.fit(video, labels, batch_size=4, epochs=3, verbose=0, shuffle=False).history
         _close(placed.get_weights(), alone.get_weights(), f"{mode} weights after fit on 2 x 2 devices")
         _close(a["loss"], b["loss"], f"{mode} loss")
+        _close([placed.predict(video, verbose=0)], [predicted], f"{mode} predict on 2 x 2")
         # Batch norm: per replica, then averaged.
         normed = _model(names(0, 0, 1, 1, 1), mode)
         normed.build(video.shape)
@@ -418,6 +420,9 @@ def programs():
 def replicas_reduce_once():
     """Data x depth: a group's step all-reduces no array across the replicas, as with one replica: each
     replica keeps its own gradient sums, merged once per update (`core.replicas`). Dense units."""
+    if NUM_DEVICES < 4:
+        print(f"skipped replicas_reduce_once: 2 x 2 needs 4 devices, {PLATFORM} has {NUM_DEVICES}")
+        return
     import re
 
     from benchmarks.group_steps import prepared
