@@ -143,7 +143,7 @@ def _header(seeds: int, size: str, names: Sequence[str], minutes: float, trained
         f"{platform.python_version()}, TensorFlow {tf.__version__}, Keras {keras.__version__} "
         f"({keras.backend.backend()}); {seeds} seeds per arm, {workers} runs at a time; {minutes:.1f} min "
         f"in all ({trained:.1f} min of training summed over runs, read back runs included).", "",
-        f"Every arm is the quickstart's setting made smaller (moving shapes, {m.num_frames} frames of "
+        f"Every arm is the quickstart's data and model at a smaller setting (moving shapes, {m.num_frames} frames of "
         f"{m.resolution}x{m.resolution} at stride {m.stride}, the 6-unit small CNN, Adam {m.learning_rate:g}, batch "
         f"{m.batch_size}, {m.num_examples} clips, {m.epochs} epochs, {m.validation_steps * m.batch_size} held-out "
         f"clips{'' if size == 'full' else '; here at the tiny size: 2 steps per run, no science'}) with the "
