@@ -195,7 +195,7 @@ def resume(ready: Prepared, stream: episode.Stream) -> None:
         carry["open"] = jax.device_put(jnp.ones((), bool), group.replicated)
         if "line" in carry:
             carry["line"] = jax.device_put(stream.targets, group.replicated)
-        # Under data x depth: every replica starts its window from the stream's (their mean is it).
+        # Under data x depth: each replica starts from its share of the stream's window (`replicas.spread`).
         ready.carries[g] = {**carry, **replicas.spread({key: carry[key] for key in RESUMED if key in carry}, group)}
 
 
@@ -222,7 +222,7 @@ def export(ready: Prepared, rule, depth: int, step: int) -> episode.Stream:
 
 
 def single(ready: Prepared) -> list[dict]:
-    """The groups' carries in the single-device form (`replicas.merged`: replicas' windows and states averaged)."""
+    """The groups' carries in the single-device form (`replicas.merged`: the replicas' windows and states as one)."""
     return [replicas.merged(carry, ready.place.replicas) for carry in ready.carries]
 
 
