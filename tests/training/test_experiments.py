@@ -49,9 +49,11 @@ def test_paper_recipe():
     assert config.space_to_depth and config.decay_epochs == (100, 200)
     assert experiments.get("skip_t1_vgg16_kinetics600").num_frames == 32
     # Sideways paper: warm-up, then /10 at epochs 100 and 200; Skip-Sideways supplement: "We train all
-    # the models with ADAM and a cosine learning rate schedule" (its sweeps included).
+    # the models with ADAM and a cosine learning rate schedule" (its sweeps included). The quickstart ends
+    # on a small rate too (a cosine), where a constant one let its last epochs fall back.
     for name, config in experiments.EXPERIMENTS.items():
-        expected = {"sideways": "paper", "skip": "cosine", "stability": "cosine"}.get(name.split("_")[0], "constant")
+        expected = {"sideways": "paper", "skip": "cosine", "stability": "cosine", "quickstart": "cosine"}.get(
+            name.split("_")[0], "constant")
         assert (config.optimizer, config.schedule) == ("adam", expected), name
 
 
