@@ -26,8 +26,8 @@ setup(
         "camera": ["opencv-python-headless"],
         "jax": ["jax>=0.4.34"],
         "notebooks": ["nbclient", "nbformat", "ipykernel", "matplotlib"],
-        "test": ["pytest>=7", "ruff", "av>=12", "scikit-video", "jax>=0.4.34", "matplotlib", "nbclient", "nbformat",
-                 "ipykernel"],
+        "test": ["pytest>=7", "pytest-xdist>=3", "ruff", "av>=12", "scikit-video", "jax>=0.4.34", "matplotlib",
+                 "nbclient", "nbformat", "ipykernel"],
     },
     entry_points={
         "console_scripts": [

@@ -20,7 +20,8 @@ OUTPUT = os.path.join(ROOT, "docs", "api.md")
 # (module, the names documented from it, in this order). Classes list their public methods that
 # have docstrings of their own (not inherited from Keras).
 SECTIONS = [
-    ("sideways_tf", ["SidewaysModel", "MODES", "FUSIONS", "SHORTCUTS", "highest_precision"]),
+    ("sideways_tf", ["SidewaysModel", "MODES", "FUSIONS", "SHORTCUTS", "highest_precision",
+                     "temporal_receptive_field"]),
     ("sideways_tf.models", None),
     ("sideways_tf.layers", None),
     ("sideways_tf.data", None),

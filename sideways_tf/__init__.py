@@ -13,6 +13,7 @@ from sideways_tf.core.schedule import MODES
 from sideways_tf.core.shortcut import FUSIONS, SHORTCUTS
 from sideways_tf.model import SidewaysModel
 from sideways_tf.precision import highest_precision
+from sideways_tf.receptive_field import temporal_receptive_field
 
 __version__ = "0.1.0"
 
@@ -28,4 +29,4 @@ def __getattr__(name):
 
 
 __all__ = ["FUSIONS", "MODES", "SHORTCUTS", "SidewaysModel", "__version__", "data", "highest_precision", "layers",
-           "models", "parallel", "split", "streaming", "training"]
+           "models", "parallel", "split", "streaming", "temporal_receptive_field", "training"]

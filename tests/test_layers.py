@@ -22,7 +22,7 @@ LAYERS = {
     "core": 0,
     "parallel": 1, "models": 1, "layers": 1, "data": 1, "video_io": 1, "precision": 1,
     "model": 2, "train_step": 2, "gradients": 2, "model_checks": 2, "input_checks": 2, "stream_state": 2,
-    "serving": 2, "": 2,
+    "serving": 2, "receptive_field": 2, "": 2,
     "training": 3, "streaming": 3,
     "cli": 4, "reproduce": 4,
     "train": 4, "quickstart": 4, "stream": 4, "absl_cli": 4,  # deprecated aliases of cli's modules

@@ -134,7 +134,7 @@ def load(
         (about 6.5 GB); without it a missing dataset is a `ValueError` saying so.
       root_dir: the class-per-folder tree of `"video_folder"`.
       hmdb51_split: 1, 2 or 3.
-      label_set: `"motion"` or `"appearance"` for `"moving_shapes"`.
+      label_set: `"motion"`, `"appearance"` or `"shape_and_direction"` for `"moving_shapes"`.
       num_examples: examples per split of `"moving_shapes"` (its default otherwise).
       shuffle_buffer: examples in the shuffle buffer when training.
       seed: shuffling and augmentation seed.

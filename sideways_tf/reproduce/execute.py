@@ -19,7 +19,7 @@ import os
 import time
 from typing import Callable, Optional, Sequence
 
-from sideways_tf.reproduce import footage
+from sideways_tf.reproduce import footage, probes
 from sideways_tf.reproduce.claims import FOOTAGE_DATA, Arm, Claim
 
 METRICS_FILE = "metrics.json"
@@ -30,16 +30,17 @@ TINY = {"num_examples": 32, "epochs": 1, "steps_per_epoch": 2, "validation_steps
 
 @dataclasses.dataclass(frozen=True)
 class Job:
-    """One run: an arm of a claim with one seed, and its resolved config."""
+    """One run: an arm of a claim with one seed, its resolved config, and the claim's probe (None: training)."""
 
     claim: str
     arm: str
     seed: int
     config: object  # training.config.Config
+    probe: Optional[str] = None
 
     @property
     def key(self) -> str:
-        return run_key(self.config)
+        return run_key(self.config) + (f"-{self.probe}" if self.probe else "")
 
 
 def run_key(config) -> str:
@@ -82,7 +83,7 @@ def plan(claims: Sequence[Claim], seeds: int, size: str, runs_dir: str) -> list[
                     config = dataclasses.replace(config, root_dir=root)
                 if width is not None:
                     config = dataclasses.replace(config, width=width)
-                jobs.append(Job(claim.name, arm.name, seed, config))
+                jobs.append(Job(claim.name, arm.name, seed, config, claim.probe))
     return jobs
 
 
@@ -132,17 +133,19 @@ def execute(jobs: Sequence[Job], runs_dir: str, workers: int = 1, print_fn: Opti
         elapsed = time.perf_counter() - start
         left = elapsed / done * (len(pending) - done)
         outcome = "diverged" if metrics["diverged"] else ", ".join(
-            f"{m} {metrics[m]:.4f}" for m in ("accuracy", "loss") if m in metrics and math.isfinite(metrics[m]))
+            f"{m} {metrics[m]:.4f}" for m in ("accuracy", "loss", "receptive_field")
+            if m in metrics and math.isfinite(metrics[m]))
         say(f"[{done}/{len(pending)}] {job.claim}/{job.arm} seed {job.seed}: {outcome} "
             f"({metrics['minutes']:.1f} min; about {left / 60:.0f} min left)")
 
     if workers == 1:
         for job in pending:
-            report(job, train_run(job.config, os.path.join(runs_dir, job.key)))
+            report(job, run_one(job.config, os.path.join(runs_dir, job.key), job.probe))
         return results
     context = multiprocessing.get_context("spawn")
     with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context, initializer=_one_thread) as pool:
-        futures = {pool.submit(train_run, job.config, os.path.join(runs_dir, job.key)): job for job in pending}
+        futures = {pool.submit(run_one, job.config, os.path.join(runs_dir, job.key), job.probe): job
+                   for job in pending}
         for future in concurrent.futures.as_completed(futures):
             report(futures[future], future.result())
     return results
@@ -167,6 +170,17 @@ def read_metrics(folder: str) -> Optional[dict]:
         return None
     with open(path) as f:
         return json.load(f)
+
+
+def run_one(config, folder: str, probe: Optional[str] = None) -> dict:
+    """One run: `train_run`, or the named probe (`probes.PROBES`) with its metrics written alike."""
+    if probe is None:
+        return train_run(config, folder)
+    metrics = probes.PROBES[probe](config)
+    os.makedirs(folder, exist_ok=True)
+    with open(os.path.join(folder, METRICS_FILE), "w") as f:
+        json.dump(metrics, f, indent=1)
+    return metrics
 
 
 def train_run(config, folder: str) -> dict:

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import math
+import textwrap
 from typing import Optional, Sequence
 
 from sideways_tf.reproduce import execute, verdict
 from sideways_tf.reproduce.claims import Claim
 
 HISTORY_KEY = {"accuracy": "val_accuracy", "train_accuracy": "accuracy", "loss": "val_loss"}
-SUMMARY_METRIC = {"accuracy": "accuracy", "train_accuracy": "train_accuracy", "loss": "loss", "cosine": "cosine_mean"}
+SUMMARY_METRIC = {"accuracy": "accuracy", "train_accuracy": "train_accuracy", "loss": "loss", "cosine": "cosine_mean",
+                  "receptive_field": "receptive_field"}
 METRIC_WORDS = {"accuracy": "held-out accuracy", "train_accuracy": "training accuracy (last epoch)",
-                "loss": "held-out L2 (mean squared error)", "cosine": "cosine to exact backprop, mean over units"}
+                "loss": "held-out L2 (mean squared error)", "cosine": "cosine to exact backprop, mean over units",
+                "receptive_field": "input frames the last prediction depends on"}
 ACCURACIES = ("accuracy", "train_accuracy")
 
 
@@ -88,7 +91,8 @@ def plot(path: str, claim: Claim, runs: dict, chance: Optional[float] = None) ->
     """One PNG per claim; False without matplotlib.
 
     Accuracy and loss claims: the held-out metric per epoch (mean over seeds, ± std shaded) and a
-    bar per arm with its error bar. The cosine claim: each arm's cosine per unit, with error bars.
+    bar per arm with its error bar. The cosine claim: each arm's cosine per unit, with error bars. The
+    receptive-field claim: frames in the field against depth, a line per rule.
     """
     try:
         import matplotlib
@@ -110,6 +114,19 @@ def plot(path: str, claim: Claim, runs: dict, chance: Optional[float] = None) ->
                               capsize=3, label=name)
         axis.set_xlabel("unit (1 = bottom)")
         axis.set_ylabel("cosine to exact backprop")
+        axis.legend(fontsize=8)
+    elif claim.metric == "receptive_field":
+        figure, axis = plt.subplots(figsize=(6.5, 4))
+        modes = sorted({arm.changes["mode"] for arm in claim.arms})
+        for i, mode in enumerate(modes):
+            points = sorted((m["depth"], m["receptive_field"]) for arm in claim.arms if arm.changes["mode"] == mode
+                            for m in runs.get(arm.name, []) if "depth" in m)
+            if points:
+                axis.plot(*zip(*points, strict=True), color=f"C{i}", marker="o", label=mode)
+        axis.set_xlabel("units (depth)")
+        axis.set_ylabel("frames in the temporal receptive field")
+        axis.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+        axis.yaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
         axis.legend(fontsize=8)
     else:
         figure, (curves, bars) = plt.subplots(1, 2, figsize=(11, 4))
@@ -138,7 +155,7 @@ def plot(path: str, claim: Claim, runs: dict, chance: Optional[float] = None) ->
         bars.set_xticks(range(len(names)))
         bars.set_xticklabels(names, rotation=30, ha="right", fontsize=8)
         bars.set_ylabel(f"final {METRIC_WORDS[claim.metric]}")
-    figure.suptitle(f"{claim.name}: {claim.title}", fontsize=9)
+    figure.suptitle("\n".join(textwrap.wrap(f"{claim.name}: {claim.title}", 100)), fontsize=9)
     figure.tight_layout()
     figure.savefig(path, dpi=90)
     plt.close(figure)

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from sideways_tf.data import moving_shapes
+from sideways_tf.data.moving_shapes import NUM_CLASSES
 
 pytestmark = pytest.mark.backend_independent("tf.data and tfds only")
 
@@ -51,6 +52,15 @@ def test_single_frames_reveal_appearance_not_motion(label_set, num_classes, chan
         assert accuracy > 0.8
     else:
         assert accuracy < chance + 0.08
+
+
+def test_shape_and_direction_combines_the_shape_and_the_motions_direction():
+    video, shape = _arrays("train", "appearance", 24)
+    same, motion = _arrays("train", "motion", 24)
+    _, both = _arrays("train", "shape_and_direction", 24)
+    np.testing.assert_array_equal(video, same)
+    np.testing.assert_array_equal(both, shape * 4 + motion // 2)
+    assert NUM_CLASSES["shape_and_direction"] == 16 and both.max() < 16
 
 
 def test_bad_arguments():

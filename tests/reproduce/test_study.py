@@ -46,7 +46,7 @@ def test_every_claim_is_judged_and_written(tiny):
     assert sum("seed 0:" in line for line in lines) == distinct
 
 
-def test_the_wide_arm_matches_the_parameters_and_the_probes_give_cosines(tiny):
+def test_the_wide_arm_matches_the_parameters_and_the_probes_give_cosines_and_fields(tiny):
     root, _, _ = tiny
     numbers = json.loads((root / "out" / study.RESULTS_JSON).read_text())
     wide = numbers["wide"]["runs"]
@@ -55,6 +55,10 @@ def test_the_wide_arm_matches_the_parameters_and_the_probes_give_cosines(tiny):
     cosine = numbers["fidelity"]["runs"]["sideways_stride1"][0]
     assert len(cosine["cosine_units"]) == 6 and all(-1 <= c <= 1 for c in cosine["cosine_units"])
     assert numbers["frame_prediction"]["runs"]["sideways"][0]["loss"] > 0
+    # The receptive-field claim measures untrained models (no training at any size): exact already.
+    field = numbers["receptive_field"]
+    assert [field["runs"][f"skip_sideways_depth{d}"][0]["receptive_field"] for d in (4, 6, 8)] == [2, 3, 4]
+    assert field["runs"]["sideways_depth8"][0]["receptive_field"] == 1 and field["verdict"] == "holds"
 
 
 def test_the_footage_is_real_video_split_by_clip(tiny):
