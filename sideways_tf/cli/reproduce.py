@@ -37,11 +37,15 @@ flags.DEFINE_bool("list", False, "List the claims and exit.")
 flags.DEFINE_bool("rejudge", False, "Judge the runs recorded in --out/miniature.json again with the current checks "
                   "(no training) and rewrite miniature.md.")
 
+NAME_WIDTH = max(len(name) for name in claims_lib.CLAIMS) + 2
+"""The claims' name column in what the command prints."""
+
+
 def main(argv) -> None:
     del argv
     if FLAGS.list:
         for claim in claims_lib.CLAIMS.values():
-            print(f"{claim.name:<18}{claim.title} ({claim.source}; {len(claim.arms)} arms)")
+            print(f"{claim.name:<{NAME_WIDTH}}{claim.title} ({claim.source}; {len(claim.arms)} arms)")
         return
     if FLAGS.rejudge:
         try:
@@ -49,7 +53,7 @@ def main(argv) -> None:
         except (FileNotFoundError, ValueError) as error:
             common.fail("sideways-reproduce", f"--rejudge: {error}")
         for name, decided in verdicts.items():
-            print(f"{name:<18}{decided}")
+            print(f"{name:<{NAME_WIDTH}}{decided}")
         print(f"\nresults: {os.path.join(FLAGS.out, study.RESULTS_MD)}")
         return
     names = FLAGS.claims or list(claims_lib.CLAIMS)
@@ -66,7 +70,7 @@ def main(argv) -> None:
     verdicts = study.reproduce(names, FLAGS.seeds, FLAGS.out, runs_dir, workers, FLAGS.size)
     print()
     for name, decided in verdicts.items():
-        print(f"{name:<18}{decided}")
+        print(f"{name:<{NAME_WIDTH}}{decided}")
     print(f"\nresults: {os.path.join(FLAGS.out, study.RESULTS_MD)} (and the PNGs beside it); runs: {runs_dir}")
 
 
