@@ -1,6 +1,6 @@
 """Which input frames a prediction depends on: a model's temporal receptive field, measured.
 
-The Skip-Sideways paper (Section 3) says that with shortcuts "individual units have indirect
+The Skip-Sideways paper (Section 4) says that with shortcuts "individual units have indirect
 access to more frames" and that "their receptive fields increase linearly with the depth of the
 network", whereas Sideways' temporal receptive field is one frame. This measures it rather than
 deriving it: each input frame in turn has noise added to it, and a frame belongs to the field

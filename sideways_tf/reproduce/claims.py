@@ -143,7 +143,7 @@ def _build() -> dict[str, Claim]:
     claims.append(Claim(
         "shape_and_direction", "Shape and direction labels: Sideways learns the shape, which one frame shows, and "
                                "not the direction; Skip-Sideways learns more",
-        "Skip-Sideways paper, Section 3 ('Single-frame (2D) CNNs do not have access to motion information ... The "
+        "Skip-Sideways paper, Section 4 ('Single-frame (2D) CNNs do not have access to motion information ... The "
         "same holds for Sideways')", SHAPE_AND_DIRECTION,
         (_mode("sideways", "sideways"), _mode("skip_sideways", "skip_sideways")), "accuracy",
         (Greater(_acc("sideways"), SHAPE_AND_DIRECTION_CHANCE, ACCURACY_MARGIN, "sideways > chance (1/16) + 0.05"),
@@ -233,8 +233,8 @@ def _build() -> dict[str, Claim]:
     claims.append(Claim(
         "receptive_field", "Temporal receptive field: one frame for Sideways; growing linearly with depth with "
                            "Skip-Sideways' shortcuts",
-        "Skip-Sideways paper, Section 3 ('their receptive fields increase linearly with the depth of the network') "
-        "and Section 4 ('the Sideways's temporal receptive field is one')", RECEPTIVE, field_arms, "receptive_field",
+        "Skip-Sideways paper, Section 4 ('their receptive fields increase linearly with the depth of the network') "
+        "and Section 5.1 ('the Sideways's temporal receptive field is one')", RECEPTIVE, field_arms, "receptive_field",
         (Similar(field("sideways_depth4"), 1, 0, "sideways, 4 units: one frame"),
          Similar(field("sideways_depth8"), 1, 0, "sideways, 8 units: one frame"),
          Greater(field("skip_sideways_depth8"), field("skip_sideways_depth4"), 0,
