@@ -2,7 +2,8 @@
 
     python -m benchmarks.depth_parallel [--models vgg8 vgg16 resnet50 resnet50_time] [--modes sideways skip_sideways]
         [--batch 8 32] [--frames 32] [--devices 2] [--resolution 112] [--dtype float32|mixed_bfloat16]
-        [--reps 5] [--dispatch workers|threads|plain] [--png PATH] [--host_devices N] [--xla_flags "..."]
+        [--reps 5] [--dispatch workers|threads|plain] [--clip device|host] [--png PATH] [--host_devices N]
+        [--xla_flags "..."]
 
 For every model, mode and batch size: the units are grouped over the first N devices by time
 (`sw.parallel.balance`), and the compiled gradient function of one clip (`gradient_function`,
@@ -13,6 +14,11 @@ ResNet50 cut into 8 units by `sw.split` by flops, `resnet50_time` by measured ti
 timed on the same devices and clips, with each rule's bound against it: `(1 + r) / (1 - bubble)
 x (the rule's one-device frames/s / bp's)`, r being GPipe's recompute share (one-device forward
 time over bp's gradient time). Frames/s are B * T over the median time of `--reps` calls.
+
+`--clip device` (the default) puts the clip and its labels on the first device before timing, as
+Keras' `fit` under JAX does on accelerators (its iterator copies each batch one step ahead, while
+the step before runs); `--clip host` passes NumPy arrays, so every timed call also copies the
+clip from host memory (154 MB at 224x224, B = 32, T = 32), on one device and on N alike.
 
 `--host_devices N` splits a CPU into N XLA host devices (set before JAX starts), so the script
 runs without accelerators; such numbers measure the program's overheads on shared cores, not a
@@ -122,12 +128,15 @@ def _peak_bytes(devices) -> list:
 
 
 def measure(name: str, mode: str, batch: int, frames: int, num_devices: int, resolution: int, reps: int,
-            dispatch: str = "workers") -> dict:
+            dispatch: str = "workers", clip: str = "device") -> dict:
     """One row: frames/s on one device, on `num_devices` (balanced), and GPipe's on the same devices.
 
     The placed model runs first, so that each device's peak memory after it is its own (the
-    one-device run then raises device 0's peak only)."""
+    one-device run then raises device 0's peak only). `clip`: "device" puts the clip and labels on
+    the first device first (as `fit` does), "host" leaves them NumPy arrays."""
     video, labels, plan = clip_and_plan(name, mode, batch, frames, resolution, num_devices)
+    if clip == "device":
+        video, labels = jax.device_put((video, labels), jax.devices()[0])
     one = compiled_model(name, mode, resolution)
     one.build(video.shape)
     placed = compiled_model(name, mode, resolution, plan.devices)
@@ -144,7 +153,7 @@ def measure(name: str, mode: str, batch: int, frames: int, num_devices: int, res
     peak_one = _peak_bytes(used[:1])[0]
     error = _relative_error(placed.gradient_function()(*args_placed), one.gradient_function()(*args_one))
     row = {"model": name, "mode": mode, "B": batch, "T": frames, "dtype": keras.mixed_precision.dtype_policy().name,
-           "devices": num_devices, "groups": [len(g) for g in plan.groups], "runtime":
+           "devices": num_devices, "clip": clip, "groups": [len(g) for g in plan.groups], "runtime":
            f"programs/{dispatch}" if placed.engine.programs else "one program",
            "one_device_fps": batch * frames / seconds_one, "depth_parallel_fps": batch * frames / seconds_placed,
            "speedup": seconds_one / seconds_placed, "ideal_speedup": plan.ideal_speedup,
@@ -236,6 +245,8 @@ def main() -> None:
     parser.add_argument("--dispatch", default="workers", choices=list(DISPATCH),
                         help="per-device programs: a worker per group running its own frame loop, a thread per group "
                              "joined every frame, or the calling thread")
+    parser.add_argument("--clip", default="device", choices=["device", "host"],
+                        help="the clip on the first device before timing (as `fit` puts it), or NumPy on the host")
     parser.add_argument("--ahead", type=int, default=frame_loop.AHEAD,
                         help="frames a group's worker may dispatch ahead of its device (core.frame_loop.AHEAD)")
     args = parse_with_device_flags(parser)
@@ -246,11 +257,11 @@ def main() -> None:
         for mode in args.modes:
             for batch in args.batch:
                 rows.append(measure(name, mode, batch, args.frames, args.devices, args.resolution, args.reps,
-                                    args.dispatch))
+                                    args.dispatch, args.clip))
                 print(f"measured {rows[-1]}", file=sys.stderr, flush=True)
     summary = {"devices": str(jax.devices()[:args.devices]), "XLA_FLAGS": os.environ["XLA_FLAGS"],
                "ahead": args.ahead}
-    columns = ["model", "mode", "B", "T", "dtype", "groups", "runtime", "one_device_fps", "depth_parallel_fps",
+    columns = ["model", "mode", "B", "T", "dtype", "clip", "groups", "runtime", "one_device_fps", "depth_parallel_fps",
                "speedup", "ideal_speedup", "of_ideal", "gpipe_fps", "vs_gpipe", "vs_gpipe_bound", "vs_gpipe_of_bound",
                "gpipe_recompute", "max_rel_err", "gpipe_max_rel_err", "peak_gb_per_device", "peak_gb_one_device"]
     report("depth_parallel", rows, columns, summary)
