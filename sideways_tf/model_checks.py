@@ -7,6 +7,7 @@ runs where the shapes allow (`input_checks` holds the checks that need no model)
 from __future__ import annotations
 
 import contextlib
+import warnings
 from typing import Iterator, Optional, Sequence
 
 import keras
@@ -127,17 +128,29 @@ def frame_shape_of(model, input_shape) -> tuple:
 @contextlib.contextmanager
 def read_as_clips(input_shape) -> Iterator[None]:
     """Around building the units: a unit that fails on a rank-4 input is told how the input was read
-    (a batch of images `[B, H, W, C]` is read as B clips of H frames)."""
+    (a batch of images `[B, H, W, C]` is read as B clips of H frames).
+
+    With a rank-4 input, the warnings Keras gives while the units fail to build ("looks like it
+    has unbuilt state") are held back, since the error says what went wrong; they are passed on
+    when the units build."""
     input_shape = tuple(input_shape)
-    try:
+    if len(input_shape) != 4:
         yield
-    except ValueError as error:
-        if len(input_shape) != 4:
-            raise
-        raise ValueError(f"{error}\nThe input of shape {input_shape} was read as B={input_shape[0]} clips of "
+        return
+    failed = None
+    with warnings.catch_warnings(record=True) as held:
+        warnings.simplefilter("always")
+        try:
+            yield
+        except ValueError as error:
+            failed = error
+    if failed is not None:
+        raise ValueError(f"{failed}\nThe input of shape {input_shape} was read as B={input_shape[0]} clips of "
                          f"T={input_shape[1]} frames of shape {input_shape[2:]}: clips are [B, T, H, W, C] (or "
                          f"[B, T, *frame_shape]). A batch of images needs a time axis (x[:, None] for one "
-                         f"frame each).") from error
+                         f"frame each).") from failed
+    for warning in held:
+        warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
 
 
 def check_stages(stages: Sequence) -> None:
