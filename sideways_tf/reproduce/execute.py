@@ -173,10 +173,9 @@ def read_metrics(folder: str) -> Optional[dict]:
 
 
 def run_one(config, folder: str, probe: Optional[str] = None) -> dict:
-    """One run: `train_run`, or the named probe (`probes.PROBES`) with its metrics written alike."""
-    if probe is None:
-        return train_run(config, folder)
-    metrics = probes.PROBES[probe](config)
+    """One run, `train_run` or the named probe (`probes.PROBES`), its metrics written to `folder/metrics.json`
+    (the only writer of that file: a run without it is unfinished)."""
+    metrics = train_run(config, folder) if probe is None else probes.PROBES[probe](config)
     os.makedirs(folder, exist_ok=True)
     with open(os.path.join(folder, METRICS_FILE), "w") as f:
         json.dump(metrics, f, indent=1)
@@ -184,7 +183,7 @@ def run_one(config, folder: str, probe: Optional[str] = None) -> dict:
 
 
 def train_run(config, folder: str) -> dict:
-    """Trains one run and writes its metrics to `folder/metrics.json`.
+    """Trains one run in `folder` and returns its metrics.
 
     A run stopped by a non-finite loss or gradient is a result, not an error: it is marked
     diverged and scores chance accuracy.
@@ -217,8 +216,6 @@ def train_run(config, folder: str) -> dict:
     if config.fidelity_every and not metrics["diverged"]:
         metrics.update(cosines(os.path.join(folder, "train"), config.epochs))
     metrics["minutes"] = (time.perf_counter() - start) / 60
-    with open(os.path.join(folder, METRICS_FILE), "w") as f:
-        json.dump(metrics, f, indent=1)
     return metrics
 
 

@@ -14,7 +14,8 @@ def receptive_field(config) -> dict:
     """Measures the temporal receptive field of `config`'s model.
 
     The model is built with `config.seed`, untrained; the clip is `[1, T, R, R, 3]` standard-normal
-    noise drawn with the same seed (T = `config.num_frames`).
+    noise (T = `config.num_frames`) drawn from a stream of its own (`[seed, 1]`), apart from the
+    noise that `temporal_receptive_field` adds to it (`seed`).
 
     Returns:
       `{"receptive_field": frames in the field, "receptive_frames": their indices, "depth": units,
@@ -29,7 +30,7 @@ def receptive_field(config) -> dict:
     start = time.perf_counter()
     keras.utils.set_random_seed(config.seed)
     model = runner.build_model(config)
-    clip = np.random.default_rng(config.seed).standard_normal(
+    clip = np.random.default_rng([config.seed, 1]).standard_normal(
         (1, config.num_frames, config.resolution, config.resolution, 3)).astype("float32")
     frames = temporal_receptive_field(model, clip, seed=config.seed)
     return {"receptive_field": len(frames), "receptive_frames": frames, "depth": model.depth,
