@@ -43,9 +43,16 @@ class Job:
         return run_key(self.config) + (f"-{self.probe}" if self.probe else "")
 
 
+KEY_FIELDS_ADDED = {"train_examples": None}
+"""Config fields added after runs were first recorded, with their defaults: left out of a run's key
+while at them, so that earlier runs keep their keys (a runs folder resumes across versions)."""
+
+
 def run_key(config) -> str:
     """A short digest of every field of the config (equal configs share a run)."""
-    text = json.dumps(dataclasses.asdict(config), sort_keys=True, default=list)
+    fields = {k: v for k, v in dataclasses.asdict(config).items()
+              if k not in KEY_FIELDS_ADDED or v != KEY_FIELDS_ADDED[k]}
+    text = json.dumps(fields, sort_keys=True, default=list)
     return hashlib.sha1(text.encode()).hexdigest()[:12]
 
 

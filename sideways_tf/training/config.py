@@ -31,6 +31,7 @@ class Config:
     eval_split: str = "test"
     label_set: str = "motion"
     num_examples: Optional[int] = None
+    train_examples: Optional[int] = None  # moving shapes: clips in the training split (default num_examples)
     root_dir: Optional[str] = None
     num_frames: int = 64
     resolution: int = 112
@@ -164,10 +165,13 @@ def validate(config: Config) -> Config:
     if config.clip_value is not None and (not math.isfinite(config.clip_value) or config.clip_value <= 0):
         raise ValueError(f"config clip_value={config.clip_value!r}: must be a positive finite number, or none to "
                          "train without clipping (Keras reads 0 as no clipping too, silently).")
-    for key in ("steps_per_epoch", "validation_steps", "num_examples"):
+    for key in ("steps_per_epoch", "validation_steps", "num_examples", "train_examples"):
         value = getattr(config, key)
         if value is not None and value < 1:
             raise ValueError(f"config {key}={value!r}: must be positive, or none (the whole split).")
+    if config.train_examples is not None and config.dataset != "moving_shapes":
+        raise ValueError(f"config train_examples={config.train_examples!r}: sizes the training split of "
+                         f"'moving_shapes' only; dataset {config.dataset!r} uses every clip of its split.")
     if config.model not in UNIT_MODELS and config.mode != "bp":
         raise ValueError(f"config mode={config.mode!r}: model {config.model!r} is a 3D baseline trained with "
                          "mode='bp' only.")

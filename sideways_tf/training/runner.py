@@ -81,6 +81,7 @@ def build_datasets(config: Config, data_dir: Optional[str] = None, manual_dir: O
                    download: bool = False):
     """`(train, evaluation)` datasets of `config`."""
     train = _load(config, config.train_split, data_dir, manual_dir, training=True, download=download,
+                  num_examples=config.train_examples or config.num_examples,
                   montage=config.montage,
                   montage_shots=config.montage_shots)
     evaluation = _load(config, config.eval_split, data_dir, manual_dir, training=False, download=download)

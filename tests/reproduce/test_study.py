@@ -107,6 +107,15 @@ def test_the_default_out_is_not_the_repository_results():
     assert not os.path.isabs(default) and not os.path.exists(os.path.join(root, default, study.RESULTS_MD))
 
 
+def test_runs_keep_their_recorded_keys():
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    with open(os.path.join(root, "experiments", study.RESULTS_JSON)) as f:
+        recorded = json.load(f)["receptive_field"]["runs"]
+    jobs = execute.plan(claims.get(["receptive_field"]), 3, "full", "/nonexistent")
+    assert {(j.arm, j.seed, j.key) for j in jobs} == {(arm, run["seed"], run["run"])
+                                                     for arm, runs in recorded.items() for run in runs}
+
+
 def test_plan_gives_each_seed_its_run():
     jobs = execute.plan(claims.get(["motion"]), 3, "tiny", "/nonexistent")
     assert [(j.arm, j.seed) for j in jobs][:3] == [("sideways", 0), ("sideways", 1), ("sideways", 2)]

@@ -75,11 +75,19 @@ def test_overrides_parse_by_type():
      ({"steps_per_epoch": 0}, "steps_per_epoch"), ({"validation_steps": -1}, "validation_steps"),
      ({"clip_value": 0.0}, "clip_value"), ({"num_examples": 0}, "num_examples"), ({"width": 0.0}, "width"),
      ({"dropout": 1.5}, "dropout"), ({"dropout": -0.1}, "dropout"), ({"momentum": 1.0}, "momentum"),
-     ({"weight_decay": -1.0}, "weight_decay"), ({"layers_per_unit": 0}, "layers_per_unit")],
+     ({"weight_decay": -1.0}, "weight_decay"), ({"layers_per_unit": 0}, "layers_per_unit"),
+     ({"train_examples": 0}, "train_examples"), ({"train_examples": 8, "dataset": "ucf101"}, "train_examples")],
 )
 def test_impossible_configs_name_the_key(changes, key):
     with pytest.raises(ValueError, match=f"config {key}"):
         config_lib.validate(dataclasses.replace(config_lib.Config(), **changes))
+
+
+def test_train_examples_size_the_training_split_only():
+    config = dataclasses.replace(experiments.get("quickstart"), num_examples=48, train_examples=16, batch_size=8,
+                                 num_frames=4, resolution=16)
+    train, evaluation = runner.build_datasets(config)
+    assert (int(train.cardinality()), int(evaluation.cardinality())) == (2, 6)
 
 
 def _has_space_to_depth(config) -> bool:
