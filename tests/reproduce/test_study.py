@@ -54,6 +54,7 @@ def test_the_wide_arm_matches_the_parameters_and_the_probes_give_cosines_and_fie
     assert wide["sideways"][0]["parameters"] < 0.8 * wide["skip_sideways"][0]["parameters"]
     cosine = numbers["fidelity"]["runs"]["sideways_stride1"][0]
     assert len(cosine["cosine_units"]) == 6 and all(-1 <= c <= 1 for c in cosine["cosine_units"])
+    assert cosine["clips"] == 8  # at fixed weights, over one held-out batch at the tiny size
     assert numbers["frame_prediction"]["runs"]["sideways"][0]["loss"] > 0
     # The receptive-field claim measures untrained models (no training at any size): exact already.
     field = numbers["receptive_field"]
