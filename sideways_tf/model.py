@@ -61,16 +61,19 @@ class SidewaysModel(keras.Model):
       stop_on_nonfinite_loss: a step whose loss is NaN or Inf is not applied and raises
         `FloatingPointError`, so `fit` stops with the weights of the last finite step (both
         backends, XLA too: one scalar read back per step). False lets such steps update the weights.
+      masking: the papers' mask gamma: a unit's step counts only once its incoming gradient and
+        the input it was computed at come from real frames. False is an ablation (Sideways paper,
+        Section 3.4): every step counts, the zero-filled warm-up included (`docs/rules.md`).
       **kwargs: passed to `keras.Model` (`name`, ...).
     """
 
     def __init__(self, units: Sequence[keras.layers.Layer], mode: str = "sideways", fusion: str = "concat",
                  shortcut: str = "auto", devices: Optional[Sequence[str]] = None, gradient_stats: bool = False,
                  update_every: Optional[int] = None, stateful: bool = False, check_finite: bool = False,
-                 stop_on_nonfinite_loss: bool = True, **kwargs):
+                 stop_on_nonfinite_loss: bool = True, masking: bool = True, **kwargs):
         super().__init__(**kwargs)
         model_checks.check_arguments(units, mode, fusion, shortcut, devices, update_every, stateful,
-                                     stop_on_nonfinite_loss)
+                                     stop_on_nonfinite_loss, masking)
         self.requested_devices = devices
         if devices is not None and devices != "auto":
             devices = list(devices)
@@ -88,6 +91,7 @@ class SidewaysModel(keras.Model):
         self.stateful = stateful
         self.check_finite = bool(check_finite)
         self.stop_on_nonfinite_loss = stop_on_nonfinite_loss
+        self.masking = masking
         self.stream_state = stream_state.StreamState(name="stream_state") if stateful else None
         self.stages = []
         self.frame_shape = None
@@ -147,7 +151,8 @@ class SidewaysModel(keras.Model):
         self.frame_shape = frame_shape
         self.stages = stages
         self.engine = Engine(stages, self.mode, activation_shapes, prediction_shape, self.devices,
-                             programs=backends.current().per_device_programs(self.devices, self.mode), place=place)
+                             programs=backends.current().per_device_programs(self.devices, self.mode), place=place,
+                             masked=self.masking)
         self.built = True
 
 
@@ -366,7 +371,7 @@ class SidewaysModel(keras.Model):
 
     def get_config(self):
         options = ("mode", "fusion", "shortcut", "gradient_stats", "update_every", "stateful", "check_finite",
-                   "stop_on_nonfinite_loss", "name")
+                   "stop_on_nonfinite_loss", "masking", "name")
         return {"units": [keras.saving.serialize_keras_object(u) for u in self.frame_units],
                 "devices": self.requested_devices, **{name: getattr(self, name) for name in options}}
 

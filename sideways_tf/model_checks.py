@@ -24,14 +24,15 @@ def _check_choice(name: str, value, allowed: Sequence[str]) -> None:
 
 
 def check_arguments(units, mode: str, fusion: str, shortcut: str, devices, update_every: Optional[int],
-                    stateful: bool, stop_on_nonfinite_loss: bool) -> None:
+                    stateful: bool, stop_on_nonfinite_loss: bool, masking: bool = True) -> None:
     """`SidewaysModel`'s constructor arguments (as documented there), each named when it is not allowed."""
     _check_choice("mode", mode, schedule.MODES)
     if update_every is not None and (isinstance(update_every, bool) or not isinstance(update_every, int)
                                      or update_every < 1):
         raise ValueError(f"`update_every` must be None or a positive int (steps between updates); got "
                          f"{update_every!r}.")
-    for name, value in (("stateful", stateful), ("stop_on_nonfinite_loss", stop_on_nonfinite_loss)):
+    for name, value in (("stateful", stateful), ("stop_on_nonfinite_loss", stop_on_nonfinite_loss),
+                        ("masking", masking)):
         if not isinstance(value, bool):
             raise ValueError(f"`{name}` must be True or False; got {value!r}.")
     _check_choice("fusion", fusion, FUSIONS)

@@ -22,7 +22,7 @@ from keras import ops
 
 from sideways_tf.core import backends
 from sideways_tf.core.placement import Placement, add_gradients
-from sideways_tf.core.schedule import Rule, first_valid_input_step
+from sideways_tf.core.schedule import Rule
 from sideways_tf.core.stage import Stage
 
 Head = Callable[[object], object]
@@ -194,7 +194,7 @@ def unit_step(stage: Stage, k: int, depth: int, rule: Rule, params: Sequence, st
       "shortcut": the message to unit k-2 or None}`; messages of slots that do not count are zero.
     """
     counted = steps >= rule.first_counted_step(k, depth)
-    input_valid = ops.all(steps >= first_valid_input_step(k, rule.mode))
+    input_valid = ops.all(steps >= rule.first_valid_input_step(k))
     shortcut_is_primal = shortcut is not None and rule.shortcut_gradients
     top = k == depth - 1
     out, unit_state, loss, grads = unit_vjp(stage, params, states, direct, shortcut, k == 0, shortcut_is_primal,

@@ -58,6 +58,8 @@ class Rule(NamedTuple):
       shortcut_gradients: whether gradients flow back through the shortcuts.
       through_time: exact backprop through time of the pipeline's own network (the exact
         reference of a skip mode, `core.through_time`); `synchronous` is then False.
+      masked: the papers' mask gamma (below). False, an ablation of the pipelined rules: every
+        step counts for every unit and updates its state, the zero-filled warm-up included.
     """
 
     mode: str
@@ -66,13 +68,22 @@ class Rule(NamedTuple):
     shortcuts: bool
     shortcut_gradients: bool
     through_time: bool = False
+    masked: bool = True
 
     def first_counted_step(self, unit: int, depth: int) -> int:
         """First step at which `unit` (0-based) counts for its update under this rule."""
+        if not self.masked:
+            return 0
         return first_counted_step(unit, depth, "bp" if self.synchronous else self.mode)
 
+    def first_valid_input_step(self, unit: int) -> int:
+        """First step from which `unit` (0-based) keeps the state its input gives it (batch norm's statistics)."""
+        if not self.masked:
+            return 0
+        return first_valid_input_step(unit, "bp" if self.synchronous else self.mode)
 
-def rule(mode: str, depth: int, exact: bool = False, training: bool = True) -> Rule:
+
+def rule(mode: str, depth: int, exact: bool = False, training: bool = True, masked: bool = True) -> Rule:
     """The rule a call runs.
 
     Training in `"bp"`, or asking for the exact reference (`exact=True`) of `"sideways"`, runs
@@ -86,6 +97,8 @@ def rule(mode: str, depth: int, exact: bool = False, training: bool = True) -> R
       depth: D, the number of units.
       exact: the exact reference of `mode` instead of its rule (training only).
       training: whether gradients are computed.
+      masked: False: the pipelined training rule without the mask gamma (`Rule.masked`); the
+        exact references and inference keep it.
     """
     if mode not in MODES:
         raise ValueError(f"`mode` must be one of {', '.join(repr(m) for m in MODES)}; got {mode!r}.")
@@ -98,6 +111,7 @@ def rule(mode: str, depth: int, exact: bool = False, training: bool = True) -> R
         shortcuts=mode in SKIP_MODES,
         shortcut_gradients=mode == "skip_sideways",
         through_time=through_time,
+        masked=masked or synchronous or through_time or not training,
     )
 
 

@@ -43,7 +43,7 @@ class Job:
         return run_key(self.config) + (f"-{self.probe}" if self.probe else "")
 
 
-KEY_FIELDS_ADDED = {"train_examples": None}
+KEY_FIELDS_ADDED = {"train_examples": None, "masking": True}
 """Config fields added after runs were first recorded, with their defaults: left out of a run's key
 while at them, so that earlier runs keep their keys (a runs folder resumes across versions)."""
 

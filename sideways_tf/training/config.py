@@ -52,6 +52,7 @@ class Config:
     fusion: str = "concat"
     shortcut: str = "auto"
     update_every: Optional[int] = None  # None: one update per clip; L: every L frames (streaming)
+    masking: bool = True  # False: the ablation without the mask gamma (SidewaysModel's `masking`)
     # optimisation
     optimizer: str = "adam"
     learning_rate: float = 1e-4
@@ -172,6 +173,9 @@ def validate(config: Config) -> Config:
     if config.train_examples is not None and config.dataset != "moving_shapes":
         raise ValueError(f"config train_examples={config.train_examples!r}: sizes the training split of "
                          f"'moving_shapes' only; dataset {config.dataset!r} uses every clip of its split.")
+    if not config.masking and (config.model not in UNIT_MODELS or config.mode == "bp"):
+        raise ValueError(f"config masking=False: an ablation of the pipelined rules; mode {config.mode!r} with "
+                         f"model {config.model!r} has no warm-up to count.")
     if config.model not in UNIT_MODELS and config.mode != "bp":
         raise ValueError(f"config mode={config.mode!r}: model {config.model!r} is a 3D baseline trained with "
                          "mode='bp' only.")

@@ -55,7 +55,7 @@ def build_model(config: Config) -> keras.Model:
                                 frame_shape=(config.resolution, config.resolution, 3))
     else:
         model = SidewaysModel(build_units(config), mode=config.mode, fusion=config.fusion, shortcut=config.shortcut,
-                              gradient_stats=True, update_every=config.update_every,
+                              gradient_stats=True, update_every=config.update_every, masking=config.masking,
                               # StopOnNonFinite stops the run and says where, on every strategy.
                               stop_on_nonfinite_loss=False)
         model.build(input_shape(config))

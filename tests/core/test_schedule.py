@@ -63,7 +63,7 @@ def test_messages_are_zero_until_valid():
 
 
 def test_one_function_decides_the_rule():
-    assert schedule.rule("bp", 5) == ("bp", True, 0, False, False, False)
+    assert schedule.rule("bp", 5) == ("bp", True, 0, False, False, False, True)
     assert schedule.rule("sideways", 5).latency == 4 and not schedule.rule("sideways", 5).synchronous
     exact = schedule.rule("sideways", 5, exact=True)
     assert exact.synchronous and exact.latency == 0 and not exact.through_time
@@ -77,6 +77,11 @@ def test_one_function_decides_the_rule():
     inference = schedule.rule("skip_sideways", 5, exact=True, training=False)
     assert not inference.synchronous and not inference.through_time and inference.latency == 4
     assert schedule.rule("sideways", 5).first_counted_step(0, 5) == 8
+    # The ablation without the mask gamma counts every step of the pipelined training rule only.
+    unmasked = schedule.rule("sideways", 5, masked=False)
+    assert unmasked.first_counted_step(0, 5) == 0 and unmasked.first_valid_input_step(3) == 0
+    assert schedule.rule("sideways", 5, exact=True, masked=False).masked
+    assert schedule.rule("sideways", 5, training=False, masked=False).first_counted_step(0, 5) == 8
     with pytest.raises(ValueError, match="`mode` must be one of"):
         schedule.rule("backprop", 3)
 

@@ -76,7 +76,8 @@ def test_overrides_parse_by_type():
      ({"clip_value": 0.0}, "clip_value"), ({"num_examples": 0}, "num_examples"), ({"width": 0.0}, "width"),
      ({"dropout": 1.5}, "dropout"), ({"dropout": -0.1}, "dropout"), ({"momentum": 1.0}, "momentum"),
      ({"weight_decay": -1.0}, "weight_decay"), ({"layers_per_unit": 0}, "layers_per_unit"),
-     ({"train_examples": 0}, "train_examples"), ({"train_examples": 8, "dataset": "ucf101"}, "train_examples")],
+     ({"train_examples": 0}, "train_examples"), ({"train_examples": 8, "dataset": "ucf101"}, "train_examples"),
+     ({"masking": False, "mode": "bp"}, "masking")],
 )
 def test_impossible_configs_name_the_key(changes, key):
     with pytest.raises(ValueError, match=f"config {key}"):
