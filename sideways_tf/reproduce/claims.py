@@ -255,13 +255,20 @@ def _build() -> dict[str, Claim]:
     montage_arms = (_mode("one_clip", "skip_sideways"),
                     _mode("concat2", "skip_sideways", montage="concat", montage_shots=2),
                     _mode("concat3", "skip_sideways", montage="concat", montage_shots=3),
-                    _mode("interleave3", "skip_sideways", montage="interleave", montage_shots=3))
+                    _mode("interleave3", "skip_sideways", montage="interleave", montage_shots=3),
+                    _mode("interleave2", "skip_sideways", montage="interleave", montage_shots=2))
     claims.append(Claim(
-        "montage", "Montage: the more cuts in a clip, the worse Skip-Sideways learns; interleaving frames fails",
-        "Skip-Sideways supplementary material, Figure 5 and 'Montage shots'", MONTAGE, montage_arms, "accuracy",
+        "montage", "Montage: the more cuts in a clip, the worse Skip-Sideways learns; interleaving 3 clips fails, "
+                   "2 do not",
+        "Skip-Sideways supplementary material, Figure 5 and 'Montage shots' ('the method, by design, is robust for "
+        "interleaving 2 video clips ... We did not manage to train the network with Skip-Sideways in that "
+        "setting')", MONTAGE, montage_arms, "accuracy",
         (Greater(_acc("one_clip"), _acc("concat3"), 0.0), AtLeast(_acc("concat2"), _acc("concat3"), 0.0),
-         Similar(_acc("interleave3"), MOTION_CHANCE, ACCURACY_MARGIN, "interleave3 ~ chance (1/8)")),
-        note="motion labels, 18-frame clips of 1, 2 or 3 shots; evaluated on single clips"))
+         Similar(_acc("interleave3"), MOTION_CHANCE, ACCURACY_MARGIN, "interleave3 ~ chance (1/8)"),
+         Greater(_acc("interleave2"), _acc("interleave3"), ACCURACY_MARGIN)),
+        note="motion labels, 18-frame clips of 1, 2 or 3 shots; evaluated on single clips",
+        changed="an arm interleaving 2 clips, which the supplement calls robust by design, and its check against "
+                "3; the other arms, runs and checks are as before"))
     rates = ("0.002", "0.02", "0.2")
     stability_arms = tuple(_mode(f"{mode}_lr{r}", mode, learning_rate=float(r))
                            for mode in ("sideways", "skip_sideways") for r in rates)
