@@ -26,7 +26,9 @@ flags.DEFINE_string("data_dir", None, "Where tfds keeps prepared datasets.")
 flags.DEFINE_string("manual_dir", None, "The downloaded files of hmdb51 / kinetics600 (first run only).")
 flags.DEFINE_bool("download", False, "Let tfds download and prepare ucf101 (about 6.5 GB) when --data_dir lacks it.")
 flags.DEFINE_multi_string("set", [], "key=value override of a config field (repeatable).")
-flags.DEFINE_bool("list", False, "List the experiments, one line each, and exit.")
+flags.DEFINE_bool("list", False, "List the experiments and the sweeps, one line each, and exit.")
+flags.DEFINE_string("sweep", None, "A named sweep (see --list): one run of the experiment per combination of its "
+                    "values, each in a folder of its own under --model_dir, and a summary in sweep.json.")
 flags.DEFINE_bool("dry_run", False, "Build the model and the input spec without data, then exit.")
 flags.DEFINE_integer("backup_every", None, "Back up every N steps (default: every epoch).")
 flags.DEFINE_bool("overwrite", False, "Replace the run that --model_dir holds (by default a finished run is "
@@ -66,6 +68,9 @@ def main(argv) -> None:
         width = max(len(n) for n in experiments.EXPERIMENTS)
         for name, experiment in experiments.EXPERIMENTS.items():
             print(f"{name:<{width}}  [{experiment.mode}] {experiment.description}")
+        for name, values in experiments.SWEEPS.items():
+            grid = " x ".join(f"{key} in {list(options)}" for key, options in values.items())
+            print(f"sweep {name}: {grid}")
         return
     if FLAGS.experiment is None:
         _fail("--experiment is required (see --list).")
@@ -76,6 +81,9 @@ def main(argv) -> None:
         if FLAGS.mode is not None:
             config = config_lib.apply_overrides(config, [f"mode={FLAGS.mode}"])
         config = config_lib.validate(config_lib.apply_overrides(config, FLAGS.set))
+        combinations = [] if FLAGS.sweep is None else [
+            (",".join(settings), config_lib.validate(config_lib.apply_overrides(config, settings)))
+            for settings in experiments.sweep(FLAGS.sweep)]
     except ValueError as error:
         _fail(str(error))
     from sideways_tf.training import runner
@@ -92,14 +100,21 @@ def main(argv) -> None:
     if FLAGS.model_dir is None:
         _fail("--model_dir is required to train.")
     print(_config_line(FLAGS.experiment, config))
-    from sideways_tf.training import distribution
+    from sideways_tf.training import distribution, sweeps
 
     try:
         strategy = distribution.strategy(FLAGS.strategy, tpu=FLAGS.tpu, coordinator=FLAGS.coordinator,
                                          num_processes=FLAGS.num_processes, process_id=FLAGS.process_id)
-        results = runner.run(config, FLAGS.model_dir, FLAGS.data_dir, backup_every=FLAGS.backup_every,
-                             manual_dir=FLAGS.manual_dir, distribution=strategy, overwrite=FLAGS.overwrite,
-                             download=FLAGS.download)
+
+        def train(config, model_dir: str) -> dict:
+            return runner.run(config, model_dir, FLAGS.data_dir, backup_every=FLAGS.backup_every,
+                              manual_dir=FLAGS.manual_dir, distribution=strategy, overwrite=FLAGS.overwrite,
+                              download=FLAGS.download)
+
+        if combinations:
+            sweeps.run(FLAGS.sweep, combinations, FLAGS.model_dir, train, write=distribution.is_chief(strategy))
+            return
+        results = train(config, FLAGS.model_dir)
     except ValueError as error:
         _fail(str(error))
     print(runner.format_results(results))

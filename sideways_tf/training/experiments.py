@@ -135,6 +135,29 @@ def _build() -> dict[str, Config]:
 
 EXPERIMENTS: dict[str, Config] = _build()
 
+SWEEPS: dict[str, dict[str, tuple]] = {
+    # Sideways paper, 4.3: "We do a hyper-parameter search over the weight decay coefficient (possible
+    # values are: 0.0, 10^-4, 10^-3, 10^-2), and over the initial learning rate (either 10^-4 or
+    # 10^-5), fairly for both types of training."
+    "sideways_search": {"weight_decay": (0.0, 1e-4, 1e-3, 1e-2), "learning_rate": (1e-4, 1e-5)},
+}
+"""Named hyperparameter searches: per config field, the values to try (`sideways-train --sweep NAME`
+runs every combination on top of an experiment)."""
+
+
+def sweep(name: str) -> list[list[str]]:
+    """Every combination of sweep `name`'s values, each as `key=value` overrides (the first field varies slowest).
+
+    Raises:
+      ValueError: naming the unknown sweep and the known ones.
+    """
+    if name not in SWEEPS:
+        raise ValueError(f"unknown sweep {name!r}; the sweeps are {', '.join(map(repr, SWEEPS))}.")
+    combinations: list[list[str]] = [[]]
+    for key, values in SWEEPS[name].items():
+        combinations = [done + [f"{key}={value!r}"] for done in combinations for value in values]
+    return combinations
+
 
 def get(name: str) -> Config:
     """The named experiment's config. Raises ValueError naming the unknown name."""

@@ -125,6 +125,7 @@ def test_list_and_dry_run(capsys):
     assert _cli_in_process("--list") == 0
     listing = capsys.readouterr().out
     assert "quickstart" in listing and "skip_t7_full_res_kinetics600" in listing
+    assert "sweep sideways_search: weight_decay in [0.0, 0.0001, 0.001, 0.01] x learning_rate in" in listing
     assert _cli_in_process("--experiment", "skip_t1_vgg8_hmdb51", "--dry_run") == 0
     assert "input=(8, 64, 112, 112, 3)" in capsys.readouterr().out
 
@@ -168,3 +169,35 @@ def test_an_unreadable_backup_is_named(tmp_path, capsys):
         (folder / "state.json").write_text('{"optimizer_steps": 3}')
     assert _cli_in_process(*args) == 2
     assert "cannot resume from the backup in" in capsys.readouterr().err
+
+
+def test_a_sweep_runs_each_combination_in_its_own_folder_and_resumes(tmp_path, monkeypatch):
+    from sideways_tf.training import experiments
+
+    monkeypatch.setitem(experiments.SWEEPS, "tiny_rates", {"learning_rate": (1e-3, 2e-3), "weight_decay": (0.0,)})
+    args = ("--experiment", "quickstart", "--model_dir", str(tmp_path), "--sweep", "tiny_rates", *TINY,
+            "--set", "epochs=1", "--set", "fidelity_every=0")
+    assert _cli_in_process(*args) == 0
+    folders = ["learning_rate=0.001,weight_decay=0.0", "learning_rate=0.002,weight_decay=0.0"]
+    summary = json.loads((tmp_path / "sweep.json").read_text())
+    assert [row["folder"] for row in summary["runs"]] == folders and summary["finished"] == 2
+    for folder in folders:
+        results = json.loads((tmp_path / folder / "results.json").read_text())
+        assert results["config"]["learning_rate"] == float(folder.split(",")[0].split("=")[1])
+        assert summary["runs"][folders.index(folder)]["evaluation"] == results["evaluation"]
+    # Again: every run is read back, none trained.
+    stamps = [(tmp_path / f / "results.json").stat().st_mtime_ns for f in folders]
+    assert _cli_in_process(*args) == 0
+    assert [(tmp_path / f / "results.json").stat().st_mtime_ns for f in folders] == stamps
+    assert _cli_in_process("--experiment", "quickstart", "--model_dir", str(tmp_path), "--sweep", "nope") == 2
+
+
+def test_the_papers_search_is_a_named_sweep():
+    from sideways_tf.training import config as config_lib
+    from sideways_tf.training import experiments
+
+    combinations = experiments.sweep("sideways_search")
+    assert len(combinations) == 8 and combinations[0] == ["weight_decay=0.0", "learning_rate=0.0001"]
+    configs = [config_lib.apply_overrides(experiments.get("sideways_t1_vgg8_ucf101"), c) for c in combinations]
+    assert {(c.weight_decay, c.learning_rate) for c in configs} == {
+        (wd, lr) for wd in (0.0, 1e-4, 1e-3, 1e-2) for lr in (1e-4, 1e-5)}
