@@ -82,7 +82,7 @@ def main(argv) -> None:
             config = config_lib.apply_overrides(config, [f"mode={FLAGS.mode}"])
         config = config_lib.validate(config_lib.apply_overrides(config, FLAGS.set))
         combinations = [] if FLAGS.sweep is None else [
-            (",".join(settings), config_lib.validate(config_lib.apply_overrides(config, settings)))
+            (settings, config_lib.validate(config_lib.apply_overrides(config, settings)))
             for settings in experiments.sweep(FLAGS.sweep)]
     except ValueError as error:
         _fail(str(error))

@@ -22,7 +22,8 @@ def run(name: str, combinations: Sequence[tuple], model_dir: str, train: Callabl
 
     Args:
       name: the sweep's name (for the summary).
-      combinations: `(folder name, config)` per combination (the folder names `key=value,...`).
+      combinations: `(settings, config)` per combination, the settings `key=value` overrides
+        (`experiments.sweep`); its folder is `key=value,key=value`.
       model_dir: the sweep's folder.
       train: `(config, run folder) -> results` (`runner.run`'s results dict).
       print_fn: where progress and the table go.
@@ -32,11 +33,12 @@ def run(name: str, combinations: Sequence[tuple], model_dir: str, train: Callabl
       Per combination `{"settings": {key: value}, "folder", "evaluation"}`, in order.
     """
     rows = []
-    for index, (folder, config) in enumerate(combinations):
+    for index, (settings, config) in enumerate(combinations):
+        folder = ",".join(settings)
         print_fn(f"[{index + 1}/{len(combinations)}] {name}: {folder}")
         results = train(config, os.path.join(model_dir, folder))
-        settings = dict(part.split("=", 1) for part in folder.split(","))
-        rows.append({"settings": settings, "folder": folder, "evaluation": results.get("evaluation", {})})
+        rows.append({"settings": dict(setting.split("=", 1) for setting in settings), "folder": folder,
+                     "evaluation": results.get("evaluation", {})})
         if write:
             _write(model_dir, name, rows, len(combinations))
     print_fn(table(rows))
