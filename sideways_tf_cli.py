@@ -22,7 +22,9 @@ def import_tensorflow_quietly() -> None:
     saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
     try:
         os.dup2(devnull, 2)
-        import tensorflow  # noqa: F401
+        import tensorflow
+
+        tensorflow.config.list_physical_devices()  # CUDA's start-up (`failed call to cuInit` without a GPU)
     except ImportError:
         pass  # reported by whatever needs it, with stderr restored
     finally:

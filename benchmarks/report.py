@@ -5,15 +5,14 @@ from __future__ import annotations
 import json
 from typing import Sequence
 
+from sideways_tf.core import text_table
+
 
 def report(name: str, rows: Sequence[dict], columns: Sequence[str], summary: dict) -> None:
     """Prints the rows as JSON, then a short table, then the summary."""
     print(json.dumps({"benchmark": name, "rows": list(rows), "summary": summary}, indent=1))
-    widths = [max(len(c), *(len(_fmt(r.get(c))) for r in rows)) for c in columns]
     print()
-    print("  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)))
-    for r in rows:
-        print("  ".join(_fmt(r.get(c)).ljust(w) for c, w in zip(columns, widths, strict=True)))
+    print(text_table.align([list(columns)] + [[_fmt(r.get(c)) for c in columns] for r in rows]))
     for key, value in summary.items():
         print(f"{key}: {_fmt(value)}")
 

@@ -152,7 +152,7 @@ class SidewaysModel(keras.Model):
         self.stages = stages
         self.engine = Engine(stages, self.mode, activation_shapes, prediction_shape, self.devices,
                              programs=backends.current().per_device_programs(self.devices, self.mode), place=place,
-                             masked=self.masking)
+                             masking=self.masking)
         self.built = True
 
 

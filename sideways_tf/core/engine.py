@@ -59,14 +59,14 @@ class Engine:
         pipelined rules' clips, instead of one program over a mesh.
       place: the placement already made for `devices` and `programs` (the one `build_stages`
         made the variables in), or None to make it here.
-      masked: False trains without the mask gamma (`schedule.Rule.masked`, an ablation).
+      masking: False trains without the mask gamma (`schedule.Rule.masking`, an ablation).
     """
 
     def __init__(self, stages, mode: str, activation_shapes, prediction_shape, devices=None, programs: bool = False,
-                 place: Optional[Placement] = None, masked: bool = True):
+                 place: Optional[Placement] = None, masking: bool = True):
         self.stages = list(stages)
         self.mode = mode
-        self.masked = masked
+        self.masking = masking
         self.activation_shapes = [tuple(s) for s in activation_shapes]
         self.prediction_shape = tuple(prediction_shape)
         self.devices = devices
@@ -88,7 +88,7 @@ class Engine:
 
     def rule(self, exact: bool = False, training: bool = True) -> schedule.Rule:
         """The rule of one call (see `schedule.rule`)."""
-        return schedule.rule(self.mode, self.depth, exact=exact, training=training, masked=self.masked)
+        return schedule.rule(self.mode, self.depth, exact=exact, training=training, masking=self.masking)
 
     # ------------------------------------------------------------ variables
 

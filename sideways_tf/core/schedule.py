@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from typing import Iterator, NamedTuple, Optional
 
+from sideways_tf.core import text_table
+
 MODES = ("bp", "sideways", "skip_sideways", "fa_skip_sideways")
 SKIP_MODES = ("skip_sideways", "fa_skip_sideways")
 
@@ -58,7 +60,7 @@ class Rule(NamedTuple):
       shortcut_gradients: whether gradients flow back through the shortcuts.
       through_time: exact backprop through time of the pipeline's own network (the exact
         reference of a skip mode, `core.through_time`); `synchronous` is then False.
-      masked: the papers' mask gamma (below). False, an ablation of the pipelined rules: every
+      masking: the papers' mask gamma (below). False, an ablation of the pipelined rules: every
         step counts for every unit and updates its state, the zero-filled warm-up included.
     """
 
@@ -68,22 +70,22 @@ class Rule(NamedTuple):
     shortcuts: bool
     shortcut_gradients: bool
     through_time: bool = False
-    masked: bool = True
+    masking: bool = True
 
     def first_counted_step(self, unit: int, depth: int) -> int:
         """First step at which `unit` (0-based) counts for its update under this rule."""
-        if not self.masked:
+        if not self.masking:
             return 0
         return first_counted_step(unit, depth, "bp" if self.synchronous else self.mode)
 
     def first_valid_input_step(self, unit: int) -> int:
         """First step from which `unit` (0-based) keeps the state its input gives it (batch norm's statistics)."""
-        if not self.masked:
+        if not self.masking:
             return 0
         return first_valid_input_step(unit, "bp" if self.synchronous else self.mode)
 
 
-def rule(mode: str, depth: int, exact: bool = False, training: bool = True, masked: bool = True) -> Rule:
+def rule(mode: str, depth: int, exact: bool = False, training: bool = True, masking: bool = True) -> Rule:
     """The rule a call runs.
 
     Training in `"bp"`, or asking for the exact reference (`exact=True`) of `"sideways"`, runs
@@ -97,7 +99,7 @@ def rule(mode: str, depth: int, exact: bool = False, training: bool = True, mask
       depth: D, the number of units.
       exact: the exact reference of `mode` instead of its rule (training only).
       training: whether gradients are computed.
-      masked: False: the pipelined training rule without the mask gamma (`Rule.masked`); the
+      masking: False: the pipelined training rule without the mask gamma (`Rule.masking`); the
         exact references and inference keep it.
     """
     if mode not in MODES:
@@ -111,7 +113,7 @@ def rule(mode: str, depth: int, exact: bool = False, training: bool = True, mask
         shortcuts=mode in SKIP_MODES,
         shortcut_gradients=mode == "skip_sideways",
         through_time=through_time,
-        masked=masked or synchronous or through_time or not training,
+        masking=masking or synchronous or through_time or not training,
     )
 
 
@@ -173,8 +175,7 @@ def format_timeline(rule: Rule, depth: int, num_frames: int, first_unit: int = 0
 
     header = ["step"] + [f"unit {k + first_unit}" for k in range(depth)]
     rows = [[str(s)] + [cell(w) for w in row] for s, row in enumerate(timeline(rule, depth, num_frames))]
-    widths = [max(len(r[i]) for r in [header] + rows) for i in range(len(header))]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in [header] + rows)
+    return text_table.align([header] + rows)
 
 
 def gpipe_frame(tick, group, num_groups: int, num_frames: int, backward: bool):

@@ -10,7 +10,11 @@ import tensorflow_datasets as tfds
 
 from sideways_tf.data import clip_ops
 from sideways_tf.data.decode import decode_frames
+from sideways_tf.data.moving_shapes import DEFAULT_SIZES as moving_shapes_sizes
 from sideways_tf.data.moving_shapes import moving_shapes
+
+CACHE_BYTES = 256 * 2**20
+"""Moving shapes splits up to this size (uint8 frames) are rendered once and kept in memory."""
 
 DATASETS = ("ucf101", "hmdb51", "kinetics600", "video_folder", "moving_shapes")
 MONTAGES = ("concat", "interleave")
@@ -135,7 +139,8 @@ def load(
       root_dir: the class-per-folder tree of `"video_folder"`.
       hmdb51_split: 1, 2 or 3.
       label_set: `"motion"`, `"appearance"` or `"shape_and_direction"` for `"moving_shapes"`.
-      num_examples: examples per split of `"moving_shapes"` (its default otherwise).
+      num_examples: examples per split of `"moving_shapes"` (its default otherwise); a split of at most
+        `CACHE_BYTES` is rendered once and kept in memory.
       shuffle_buffer: examples in the shuffle buffer when training.
       seed: shuffling and augmentation seed.
 
@@ -160,8 +165,12 @@ def load(
 
     if name == "moving_shapes":
         # Rendered long enough for the strided span: loop padding would cut the smooth motion.
+        rendered = max(32, (total - 1) * stride + 1)
         source = moving_shapes(split, label_set=label_set, num_examples=num_examples,
-                               num_frames=max(32, (total - 1) * stride + 1), resolution=resolution, seed=seed or 0)
+                               num_frames=rendered, resolution=resolution, seed=seed or 0)
+        count = num_examples or moving_shapes_sizes[split]
+        if count * rendered * resolution * resolution * 3 <= CACHE_BYTES:
+            source = source.cache()  # rendered once, not every epoch
         frame_size, resize_to = resolution, None
 
         def frames_of(example, indices):

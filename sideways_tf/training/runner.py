@@ -252,8 +252,12 @@ def _train_and_evaluate(config: Config, model_dir: str, write_dir: str, data_dir
     if non_finite.problem:
         raise ValueError(f"training stopped: {non_finite.problem}. Lower the learning rate, check the inputs for "
                          f"NaN or infinite values, or clip gradients; results.json was not written.")
+    # The last epoch's validation already scored these weights on these clips.
+    last_validation = {k[len("val_"):]: v[-1] for k, v in history.items() if k.startswith("val_") and v}
     if multiworker:
         scores = loop.evaluate(final, config.validation_steps)
+    elif final is evaluation and last_validation:
+        scores = last_validation
     else:
         scores = model.evaluate(final, steps=config.validation_steps, return_dict=True, verbose=0)
     results = {

@@ -13,6 +13,8 @@ import json
 import os
 from typing import Callable, Sequence
 
+from sideways_tf.core import text_table
+
 SUMMARY_FILE = "sweep.json"
 
 
@@ -62,9 +64,7 @@ def table(rows: Sequence[dict]) -> str:
     header = keys + metrics
     lines = [[row["settings"][k] for k in keys] + [_number(row["evaluation"].get(m)) for m in metrics]
              for row in rows]
-    widths = [max(len(str(x)) for x in column) for column in zip(header, *lines, strict=True)]
-    return "\n".join("  ".join(str(x).ljust(w) for x, w in zip(line, widths, strict=True))
-                     for line in [header] + lines)
+    return text_table.align([header] + lines)
 
 
 def _number(value) -> str:

@@ -78,10 +78,10 @@ def test_one_function_decides_the_rule():
     assert not inference.synchronous and not inference.through_time and inference.latency == 4
     assert schedule.rule("sideways", 5).first_counted_step(0, 5) == 8
     # The ablation without the mask gamma counts every step of the pipelined training rule only.
-    unmasked = schedule.rule("sideways", 5, masked=False)
+    unmasked = schedule.rule("sideways", 5, masking=False)
     assert unmasked.first_counted_step(0, 5) == 0 and unmasked.first_valid_input_step(3) == 0
-    assert schedule.rule("sideways", 5, exact=True, masked=False).masked
-    assert schedule.rule("sideways", 5, training=False, masked=False).first_counted_step(0, 5) == 8
+    assert schedule.rule("sideways", 5, exact=True, masking=False).masking
+    assert schedule.rule("sideways", 5, training=False, masking=False).first_counted_step(0, 5) == 8
     with pytest.raises(ValueError, match="`mode` must be one of"):
         schedule.rule("backprop", 3)
 

@@ -79,3 +79,25 @@ def test_bad_arguments():
 def test_sizes_that_give_nothing_are_refused(kwargs, match):
     with pytest.raises(ValueError, match=match):
         moving_shapes("train", **kwargs)
+
+
+@pytest.mark.parametrize("cache_bytes, renders", [(None, 4), (0, 8)])
+def test_small_splits_are_rendered_once_not_every_epoch(monkeypatch, cache_bytes, renders):
+    import tensorflow as tf
+
+    from sideways_tf.data import loading
+
+    calls = tf.Variable(0)
+    render = loading.moving_shapes
+
+    def counted(*args, **kwargs):
+        return render(*args, **kwargs).map(lambda example: (calls.assign_add(1), example)[1])
+
+    monkeypatch.setattr(loading, "moving_shapes", counted)
+    if cache_bytes is not None:  # a split over the size kept in memory is rendered again each epoch
+        monkeypatch.setattr(loading, "CACHE_BYTES", cache_bytes)
+    dataset = loading.load("moving_shapes", "train", num_frames=4, resolution=8, batch_size=2, num_examples=4,
+                           training=True, seed=0)
+    epochs = [[clip.numpy() for clip, _ in dataset] for _ in range(2)]
+    assert int(calls.numpy()) == renders
+    assert len(epochs[0]) == len(epochs[1]) == 2

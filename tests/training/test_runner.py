@@ -38,3 +38,20 @@ def test_a_run_backed_up_mid_epoch_resumes_at_that_step(tmp_path):
     assert results["optimizer_steps"] == 6  # 3 epochs x 2 steps, none replayed
     assert results["first_epoch_this_run"] == 1 and len(results["history"]["loss"]) == 2
     assert not (tmp_path / "backup").exists()  # finished: nothing left to resume
+
+
+def test_the_final_evaluation_of_central_clips_is_the_last_epochs_validation(tmp_path, monkeypatch):
+    from sideways_tf import SidewaysModel
+
+    calls = []
+    evaluate = SidewaysModel.evaluate
+
+    def counted(self, *args, **kwargs):
+        calls.append(1)
+        return evaluate(self, *args, **kwargs)
+
+    monkeypatch.setattr(SidewaysModel, "evaluate", counted)
+    config = dataclasses.replace(experiments.get("quickstart"), **{**TINY, "epochs": 2})
+    results = runner.run(config, str(tmp_path), verbose=0)
+    assert len(calls) == 2  # one validation per epoch, none after
+    assert results["evaluation"] == {k: results["history"][f"val_{k}"][-1] for k in ("accuracy", "loss")}
