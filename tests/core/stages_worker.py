@@ -84,6 +84,23 @@ def gradients():
     print("ok gradients")
 
 
+def masking():
+    """The ablation without the mask (`masking=False`) on per-device programs: the one-device gradients."""
+    video, labels = random_clip((2, 11, 8, 8, 3)), np.array([0, 3])
+    for mode in ("sideways", "skip_sideways"):
+        placed, alone = _pair(PLACEMENTS["one_per_device"], mode, masking=False)
+        masked = _model(PLACEMENTS["one_per_device"], mode)
+        for model in (placed, alone, masked):
+            model.build(video.shape)
+        alone.set_weights(placed.get_weights())
+        masked.set_weights(placed.get_weights())
+        assert placed.engine.programs and not placed.engine.masking, mode
+        got = placed.pseudo_gradients(video, labels)
+        _close(got, alone.pseudo_gradients(video, labels), f"{mode} unmasked pseudo-gradients")
+        assert not np.allclose(np.asarray(got[0]), np.asarray(masked.pseudo_gradients(video, labels)[0])), mode
+    print("ok masking")
+
+
 def auto():
     """`devices="auto"` spreads the units over every device by time, with the one-device gradients."""
     video, labels = random_clip((2, 11, 8, 8, 3)), np.array([0, 3])
@@ -445,7 +462,7 @@ def replicas_reduce_once():
     print("ok replicas_reduce_once")
 
 
-CHECKS = {"gradients": gradients, "programs": programs, "auto": auto, "no_copies": no_copies, "fit": fit,
+CHECKS = {"gradients": gradients, "masking": masking, "programs": programs, "auto": auto, "no_copies": no_copies, "fit": fit,
           "streaming": streaming, "regularized": regularized, "gpipe": gpipe, "data_and_stages": data_and_stages,
           "replicas_reduce_once": replicas_reduce_once}
 

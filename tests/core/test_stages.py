@@ -19,13 +19,13 @@ jax_only = pytest.mark.skipif(keras.backend.backend() != "jax", reason="JAX only
                                                                        "with tf.device (test_model_training.py)")
 
 
-CHECKS = ("gradients", "programs", "auto", "no_copies", "fit", "streaming", "regularized", "gpipe",
+CHECKS = ("gradients", "masking", "programs", "auto", "no_copies", "fit", "streaming", "regularized", "gpipe",
           "data_and_stages", "replicas_reduce_once")
 if keras.backend.backend() == "jax":
     from sideways_tf.core.backends.jax_stages import MIN_KERAS, keras_version
 
     if keras_version() < MIN_KERAS:  # per-device programs run on older Keras; the mesh (bp, GPipe's) does not
-        CHECKS = ("gradients", "programs", "auto", "streaming", "regularized", "data_and_stages",
+        CHECKS = ("gradients", "masking", "programs", "auto", "streaming", "regularized", "data_and_stages",
                   "replicas_reduce_once")
 
 
