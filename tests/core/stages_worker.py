@@ -462,9 +462,9 @@ def replicas_reduce_once():
     print("ok replicas_reduce_once")
 
 
-CHECKS = {"gradients": gradients, "masking": masking, "programs": programs, "auto": auto, "no_copies": no_copies, "fit": fit,
-          "streaming": streaming, "regularized": regularized, "gpipe": gpipe, "data_and_stages": data_and_stages,
-          "replicas_reduce_once": replicas_reduce_once}
+CHECKS = {"gradients": gradients, "masking": masking, "programs": programs, "auto": auto, "no_copies": no_copies,
+          "fit": fit, "streaming": streaming, "regularized": regularized, "gpipe": gpipe,
+          "data_and_stages": data_and_stages, "replicas_reduce_once": replicas_reduce_once}
 
 if __name__ == "__main__":
     assert keras.backend.backend() == "jax" and NUM_DEVICES >= 2, (PLATFORM, os.environ.get("XLA_FLAGS"))
