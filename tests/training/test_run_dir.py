@@ -30,7 +30,7 @@ def test_a_finished_run_is_reported_not_trained_again(tmp_path):
 def test_another_configuration_is_refused_naming_the_keys(tmp_path):
     run_dir.claim(str(tmp_path), CONFIG)
     other = dataclasses.replace(CONFIG, mode="sideways", learning_rate=0.1)
-    with pytest.raises(ValueError, match=r"another configuration \(learning_rate: 0.002 -> 0.1; "
+    with pytest.raises(ValueError, match=rf"another configuration \(learning_rate: {CONFIG.learning_rate!r} -> 0.1; "
                                          r"mode: 'skip_sideways' -> 'sideways'\).*--overwrite"):
         run_dir.claim(str(tmp_path), other)
     assert run_dir.claim(str(tmp_path), other, overwrite=True) is None
