@@ -4,7 +4,7 @@
 
 For each rule of `sideways-quickstart`, on one core (both rules train at the same time, one
 process per core): the model's `train_on_batch` on a batch of the quickstart's clips
-(`[16, 16, 32, 32, 3]`), per step and per frame; `evaluate` over the held-out set, per epoch;
+(`[B, T, R, R, 3]` of the quickstart's config), per step and per frame; `evaluate` over the held-out set, per epoch;
 and, for scale, plain Keras training the same per-frame network (the units chained into one
 `keras.Model`) on the batch's frames, B clips' frames at a time (per-frame backprop, the
 arithmetic any rule must do). The epoch estimate is steps x step + evaluation; the rest of a

@@ -127,7 +127,7 @@ def _build() -> dict[str, Config]:
     experiments["quickstart"] = _exp(
         "Moving shapes, motion labels: a small CNN, 8 classes no single frame reveals",
         dataset="moving_shapes", label_set="motion", train_split="train", eval_split="validation",
-        num_examples=1024, model="small_cnn", num_classes=8, mode="skip_sideways", num_frames=16, resolution=24,
+        num_examples=1024, model="small_cnn", num_classes=8, mode="skip_sideways", num_frames=12, resolution=24,
         stride=3, batch_size=16, space_to_depth=False, learning_rate=3e-3, schedule="cosine", warmup_epochs=0,
         epochs=7, validation_steps=16)
     return experiments
