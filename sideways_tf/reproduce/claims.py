@@ -19,12 +19,13 @@ from sideways_tf.training.config import Config
 
 MINIATURE = dataclasses.replace(
     experiments.get("quickstart"), description="sideways-reproduce", num_examples=1024, epochs=7,
-    learning_rate=2e-3, validation_steps=16, resolution=32, stride=2, schedule="constant",
+    learning_rate=2e-3, validation_steps=16, num_frames=16, resolution=32, stride=2, schedule="constant",
     warmup_epochs=experiments.PAPER.warmup_epochs)
 """The quickstart's set and model (moving shapes, 16 frames, the 6-unit small CNN, Adam, batch 16,
 1024 clips per split) as it was when these claims were written: 32x32 frames at stride 2 and a
 constant rate, 2e-3 for 7 epochs, with 256 held-out clips per evaluation (the quickstart itself
-has since moved to 24x24 at stride 3 with a cosine schedule, to fit 4 minutes on two cores)."""
+has since moved to 12 frames of 24x24 at stride 3 with a cosine schedule, to fit 4 minutes on two
+cores)."""
 
 MOTION_CHANCE = 1 / 8
 APPEARANCE_CHANCE = 1 / 4
