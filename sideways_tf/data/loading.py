@@ -10,7 +10,6 @@ import tensorflow_datasets as tfds
 
 from sideways_tf.data import clip_ops
 from sideways_tf.data.decode import decode_frames
-from sideways_tf.data.moving_shapes import DEFAULT_SIZES as moving_shapes_sizes
 from sideways_tf.data.moving_shapes import moving_shapes
 
 CACHE_BYTES = 256 * 2**20
@@ -165,11 +164,9 @@ def load(
 
     if name == "moving_shapes":
         # Rendered long enough for the strided span: loop padding would cut the smooth motion.
-        rendered = max(32, (total - 1) * stride + 1)
         source = moving_shapes(split, label_set=label_set, num_examples=num_examples,
-                               num_frames=rendered, resolution=resolution, seed=seed or 0)
-        count = num_examples or moving_shapes_sizes[split]
-        if count * rendered * resolution * resolution * 3 <= CACHE_BYTES:
+                               num_frames=max(32, (total - 1) * stride + 1), resolution=resolution, seed=seed or 0)
+        if int(source.cardinality()) * source.element_spec["video"].shape.num_elements() <= CACHE_BYTES:
             source = source.cache()  # rendered once, not every epoch
         frame_size, resize_to = resolution, None
 
