@@ -2,19 +2,23 @@
 
     python -m benchmarks.one_accelerator [--models vgg8 vgg16] [--batch 8 32] [--frames 32]
         [--dtype float32 mixed_bfloat16] [--memory_frames 16 64 256] [--memory_batch 8]
-        [--resolution 112] [--reps 5] [--png PATH] [--skip_speed] [--skip_memory]
+        [--resolution 112] [--reps 5] [--clip device|host] [--png PATH] [--skip_speed] [--skip_memory]
 
 Speed: for each model, batch size and dtype policy, the compiled gradient function of one clip
 (the training step but the optimizer) of `"sideways"`, `"skip_sideways"` and per-frame `"bp"`
 (a `lax.scan` over frames), and of clip-batched backprop (the frame network on all B x T
 frames at once: what users would otherwise run). Frames/s are B * T over the median of `--reps`
 calls; the ratios Sideways / per-frame bp and Sideways / clip-batched bp are summarised.
+`--clip device` (the default) puts the clip, labels and weights on the device before timing, as
+`fit` has them when a step starts; `--clip host` copies the clip from host memory in every call.
 
 Memory: for each T in `--memory_frames`, the compiled program's temporary buffers and arguments
 (XLA's memory analysis, without running: the clip and weights are arguments, not temporaries),
 for the sideways rules, clip-batched bp and the 3D VGG-16 (with `remat`, clip labels). On a
 device that reports its memory limit (GPUs), the largest batch in 1, 2, 4, ... 256 whose
-program fits (temporaries + arguments) is also given, as in the papers' Table 4.
+program fits (temporaries + arguments) is also given, as in the papers' Table 4: predicted from
+the footprints at B and 2B (linear in B), then confirmed by compiling the predicted batch and its
+double, walking on by doubling or halving where the prediction was wrong.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from typing import Optional
 
 os.environ["KERAS_BACKEND"] = "jax"
 
@@ -83,7 +88,8 @@ def _vgg3d_program(video: np.ndarray, labels: np.ndarray):
     return jax.jit(gradients), (*values, video, labels)
 
 
-def speed(names, batches, frames: int, dtypes, resolution: int, reps: int) -> list[dict]:
+def speed(names, batches, frames: int, dtypes, resolution: int, reps: int, clip: str = "device") -> list[dict]:
+    """Per dtype, model and batch, one row of frames/s of every rule and of clip-batched bp."""
     rows = []
     for dtype in dtypes:
         keras.mixed_precision.set_global_policy(dtype)
@@ -93,6 +99,8 @@ def speed(names, batches, frames: int, dtypes, resolution: int, reps: int) -> li
                 row = {"model": name, "B": batch, "T": frames, "dtype": dtype}
                 for method in (*RULES, "clip_batched_bp"):
                     function, args = _program(method, name, video)
+                    if clip == "device":
+                        args = jax.device_put(args, jax.devices()[0])
                     row[f"{method}_fps"] = batch * frames / median_seconds(function, args, reps)
                 row["sideways_vs_bp"] = row["sideways_fps"] / row["bp_fps"]
                 row["sideways_vs_clip_batched"] = row["sideways_fps"] / row["clip_batched_bp_fps"]
@@ -108,24 +116,45 @@ def _limit_bytes():
 
 
 def _footprint(method: str, name: str, batch: int, frames: int, resolution: int) -> tuple[float, float]:
-    """(temporaries, arguments) in bytes of the compiled program, without running it."""
-    function, args = _program(method, name, _clip(batch, frames, resolution))
+    """(temporaries, arguments) in bytes of the compiled program, without running it (nor making its clip)."""
+    function, args = _program(method, name, jax.ShapeDtypeStruct((batch, frames, resolution, resolution, 3), np.uint8))
     analysis = function.lower(*args).compile().memory_analysis()
     return float(analysis.temp_size_in_bytes), float(analysis.argument_size_in_bytes)
 
 
-def largest_batch(method: str, name: str, frames: int, resolution: int, limit: float) -> int:
-    """The largest batch in 1, 2, 4, ... 256 whose program fits in `limit` bytes (0 if none)."""
-    best = 0
-    for batch in (2**i for i in range(9)):
-        temp, arguments = _footprint(method, name, batch, frames, resolution)
-        if temp + arguments > limit:
-            break
-        best = batch
-    return best
+def largest_batch(method: str, name: str, frames: int, resolution: int, limit: float,
+                  footprints: Optional[dict] = None, largest: int = 256) -> int:
+    """The largest batch in 1, 2, 4, ... `largest` whose program fits in `limit` bytes (0 if none).
+
+    `footprints`: batch -> (temporaries, arguments) already compiled (two of them predict the
+    answer, linear in the batch); every other batch is compiled here. The answer is always
+    confirmed by compiling: the batch found fits, and its double does not (or is above `largest`).
+    """
+    known = dict(footprints or {})
+
+    def fits(batch: int) -> bool:
+        if batch not in known:
+            known[batch] = _footprint(method, name, batch, frames, resolution)
+        return sum(known[batch]) <= limit
+
+    batch = 1
+    if len(known) >= 2:
+        (b0, f0), (b1, f1) = sorted(known.items())[:2]
+        per_clip = (sum(f1) - sum(f0)) / (b1 - b0)
+        if per_clip > 0:
+            batch = min(largest, 2 ** max(0, int(np.floor(np.log2(max((limit - sum(f0)) / per_clip + b0, 1))))))
+    while batch > 1 and not fits(batch):
+        batch //= 2
+    if not fits(batch):
+        return 0
+    while batch < largest and fits(2 * batch):
+        batch *= 2
+    return batch
 
 
 def memory(names, batch: int, frame_counts, resolution: int) -> list[dict]:
+    """Per model, method and T, one row of the compiled step's temporaries and arguments (and the
+    largest batch that fits, on a device that reports its memory)."""
     rows = []
     limit = _limit_bytes()
     for name in names:
@@ -137,7 +166,9 @@ def memory(names, batch: int, frame_counts, resolution: int) -> list[dict]:
                 row = {"model": "vgg16_3d" if method == "3d_vgg16_remat" else name, "method": method, "B": batch,
                        "T": frames, "temp_MB": temp / MB, "arguments_MB": arguments / MB}
                 if limit:
-                    row["largest_batch"] = largest_batch(method, name, frames, resolution, limit)
+                    footprints = {batch: (temp, arguments),
+                                  2 * batch: _footprint(method, name, 2 * batch, frames, resolution)}
+                    row["largest_batch"] = largest_batch(method, name, frames, resolution, limit, footprints)
                 rows.append(row)
                 print(f"measured {row}", file=sys.stderr, flush=True)
     return rows
@@ -181,12 +212,15 @@ def main() -> None:
     parser.add_argument("--memory_batch", type=int, default=8)
     parser.add_argument("--resolution", type=int, default=112)
     parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument("--clip", default="device", choices=["device", "host"],
+                        help="the clip and weights on the device before timing (as `fit` has them), "
+                             "or NumPy on the host")
     parser.add_argument("--png", help="also save a plot here")
     parser.add_argument("--skip_speed", action="store_true")
     parser.add_argument("--skip_memory", action="store_true")
     args = parser.parse_args()
     speed_rows = [] if args.skip_speed else speed(args.models, args.batch, args.frames, args.dtype, args.resolution,
-                                                  args.reps)
+                                                  args.reps, args.clip)
     memory_rows = [] if args.skip_memory else memory(args.models, args.memory_batch, args.memory_frames,
                                                      args.resolution)
     summary = {"device": str(jax.devices()[0]), "device_memory_MB": (_limit_bytes() or 0) / MB}
