@@ -2,7 +2,7 @@
 
     python -m benchmarks.one_accelerator [--models vgg8 vgg16] [--batch 8 32] [--frames 32]
         [--dtype float32 mixed_bfloat16] [--memory_frames 16 64 256] [--memory_batch 8]
-        [--resolution 112] [--reps 5] [--clip device|host] [--png PATH] [--skip_speed] [--skip_memory]
+        [--resolution 112] [--largest 256] [--reps 5] [--clip device|host] [--png PATH] [--skip_speed] [--skip_memory]
 
 Speed: for each model, batch size and dtype policy, the compiled gradient function of one clip
 (the training step but the optimizer) of `"sideways"`, `"skip_sideways"` and per-frame `"bp"`
@@ -15,7 +15,7 @@ calls; the ratios Sideways / per-frame bp and Sideways / clip-batched bp are sum
 Memory: for each T in `--memory_frames`, the compiled program's temporary buffers and arguments
 (XLA's memory analysis, without running: the clip and weights are arguments, not temporaries),
 for the sideways rules, clip-batched bp and the 3D VGG-16 (with `remat`, clip labels). On a
-device that reports its memory limit (GPUs), the largest batch in 1, 2, 4, ... 256 whose
+device that reports its memory limit (GPUs), the largest batch in 1, 2, 4, ... `--largest` whose
 program fits (temporaries + arguments) is also given, as in the papers' Table 4: predicted from
 the footprints at B and 2B (linear in B), then confirmed by compiling the predicted batch and its
 double, walking on by doubling or halving where the prediction was wrong.
@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 from typing import Optional
 
 os.environ["KERAS_BACKEND"] = "jax"
@@ -152,51 +153,68 @@ def largest_batch(method: str, name: str, frames: int, resolution: int, limit: f
     return batch
 
 
-def memory(names, batch: int, frame_counts, resolution: int) -> list[dict]:
-    """Per model, method and T, one row of the compiled step's temporaries and arguments (and the
-    largest batch that fits, on a device that reports its memory)."""
+MEMORY_METHODS = ("sideways", "skip_sideways", "clip_batched_bp", "3d_vgg16_remat")
+
+
+def memory(names, batch: int, frame_counts, resolution: int, methods=MEMORY_METHODS, largest: int = 256
+           ) -> list[dict]:
+    """Per model, method and T, one row of the compiled step's temporaries and arguments (and, on a
+    device that reports its memory and with `largest` > 0, the largest batch up to `largest` that fits)."""
     rows = []
     limit = _limit_bytes()
     for name in names:
-        for method in ("sideways", "skip_sideways", "clip_batched_bp", "3d_vgg16_remat"):
+        for method in methods:
             if method == "3d_vgg16_remat" and name != names[0]:
                 continue
             for frames in frame_counts:
                 temp, arguments = _footprint(method, name, batch, frames, resolution)
                 row = {"model": "vgg16_3d" if method == "3d_vgg16_remat" else name, "method": method, "B": batch,
                        "T": frames, "temp_MB": temp / MB, "arguments_MB": arguments / MB}
-                if limit:
+                if limit and largest:
                     footprints = {batch: (temp, arguments),
                                   2 * batch: _footprint(method, name, 2 * batch, frames, resolution)}
-                    row["largest_batch"] = largest_batch(method, name, frames, resolution, limit, footprints)
+                    row["largest_batch"] = largest_batch(method, name, frames, resolution, limit, footprints,
+                                                          largest)
                 rows.append(row)
-                print(f"measured {row}", file=sys.stderr, flush=True)
+                print(f"measured {row} at {time.strftime('%H:%M:%S')}", file=sys.stderr, flush=True)
     return rows
 
 
 def plot(path: str, speed_rows, memory_rows) -> None:
+    """A PNG of the speed rows (frames/s per method, left) and the memory rows (temporaries against T,
+    right); a panel only for what was measured."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, (left, right) = plt.subplots(1, 2, figsize=(12, 4))
+    panels = int(bool(speed_rows)) + int(bool(memory_rows))
+    if not panels:
+        return
+    figure, axes = plt.subplots(1, panels, figsize=(6.5 * panels, 4.2), squeeze=False)
+    axes = list(axes[0])
     if speed_rows:
+        left = axes.pop(0)
         x = np.arange(len(speed_rows))
         for i, method in enumerate((*RULES, "clip_batched_bp")):
             left.bar(x + (i - 1.5) * 0.2, [r[f"{method}_fps"] for r in speed_rows], 0.2, label=method)
-        left.set_xticks(x, [f"{r['model']} B={r['B']}\n{r['dtype']}" for r in speed_rows], fontsize=7)
-        left.set_title("frames/s, one device")
+        short = {"float32": "f32", "mixed_bfloat16": "bf16"}
+        left.set_xticks(x, [f"{r['model']}\nB{r['B']} {short.get(r['dtype'], r['dtype'])}" for r in speed_rows],
+                        fontsize=8)
+        left.set_ylabel("frames/s")
+        left.set_title(f"one device, T = {speed_rows[0]['T']}")
         left.legend(fontsize=7)
-    for method in sorted({r["method"] for r in memory_rows}):
-        for model in sorted({r["model"] for r in memory_rows if r["method"] == method}):
-            points = [r for r in memory_rows if r["method"] == method and r["model"] == model]
-            right.plot([r["T"] for r in points], [r["temp_MB"] for r in points], "o-", label=f"{model} {method}")
-    right.set_xscale("log", base=2)
-    right.set_yscale("log")
-    right.set_xlabel("T (frames per clip)")
-    right.set_title("XLA temporaries of one training step (MB)")
-    right.legend(fontsize=7)
+    if memory_rows:
+        right = axes.pop(0)
+        for method in sorted({r["method"] for r in memory_rows}):
+            for model in sorted({r["model"] for r in memory_rows if r["method"] == method}):
+                points = [r for r in memory_rows if r["method"] == method and r["model"] == model]
+                right.plot([r["T"] for r in points], [r["temp_MB"] for r in points], "o-", label=f"{model} {method}")
+        right.set_xscale("log", base=2)
+        right.set_yscale("log")
+        right.set_xlabel("T (frames per clip)")
+        right.set_title(f"XLA temporaries of one training step (MB), B = {memory_rows[0]['B']}")
+        right.legend(fontsize=7)
     figure.tight_layout()
     figure.savefig(path, dpi=110)
 
@@ -210,7 +228,10 @@ def main() -> None:
                         choices=["float32", "mixed_bfloat16"])
     parser.add_argument("--memory_frames", type=int, nargs="+", default=[16, 64, 256])
     parser.add_argument("--memory_batch", type=int, default=8)
+    parser.add_argument("--memory_methods", nargs="+", default=list(MEMORY_METHODS), choices=MEMORY_METHODS)
     parser.add_argument("--resolution", type=int, default=112)
+    parser.add_argument("--largest", type=int, default=256,
+                        help="search the largest batch that fits up to this many clips (0: no search)")
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--clip", default="device", choices=["device", "host"],
                         help="the clip and weights on the device before timing (as `fit` has them), "
@@ -222,7 +243,7 @@ def main() -> None:
     speed_rows = [] if args.skip_speed else speed(args.models, args.batch, args.frames, args.dtype, args.resolution,
                                                   args.reps, args.clip)
     memory_rows = [] if args.skip_memory else memory(args.models, args.memory_batch, args.memory_frames,
-                                                     args.resolution)
+                                                     args.resolution, args.memory_methods, args.largest)
     summary = {"device": str(jax.devices()[0]), "device_memory_MB": (_limit_bytes() or 0) / MB}
     for row in speed_rows:
         key = f"{row['model']} B={row['B']} {row['dtype']}"
