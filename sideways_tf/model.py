@@ -46,7 +46,8 @@ class SidewaysModel(keras.Model):
       devices: None, one device string per unit (e.g. `["/GPU:0", "/GPU:0", "/GPU:1"]`: units on
         different devices run concurrently; TensorFlow: each unit in its `tf.device`; JAX: one
         program per device group), or `"auto"`: at build, the units are timed and grouped over
-        every accelerator (else CPU device) there is (`sw.parallel.balance`).
+        every accelerator (else CPU device) there is (`sw.parallel.balance`), even where one
+        device would be faster (steps under about a millisecond on GPUs: `docs/depth_parallel.md`).
       gradient_stats: also report each unit's pseudo-gradient mean and L2 norm per epoch (metrics
         `unit{i}_grad_mean`, `unit{i}_grad_norm`).
       update_every: None (one update per clip), or L: the optimizer is applied inside the frame loop
