@@ -18,7 +18,10 @@ for the sideways rules, clip-batched bp and the 3D VGG-16 (with `remat`, clip la
 device that reports its memory limit (GPUs), the largest batch in 1, 2, 4, ... `--largest` whose
 program fits (temporaries + arguments) is also given, as in the papers' Table 4: predicted from
 the footprints at B and 2B (linear in B), then confirmed by compiling the predicted batch and its
-double, walking on by doubling or halving where the prediction was wrong.
+double, walking on by doubling or halving where the prediction was wrong. The search's programs
+are compiled without XLA's GPU autotuning (default convolution algorithms): with it, clip-batched
+bp's search on one H200 printed nothing in 9 minutes, autotuning at up to 4,096 frames per step
+the likely cost (not confirmed).
 """
 
 from __future__ import annotations
@@ -116,10 +119,15 @@ def _limit_bytes():
     return stats.get("bytes_limit")
 
 
-def _footprint(method: str, name: str, batch: int, frames: int, resolution: int) -> tuple[float, float]:
-    """(temporaries, arguments) in bytes of the compiled program, without running it (nor making its clip)."""
+def _footprint(method: str, name: str, batch: int, frames: int, resolution: int,
+               autotune: bool = True) -> tuple[float, float]:
+    """(temporaries, arguments) in bytes of the compiled program, without running it (nor making its clip).
+
+    `autotune=False` compiles without XLA's GPU autotuning (`xla_gpu_autotune_level=0`: default
+    convolution algorithms), which at thousands of frames per step times every candidate kernel."""
     function, args = _program(method, name, jax.ShapeDtypeStruct((batch, frames, resolution, resolution, 3), np.uint8))
-    analysis = function.lower(*args).compile().memory_analysis()
+    options = None if autotune else {"xla_gpu_autotune_level": 0}
+    analysis = function.lower(*args).compile(options).memory_analysis()
     return float(analysis.temp_size_in_bytes), float(analysis.argument_size_in_bytes)
 
 
@@ -135,7 +143,7 @@ def largest_batch(method: str, name: str, frames: int, resolution: int, limit: f
 
     def fits(batch: int) -> bool:
         if batch not in known:
-            known[batch] = _footprint(method, name, batch, frames, resolution)
+            known[batch] = _footprint(method, name, batch, frames, resolution, autotune=False)
         return sum(known[batch]) <= limit
 
     batch = 1
@@ -172,7 +180,7 @@ def memory(names, batch: int, frame_counts, resolution: int, methods=MEMORY_METH
                        "T": frames, "temp_MB": temp / MB, "arguments_MB": arguments / MB}
                 if limit and largest:
                     footprints = {batch: (temp, arguments),
-                                  2 * batch: _footprint(method, name, 2 * batch, frames, resolution)}
+                                  2 * batch: _footprint(method, name, 2 * batch, frames, resolution, autotune=False)}
                     row["largest_batch"] = largest_batch(method, name, frames, resolution, limit, footprints,
                                                           largest)
                 rows.append(row)
