@@ -181,8 +181,8 @@ def memory(names, batch: int, frame_counts, resolution: int, methods=MEMORY_METH
                 if limit and largest:
                     footprints = {batch: (temp, arguments),
                                   2 * batch: _footprint(method, name, 2 * batch, frames, resolution, autotune=False)}
-                    row["largest_batch"] = largest_batch(method, name, frames, resolution, limit, footprints,
-                                                          largest)
+                    found = largest_batch(method, name, frames, resolution, limit, footprints, largest)
+                    row["largest_batch"] = f">={found}" if found == largest else found  # the search stops there
                 rows.append(row)
                 print(f"measured {row} at {time.strftime('%H:%M:%S')}", file=sys.stderr, flush=True)
     return rows
