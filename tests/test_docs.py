@@ -52,3 +52,30 @@ def test_benchmarks_readme_lists_every_script():
 def test_api_reference_has_no_unreadable_lines():
     longest = max((ROOT / "docs" / "api.md").read_text().splitlines(), key=len)
     assert len(longest) < 2000, longest[:200]
+
+
+def _benchmark_flags(name: str, seen=None) -> set:
+    """The `--flags` benchmark `name` defines: in its own source and in the benchmarks modules it imports."""
+    seen = set() if seen is None else seen
+    if name in seen or not (ROOT / "benchmarks" / f"{name}.py").exists():
+        return set()
+    seen.add(name)
+    source = (ROOT / "benchmarks" / f"{name}.py").read_text()
+    flags = set(re.findall(r"add_argument\(\s*\"--(\w+)\"", source))
+    for imported in re.findall(r"from benchmarks\.(\w+) import", source):
+        flags |= _benchmark_flags(imported, seen)
+    return flags
+
+
+@pytest.mark.parametrize("page", [p for p in PAGES if p.suffix == ".md"], ids=lambda p: str(p.relative_to(ROOT)))
+def test_documented_benchmark_commands_use_flags_the_scripts_have(page):
+    text = page.read_text().replace("\\\n", " ")  # continued command lines
+    unknown = []
+    for name, rest in re.findall(r"python -m benchmarks\.(\w+)([^\n`]*)", text):
+        if not (ROOT / "benchmarks" / f"{name}.py").exists():
+            unknown.append(f"benchmarks.{name} (no such script)")
+            continue
+        rest = rest.split(" | ")[0]  # a table row's next cell
+        unknown += [f"benchmarks.{name} --{flag}" for flag in re.findall(r"(?<![\w-])--(\w+)", rest)
+                    if flag not in _benchmark_flags(name) | {"help"}]
+    assert not unknown, f"{page.relative_to(ROOT)} documents flags its scripts do not define: {sorted(set(unknown))}"
