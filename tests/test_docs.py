@@ -54,28 +54,40 @@ def test_api_reference_has_no_unreadable_lines():
     assert len(longest) < 2000, longest[:200]
 
 
-def _benchmark_flags(name: str, seen=None) -> set:
-    """The `--flags` benchmark `name` defines: in its own source and in the benchmarks modules it imports."""
+
+# Each documented command and the module that defines its flags.
+COMMANDS = {"sideways-train": "sideways_tf/cli/train.py", "sideways-quickstart": "sideways_tf/cli/quickstart.py",
+            "sideways-stream": "sideways_tf/cli/stream.py", "sideways-reproduce": "sideways_tf/cli/reproduce.py"}
+ABSL_FLAGS = {"help", "helpshort", "helpfull", "verbosity", "alsologtostderr", "logtostderr"}
+
+
+def _defined_flags(path: str, seen=None) -> set:
+    """The `--flags` module `path` defines (argparse or absl), and those of the project modules it imports."""
     seen = set() if seen is None else seen
-    if name in seen or not (ROOT / "benchmarks" / f"{name}.py").exists():
+    if path in seen or not (ROOT / path).exists():
         return set()
-    seen.add(name)
-    source = (ROOT / "benchmarks" / f"{name}.py").read_text()
-    flags = set(re.findall(r"add_argument\(\s*\"--(\w+)\"", source))
-    for imported in re.findall(r"from benchmarks\.(\w+) import", source):
-        flags |= _benchmark_flags(imported, seen)
+    seen.add(path)
+    source = (ROOT / path).read_text()
+    flags = set(re.findall(r"(?:add_argument|flags\.DEFINE_\w+)\(\s*\"-?-?(\w+)\"", source))
+    for module in re.findall(r"from ((?:benchmarks|sideways_tf)(?:\.\w+)+) import", source):
+        flags |= _defined_flags(module.replace(".", "/") + ".py", seen)
     return flags
 
 
 @pytest.mark.parametrize("page", [p for p in PAGES if p.suffix == ".md"], ids=lambda p: str(p.relative_to(ROOT)))
-def test_documented_benchmark_commands_use_flags_the_scripts_have(page):
+def test_documented_commands_use_flags_the_commands_have(page):
     text = page.read_text().replace("\\\n", " ")  # continued command lines
+    pattern = r"(python -m benchmarks\.\w+|python -m sideways_tf\.cli\.\w+|" + "|".join(COMMANDS) + r")\b([^\n`]*)"
     unknown = []
-    for name, rest in re.findall(r"python -m benchmarks\.(\w+)([^\n`]*)", text):
-        if not (ROOT / "benchmarks" / f"{name}.py").exists():
-            unknown.append(f"benchmarks.{name} (no such script)")
+    for command, rest in re.findall(pattern, text):
+        if command.startswith("python -m "):
+            path = command[len("python -m "):].replace(".", "/") + ".py"
+        else:
+            path = COMMANDS.get(command)
+        if path is None or not (ROOT / path).exists():
+            unknown.append(f"{command} (no such command)")
             continue
         rest = rest.split(" | ")[0]  # a table row's next cell
-        unknown += [f"benchmarks.{name} --{flag}" for flag in re.findall(r"(?<![\w-])--(\w+)", rest)
-                    if flag not in _benchmark_flags(name) | {"help"}]
-    assert not unknown, f"{page.relative_to(ROOT)} documents flags its scripts do not define: {sorted(set(unknown))}"
+        unknown += [f"{command} --{flag}" for flag in re.findall(r"(?<![\w-])--(\w+)", rest)
+                    if flag not in _defined_flags(path) | ABSL_FLAGS]
+    assert not unknown, f"{page.relative_to(ROOT)} documents flags its commands do not define: {sorted(set(unknown))}"
