@@ -27,14 +27,17 @@ from tests.helpers import compiled, conv_units, dense_units, random_clip
 
 
 def gradients():
-    """Pseudo-gradients, exact gradients and predictions, in every mode and placement (conv units, batch norm)."""
+    """Pseudo-gradients, exact gradients and predictions in every mode, placement and fusion (conv units, BN)."""
     video, labels = random_clip((2, 11, 8, 8, 3)), np.array([0, 3])
-    # Every mode on grouped units; the shortcuts' crossings on the other placements.
-    cases = [("grouped", mode) for mode in MODES] + [(name, "skip_sideways") for name in PLACEMENTS
-                                                     if name != "grouped"]
-    for name, mode in cases:
+    # Every mode on grouped units; the shortcuts' crossings on the other placements; shortcuts added
+    # instead of concatenated (fusion="add") on grouped units and on one unit per device.
+    cases = [("grouped", mode, "concat") for mode in MODES]
+    cases += [(name, "skip_sideways", "concat") for name in PLACEMENTS if name != "grouped"]
+    cases += [("grouped", "fa_skip_sideways", "add"), ("one_per_device", "skip_sideways", "add")]
+    for name, mode, fusion in cases:
         devices = PLACEMENTS[name]
-        placed, alone = pair_on(devices, mode)
+        placed, alone = pair_on(devices, mode, fusion=fusion)
+        mode = f"{mode} {fusion}"  # in the messages below
         placed.build(video.shape)
         alone.build(video.shape)
         alone.set_weights(placed.get_weights())
