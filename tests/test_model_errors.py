@@ -1,5 +1,6 @@
 """Bad input raises ValueError naming the argument and what is allowed."""
 
+import re
 import warnings
 
 import keras
@@ -156,6 +157,22 @@ def test_a_unit_that_cannot_take_its_fused_input_is_named():
     with pytest.raises(ValueError, match=r"units\[2\] \(dense_\d+\) cannot take its input of shape \(None, 4\) "
                                          r"\(from units\[1\]\) with the shortcut from units\[0\] .*concatenated"):
         model.build((2, 7, 5))
+
+
+def test_a_unit_that_pools_too_far_is_named_with_its_layer_and_no_keras_warning():
+    units = [keras.layers.Conv2D(4, 3, strides=2, padding="same"),
+             keras.Sequential([keras.layers.MaxPooling2D(2), keras.layers.Flatten()]), keras.layers.Dense(3)]
+    model = sw.SidewaysModel(units)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(ValueError) as raised:
+            model.build((2, 5, 2, 2, 3))
+    message = str(raised.value)
+    assert re.match(r"units\[1\] \(sequential\w*\) cannot take its input of shape \(None, 1, 1, 4\): MaxPooling2D: "
+                    r"Computed output size would be zero or negative.*too many strides or pools for frames of shape "
+                    r"\(2, 2, 3\)", message, flags=re.DOTALL), message
+    assert "Exception encountered" not in message and "Arguments received" not in message, message
+    assert not [w for w in caught if "build()" in str(w.message)], [str(w.message) for w in caught]
 
 
 def test_check_finite_names_a_non_finite_input():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import warnings
 from typing import Callable, ContextManager, Optional, Sequence
 
 import keras
@@ -87,13 +88,19 @@ def build_stages(
             transform = make_shortcut(hidden[k - 2].shape[1:], direct.shape[1:], fusion, shortcut, name=f"tau_{k}")
         stage = Stage(unit, fusion, has_shortcut, transform, name=f"stage_{k}")
         try:
-            with scope(k) if scope is not None else contextlib.nullcontext():
-                out = stage(direct, hidden[k - 2] if has_shortcut else None)
+            # Keras warns of a half-built layer before a failing call raises: kept only if the call succeeds.
+            with warnings.catch_warnings(record=True) as caught:
+                with scope(k) if scope is not None else contextlib.nullcontext():
+                    out = stage(direct, hidden[k - 2] if has_shortcut else None)
+            for warning in caught:
+                warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
         except (ValueError, TypeError) as error:
             given = _input_description(direct, has_shortcut, transform, hidden, k, fusion)
-            detail = re.sub(r"\x1b\[[0-9;]*m", "", str(error))
+            detail = _innermost(re.sub(r"\x1b\[[0-9;]*m", "", str(error)))
             hint = ""
-            if has_shortcut and fusion == "concat":
+            if "zero or negative" in detail:
+                hint = f" (too many strides or pools for frames of shape {tuple(frame_shape)}?)"
+            elif has_shortcut and fusion == "concat":
                 hint = (" A unit whose input shape is fixed (one cut from an existing model by sw.split, say) takes "
                         "the shortcut with fusion='add', which keeps the input's shape.")
             raise ValueError(f"units[{k}] ({unit.name}) cannot take its input {given}: {detail}{hint}") from error
@@ -104,6 +111,16 @@ def build_stages(
         hidden.append(out)
         stages.append(stage)
     return stages, [tuple(h.shape[1:]) for h in hidden[:-1]], tuple(hidden[-1].shape[1:])
+
+
+def _innermost(message: str) -> str:
+    """The innermost layer's own words from Keras' nested "Exception encountered when calling X.call()"
+    message, as `"X: words"`; the message as it is when it is not nested."""
+    found = re.findall(r"Exception encountered when calling (\w+)\.call\(\)\.\s*(.*?)(?=\s*Arguments received by|"
+                       r"\s*Exception encountered when calling|\Z)", message, flags=re.DOTALL)
+    own = [(layer, words.strip()) for layer, words in found if words.strip()
+           and not words.strip().startswith("Could not automatically infer")]
+    return f"{own[-1][0]}: {own[-1][1]}" if own else message
 
 
 def _input_description(direct, has_shortcut: bool, transform, hidden, k: int, fusion: str) -> str:
