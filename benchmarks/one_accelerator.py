@@ -2,7 +2,8 @@
 
     python -m benchmarks.one_accelerator [--models vgg8 vgg16] [--batch 8 32] [--frames 32]
         [--dtype float32 mixed_bfloat16] [--memory_frames 16 64 256] [--memory_batch 8]
-        [--resolution 112] [--largest 256] [--reps 5] [--clip device|host] [--png PATH] [--skip_speed] [--skip_memory]
+        [--memory_methods sideways skip_sideways clip_batched_bp 3d_vgg16_remat] [--largest 256]
+        [--resolution 112] [--reps 5] [--clip device|host] [--png PATH] [--skip_speed] [--skip_memory]
 
 Speed: for each model, batch size and dtype policy, the compiled gradient function of one clip
 (the training step but the optimizer) of `"sideways"`, `"skip_sideways"` and per-frame `"bp"`

@@ -92,8 +92,9 @@ def build_stages(
             with warnings.catch_warnings(record=True) as caught:
                 with scope(k) if scope is not None else contextlib.nullcontext():
                     out = stage(direct, hidden[k - 2] if has_shortcut else None)
-            for warning in caught:
-                warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
+            for warning in caught:  # each shown once per process, as where Keras raised it
+                warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno,
+                                       registry=_WARNED)
         except (ValueError, TypeError) as error:
             given = _input_description(direct, has_shortcut, transform, hidden, k, fusion)
             detail = _innermost(re.sub(r"\x1b\[[0-9;]*m", "", str(error)))
@@ -111,6 +112,9 @@ def build_stages(
         hidden.append(out)
         stages.append(stage)
     return stages, [tuple(h.shape[1:]) for h in hidden[:-1]], tuple(hidden[-1].shape[1:])
+
+
+_WARNED: dict = {}  # the registry of the warnings `build_stages` passes on
 
 
 def _innermost(message: str) -> str:
