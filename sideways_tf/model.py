@@ -21,7 +21,7 @@ from sideways_tf.core import backends, schedule, targets
 from sideways_tf.core.engine import ClipResult, Engine
 from sideways_tf.core.stage import build_stages
 from sideways_tf.gradients import values as _values
-from sideways_tf.parallel.balance import auto_devices
+from sideways_tf.parallel.balance import auto_plan
 
 
 @keras.saving.register_keras_serializable(package="sideways_tf")
@@ -47,7 +47,8 @@ class SidewaysModel(keras.Model):
         different devices run concurrently; TensorFlow: each unit in its `tf.device`; JAX: one
         program per device group), or `"auto"`: at build, the units are timed and grouped over
         every accelerator (else CPU device) there is (`sw.parallel.balance`), even where one
-        device would be faster (steps under about a millisecond on GPUs: `docs/depth_parallel.md`).
+        device would be faster (steps under about a millisecond on GPUs: `docs/depth_parallel.md`);
+        `model.device_plan` is then the `sw.parallel.Balance` chosen (groups, unit and group ms).
       gradient_stats: also report each unit's pseudo-gradient mean and L2 norm per epoch (metrics
         `unit{i}_grad_mean`, `unit{i}_grad_norm`).
       update_every: None (one update per clip), or L: the optimizer is applied inside the frame loop
@@ -88,6 +89,7 @@ class SidewaysModel(keras.Model):
         self.fusion = fusion
         self.shortcut = shortcut
         self.devices = devices
+        self.device_plan = None  # with devices="auto": the sw.parallel.Balance chosen at build
         self.update_every = update_every
         self.stateful = stateful
         self.check_finite = bool(check_finite)
@@ -148,7 +150,8 @@ class SidewaysModel(keras.Model):
             )
         model_checks.check_stages(stages)
         if self.devices == "auto":  # timed on this batch size (8 when the shape leaves it open)
-            self.devices = auto_devices(stages, activation_shapes, frame_shape, self.mode, tuple(input_shape)[0] or 8)
+            self.device_plan = auto_plan(stages, activation_shapes, frame_shape, self.mode, tuple(input_shape)[0] or 8)
+            self.devices = None if self.device_plan is None else self.device_plan.devices
         self.frame_shape = frame_shape
         self.stages = stages
         self.engine = Engine(stages, self.mode, activation_shapes, prediction_shape, self.devices,

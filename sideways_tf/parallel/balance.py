@@ -258,7 +258,7 @@ def grouped(unit_ms: Sequence[float], names: Sequence[str], cut_ms: Sequence[flo
                    ideal_speedup=sum(unit_ms) / max(group_ms), cut_ms=list(cut_ms))
 
 
-def auto_devices(stages, activation_shapes, frame_shape, mode: str, batch_size: int) -> Optional[list[str]]:
+def auto_plan(stages, activation_shapes, frame_shape, mode: str, batch_size: int) -> Optional[Balance]:
     """`SidewaysModel(devices="auto")`: the built stages balanced over every device there is.
 
     Every accelerator the backend lists (else every CPU device; under `data_and_stages`, the
@@ -268,5 +268,4 @@ def auto_devices(stages, activation_shapes, frame_shape, mode: str, batch_size: 
     if len(names) < 2:
         return None
     cuts = cut_times(activation_shapes, stages[0].compute_dtype, mode, batch_size, 200.0)
-    return grouped(unit_times(stages, activation_shapes, frame_shape, mode, batch_size, repeats=5), names,
-                   cuts).devices
+    return grouped(unit_times(stages, activation_shapes, frame_shape, mode, batch_size, repeats=5), names, cuts)

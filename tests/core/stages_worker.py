@@ -79,6 +79,7 @@ def auto():
     placed.build(video.shape)
     alone.build(video.shape)
     assert len(set(placed.devices)) == NUM_DEVICES and placed.devices == sorted(placed.devices), placed.devices
+    assert placed.device_plan.devices == placed.devices and len(placed.device_plan.groups) == NUM_DEVICES
     assert placed.get_config()["devices"] == "auto"
     alone.set_weights(placed.get_weights())
     close(placed.pseudo_gradients(video, labels), alone.pseudo_gradients(video, labels), "auto pseudo-gradients")

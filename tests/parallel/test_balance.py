@@ -99,9 +99,12 @@ def test_auto_devices_spread_the_units_over_the_devices_there_are():
 
         expected = len(jax.devices())
         if expected == 1:
-            assert placed.devices is None
+            assert placed.devices is None and placed.device_plan is None
             return
     assert len(placed.devices) == 5 and len(set(placed.devices)) == expected
+    plan = placed.device_plan  # what was timed and chosen, for the user to read
+    assert plan.devices == placed.devices and len(plan.groups) == expected and len(plan.unit_ms) == 5
+    assert plan.ideal_speedup == pytest.approx(sum(plan.unit_ms) / max(plan.group_ms))
     assert placed.devices == sorted(placed.devices)
     alone = compiled(sw.SidewaysModel(conv_units(), mode="skip_sideways"))
     alone.build(video.shape)
