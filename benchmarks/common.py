@@ -34,6 +34,13 @@ import sideways_tf as sw  # noqa: E402
 from benchmarks.report import report  # noqa: E402, F401  (re-exported for the benchmarks)
 
 
+def add_clip_flag(parser) -> None:
+    """`--clip device|host`: the clip on the first device before timing (as `fit` has it when a step
+    starts; the default), or NumPy on the host, copied again in every timed call."""
+    parser.add_argument("--clip", default="device", choices=["device", "host"],
+                        help="the clip on the first device before timing (as `fit` puts it), or NumPy on the host")
+
+
 def add_backend_flag(parser, choices: Sequence[str] = BACKENDS) -> None:
     """`--backend` (read before Keras is imported; listed here for `--help`)."""
     parser.add_argument("--backend", default=os.environ["KERAS_BACKEND"] if "KERAS_BACKEND" in os.environ

@@ -49,7 +49,7 @@ if _flag_from_argv(sys.argv, "host_devices"):
 os.environ["XLA_FLAGS"] = " ".join(f for f in _XLA_FLAGS if f)
 os.environ["KERAS_BACKEND"] = "jax"
 
-from benchmarks.common import median_seconds, report  # noqa: E402
+from benchmarks.common import add_clip_flag, median_seconds, report  # noqa: E402
 
 # isort: split
 import jax  # noqa: E402
@@ -248,8 +248,7 @@ def main() -> None:
     parser.add_argument("--dispatch", default="workers", choices=list(DISPATCH),
                         help="per-device programs: a worker per group running its own frame loop, a thread per group "
                              "joined every frame, or the calling thread")
-    parser.add_argument("--clip", default="device", choices=["device", "host"],
-                        help="the clip on the first device before timing (as `fit` puts it), or NumPy on the host")
+    add_clip_flag(parser)
     parser.add_argument("--ahead", type=int, default=frame_loop.AHEAD,
                         help="frames a group's worker may dispatch ahead of its device (core.frame_loop.AHEAD)")
     args = parse_with_device_flags(parser)

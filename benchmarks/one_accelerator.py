@@ -35,7 +35,7 @@ from typing import Optional
 
 os.environ["KERAS_BACKEND"] = "jax"
 
-from benchmarks.common import median_seconds, report  # noqa: E402
+from benchmarks.common import add_clip_flag, median_seconds, report  # noqa: E402
 
 # isort: split
 import jax  # noqa: E402
@@ -242,9 +242,7 @@ def main() -> None:
     parser.add_argument("--largest", type=int, default=256,
                         help="search the largest batch that fits up to this many clips (0: no search)")
     parser.add_argument("--reps", type=int, default=5)
-    parser.add_argument("--clip", default="device", choices=["device", "host"],
-                        help="the clip and weights on the device before timing (as `fit` has them), "
-                             "or NumPy on the host")
+    add_clip_flag(parser)
     parser.add_argument("--png", help="also save a plot here")
     parser.add_argument("--skip_speed", action="store_true")
     parser.add_argument("--skip_memory", action="store_true")

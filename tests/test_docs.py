@@ -1,6 +1,7 @@
 """The docs: the API reference is up to date, every link between pages resolves, nothing points outside the repo,
 every documented command uses flags its command has."""
 
+import functools
 import importlib.util
 import re
 from pathlib import Path
@@ -61,17 +62,21 @@ COMMANDS = {"sideways-train": "sideways_tf/cli/train.py", "sideways-quickstart":
 ABSL_FLAGS = {"help", "helpshort", "helpfull", "verbosity", "alsologtostderr", "logtostderr"}
 
 
-def _defined_flags(path: str, seen=None) -> set:
+_READING: set = set()  # the modules `_defined_flags` is reading now (imports may form a cycle)
+
+
+@functools.cache
+def _defined_flags(path: str) -> frozenset:
     """The `--flags` module `path` defines (argparse or absl), and those of the project modules it imports."""
-    seen = set() if seen is None else seen
-    if path in seen or not (ROOT / path).exists():
-        return set()
-    seen.add(path)
+    if path in _READING or not (ROOT / path).exists():
+        return frozenset()
+    _READING.add(path)
     source = (ROOT / path).read_text()
     flags = set(re.findall(r"(?:add_argument|flags\.DEFINE_\w+)\(\s*\"-?-?(\w+)\"", source))
     for module in re.findall(r"from ((?:benchmarks|sideways_tf)(?:\.\w+)+) import", source):
-        flags |= _defined_flags(module.replace(".", "/") + ".py", seen)
-    return flags
+        flags |= _defined_flags(module.replace(".", "/") + ".py")
+    _READING.discard(path)
+    return frozenset(flags)
 
 
 @pytest.mark.parametrize("page", [p for p in PAGES if p.suffix == ".md"], ids=lambda p: str(p.relative_to(ROOT)))
