@@ -163,6 +163,8 @@ def largest_batch(method: str, name: str, frames: int, resolution: int, limit: f
 
 
 MEMORY_METHODS = ("sideways", "skip_sideways", "clip_batched_bp", "3d_vgg16_remat")
+# One colour per method in both panels.
+COLORS = {"sideways": "C0", "skip_sideways": "C1", "bp": "C2", "clip_batched_bp": "C3", "3d_vgg16_remat": "C4"}
 
 
 def memory(names, batch: int, frame_counts, resolution: int, methods=MEMORY_METHODS, largest: int = 256
@@ -206,7 +208,8 @@ def plot(path: str, speed_rows, memory_rows) -> None:
         left = axes.pop(0)
         x = np.arange(len(speed_rows))
         for i, method in enumerate((*RULES, "clip_batched_bp")):
-            left.bar(x + (i - 1.5) * 0.2, [r[f"{method}_fps"] for r in speed_rows], 0.2, label=method)
+            left.bar(x + (i - 1.5) * 0.2, [r[f"{method}_fps"] for r in speed_rows], 0.2, label=method,
+                     color=COLORS[method])
         short = {"float32": "f32", "mixed_bfloat16": "bf16"}
         left.set_xticks(x, [f"{r['model']}\nB{r['B']} {short.get(r['dtype'], r['dtype'])}" for r in speed_rows],
                         fontsize=8)
@@ -218,7 +221,8 @@ def plot(path: str, speed_rows, memory_rows) -> None:
         for method in sorted({r["method"] for r in memory_rows}):
             for model in sorted({r["model"] for r in memory_rows if r["method"] == method}):
                 points = [r for r in memory_rows if r["method"] == method and r["model"] == model]
-                right.plot([r["T"] for r in points], [r["temp_MB"] for r in points], "o-", label=f"{model} {method}")
+                right.plot([r["T"] for r in points], [r["temp_MB"] for r in points], "o-", color=COLORS[method],
+                           label=method if method.startswith("3d") else f"{model} {method}")
         right.set_xscale("log", base=2)
         right.set_yscale("log")
         right.set_xlabel("T (frames per clip)")
