@@ -43,11 +43,15 @@ def _inbound_names(node) -> list[str]:
 
 
 def _graph(model: keras.Model) -> tuple[list, dict]:
-    """`(layers in order, without input layers; per layer name, the layer names it reads)`."""
-    layers = [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
+    """`(operations in order, without input layers; per operation name, the operation names it reads)`.
+
+    A functional model's operations are its layers and the `keras.ops` it calls on symbolic
+    tensors (`x + y` in a residual block is an `Add` operation, not a layer)."""
     if isinstance(model, keras.Sequential):
+        layers = [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
         names = [layer.name for layer in layers]
         return layers, {name: ([names[i - 1]] if i else []) for i, name in enumerate(names)}
+    layers = [op for op in model.operations if not isinstance(op, keras.layers.InputLayer)]
     reads = {}
     for entry in model.get_config()["layers"]:
         nodes = entry.get("inbound_nodes") or []
@@ -80,11 +84,14 @@ def _check_model(model) -> None:
 def cut_points(model: keras.Model) -> list[str]:
     """The names of the layers after which `model` can be cut: where their output is the only tensor alive.
 
+    In a functional model the `keras.ops` called on its tensors count as layers here (a residual
+    `x + y` is an operation named like `add_3`, and a block can be cut after it, never inside).
+
     Args:
       model: a built `keras.Sequential` or functional model with one input and one output.
 
     Returns:
-      Layer names in the model's order (the last layer excluded).
+      Layer (and operation) names in the model's order (the last one excluded).
 
     Raises:
       ValueError: when the model has several inputs or outputs, an undefined input shape,
@@ -198,7 +205,8 @@ def split(
 
 def _pieces(model: keras.Model, cuts: Sequence[str]) -> list[keras.Model]:
     """One functional model per stretch between consecutive cuts (layers shared with `model`)."""
-    ends = [model.get_layer(name).output for name in cuts] + [model.outputs[0]]
+    operations = {op.name: op for op in (model.layers if isinstance(model, keras.Sequential) else model.operations)}
+    ends = [operations[name].output for name in cuts] + [model.outputs[0]]
     starts = [model.inputs[0]] + ends[:-1]
     return [keras.Model(start, end, name=f"{model.name}_unit_{k}") for k, (start, end) in
             enumerate(zip(starts, ends, strict=True))]

@@ -33,6 +33,22 @@ def test_cut_points_skip_the_inside_of_a_residual_block():
     assert len(sw.parallel.cut_points(chain)) == 2
 
 
+def test_a_residual_written_as_x_plus_y_is_an_operation_and_no_cut_falls_inside_it():
+    """`stem + inner` is a `keras.ops` Add, not a layer (as in ConvNeXt): the block is still whole."""
+    inputs = keras.Input((8, 8, 3))
+    stem = keras.layers.Conv2D(4, 3, padding="same", name="stem")(inputs)
+    inner = keras.layers.Conv2D(4, 3, padding="same", name="inner")(stem)
+    block = stem + inner
+    pooled = keras.layers.GlobalAveragePooling2D(name="pool")(block)
+    model = keras.Model(inputs, keras.layers.Dense(3, name="logits")(pooled))
+    points = sw.parallel.cut_points(model)
+    assert points[0] == "stem" and points[2] == "pool" and len(points) == 3
+    assert "inner" not in points  # the shortcut keeps `stem` alive inside the block
+    units = sw.split(model, 2, balance=[points[1]])  # cut after the add
+    frames = np.random.default_rng(0).normal(size=(2, 8, 8, 3)).astype("float32")
+    np.testing.assert_allclose(units[1](units[0](frames)), model(frames), atol=1e-6)
+
+
 def test_split_shares_the_layers_and_refuses_cuts_it_cannot_make():
     model = _residual_model()
     units = sw.split(model, 2, balance=["block_out"])
