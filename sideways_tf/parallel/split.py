@@ -178,7 +178,7 @@ def split(
                          f"the model on the frames you will train on.")
     if isinstance(num_units, bool) or not isinstance(num_units, int) or not 1 <= num_units <= len(points) + 1:
         raise ValueError(f"`num_units` must be between 1 and {len(points) + 1} (the model has {len(points)} cut "
-                         f"points: {points}); got {num_units!r}.")
+                         f"points: {points}); got {num_units!r}.{_nested_hint(model)}")
     if isinstance(balance, str):
         if balance not in BALANCES:
             raise ValueError(f"`balance` must be one of {BALANCES} or a list of layer names to cut after; got "
@@ -201,6 +201,16 @@ def split(
                              f"got {chosen}" + (f", of which {unknown} are not cut points." if unknown else "."))
         chosen = sorted(chosen, key=points.index)
     return _pieces(model, chosen)
+
+
+def _nested_hint(model: keras.Model) -> str:
+    """What to do when `model` holds whole models as layers (a backbone with a new head), which are not cut inside."""
+    nested = [layer.name for layer in model.layers if isinstance(layer, keras.Model)]
+    if not nested:
+        return ""
+    return (f" {nested} {'is a model' if len(nested) == 1 else 'are models'} nested in this one, and a nested model "
+            f"is not cut inside: build the network flat (keras.applications.X(input_tensor=inputs, "
+            f"include_top=False), then the head on its `.output`), or split the nested model itself.")
 
 
 def _pieces(model: keras.Model, cuts: Sequence[str]) -> list[keras.Model]:

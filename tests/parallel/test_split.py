@@ -49,6 +49,23 @@ def test_a_residual_written_as_x_plus_y_is_an_operation_and_no_cut_falls_inside_
     np.testing.assert_allclose(units[1](units[0](frames)), model(frames), atol=1e-6)
 
 
+def test_a_nested_backbone_is_not_cut_inside_and_the_error_says_how_to_build_it_flat():
+    def backbone(inputs=None):
+        inputs = keras.Input((8, 8, 3)) if inputs is None else inputs
+        h = keras.layers.Conv2D(4, 3, name="c1")(inputs)
+        return keras.Model(inputs, keras.layers.Conv2D(4, 3, name="c2")(h), name="backbone")
+
+    nested = keras.Sequential([keras.Input((8, 8, 3)), backbone(), keras.layers.GlobalAveragePooling2D(),
+                               keras.layers.Dense(3)])
+    with pytest.raises(ValueError, match=r"\['backbone'\] is a model nested in this one, .* build the network flat "
+                                         r"\(keras.applications.X\(input_tensor=inputs"):
+        sw.split(nested, 4)
+    inputs = keras.Input((8, 8, 3))
+    flat = backbone(inputs)  # the backbone's layers called on the outer input, as input_tensor= does
+    head = keras.layers.Dense(3)(keras.layers.GlobalAveragePooling2D()(flat.output))
+    assert len(sw.split(keras.Model(inputs, head), 4, balance="params")) == 4
+
+
 def test_split_shares_the_layers_and_refuses_cuts_it_cannot_make():
     model = _residual_model()
     units = sw.split(model, 2, balance=["block_out"])
