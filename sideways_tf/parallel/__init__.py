@@ -8,6 +8,7 @@ gives what to compare it with.
 
 from sideways_tf.parallel.balance import Balance, balance, grouped, partition
 from sideways_tf.parallel.mesh import data_and_stages, stage_devices
-from sideways_tf.parallel.split import cut_points, split
+from sideways_tf.parallel.split import cut_points, split, unfolded
 
-__all__ = ["Balance", "balance", "cut_points", "data_and_stages", "grouped", "partition", "split", "stage_devices"]
+__all__ = ["Balance", "balance", "cut_points", "data_and_stages", "grouped", "partition", "split", "stage_devices",
+           "unfolded"]

@@ -5,10 +5,12 @@ a layer only where exactly one tensor is alive: every tensor produced so far tha
 reads is that layer's output. In a `keras.Sequential` every layer boundary is such a point; in a
 ResNet the points lie between residual blocks (never inside one, where the shortcut keeps a
 second tensor alive); in an EfficientNet or a MobileNetV2, between stages and blocks without a
-skip connection. `cut_points(model)` lists them; `split` chooses `num_units - 1` of them so that
-the costliest unit is as cheap as it can be (`balance.partition`), and returns one functional
-sub-model per unit. The sub-models call the original model's layers: weights are shared, not
-copied, so pretrained weights carry over and training the units trains the model.
+skip connection. A model nested as a layer (a backbone under a new head) is unfolded first
+(`unfolded`), so that it is cut inside too. `cut_points(model)` lists the points; `split`
+chooses `num_units - 1` of them so that the costliest unit is as cheap as it can be
+(`balance.partition`), and returns one functional sub-model per unit. The sub-models call the
+original model's layers: weights are shared, not copied, so pretrained weights carry over and
+training the units trains the model.
 """
 
 from __future__ import annotations
@@ -81,6 +83,88 @@ def _check_model(model) -> None:
                          f"shape you will train on).")
 
 
+def unfolded(model: keras.Model) -> tuple[keras.Model, dict]:
+    """`model` with every model nested in it as a layer (a backbone under a new head) called layer by
+    layer on its input instead, so that it can be cut inside; and per operation name its output in
+    that model's graph. `model` itself when nothing is nested.
+
+    The layers are the same objects (weights shared); the result computes what `model` does.
+
+    Args:
+      model: a built `keras.Sequential` or functional model with one input.
+
+    Returns:
+      `(model, outputs)`: the unfolded model (or `model`) and, per operation name, its output
+      tensor in that model's graph.
+
+    Raises:
+      ValueError: naming a nested model that cannot be unfolded (several inputs, a call argument
+        that is neither a tensor nor a plain value, a name used twice).
+    """
+    own = model.layers if isinstance(model, keras.Sequential) else model.operations
+    if not any(isinstance(layer, keras.Model) for layer in model.layers):
+        return model, {op.name: op.output for op in own if not isinstance(op, keras.layers.InputLayer)}
+    inputs = keras.Input(model.inputs[0].shape[1:], dtype=model.inputs[0].dtype)
+    produced: dict = {}
+    flat = keras.Model(inputs, _call_unfolded(model, inputs, produced), name=model.name)
+    return flat, {name: values[0] for name, values in produced.items() if len(values) == 1}
+
+
+def _call_unfolded(model: keras.Model, x, produced: dict):
+    """`model(x)` on a symbolic `x`, calling its own operations (and those of models nested in it) one
+    by one; each operation's outputs go into `produced` under its name."""
+    if len(model.inputs) != 1:
+        raise ValueError(f"the model {model.name!r} nested in the one to split has {len(model.inputs)} inputs: only a "
+                         f"nested model with one input can be unfolded and cut inside.")
+
+    def record(name: str, outputs):
+        if name in produced:
+            raise ValueError(f"the name {name!r} is used twice in the model and the models nested in it: rename one "
+                             f"so that it can be unfolded and cut.")
+        produced[name] = keras.tree.flatten(outputs)
+
+    if isinstance(model, keras.Sequential):
+        for layer in model.layers:
+            x = _call_unfolded(layer, x, produced) if isinstance(layer, keras.Model) else layer(x)
+            record(layer.name, x)
+        return x
+    config = model.get_config()
+    operations = {op.name: op for op in model.operations}
+    local = {}
+    for entry in config["layers"]:
+        name = entry["name"]
+        if entry["class_name"] == "InputLayer":
+            local[name] = [x]
+            continue
+        node = entry["inbound_nodes"][0]
+        args, kwargs = _filled(node["args"], local, name), _filled(node["kwargs"], local, name)
+        operation = operations[name]
+        if isinstance(operation, keras.Model):
+            out = _call_unfolded(operation, args[0], produced)
+        else:
+            out = operation(*args, **kwargs)
+        record(name, out)
+        local[name] = produced[name]
+    name, _, index = keras.tree.flatten(config["output_layers"])[:3]
+    return local[name][index]
+
+
+def _filled(value, produced: dict, layer: str):
+    """A node's serialised call arguments with each recorded tensor replaced by the one produced here."""
+    if isinstance(value, dict):
+        if value.get("class_name") == "__keras_tensor__":
+            source, _, index = value["config"]["keras_history"]
+            return produced[source][index]
+        if "class_name" in value:
+            raise ValueError(f"layer {layer!r} of a nested model is called with a {value['class_name']} argument: it "
+                             f"cannot be unfolded; build the network flat (keras.applications.X(input_tensor=inputs, "
+                             f"include_top=False), then the head on its `.output`).")
+        return {key: _filled(item, produced, layer) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_filled(item, produced, layer) for item in value)
+    return value
+
+
 def cut_points(model: keras.Model) -> list[str]:
     """The names of the layers after which `model` can be cut: where their output is the only tensor alive.
 
@@ -98,6 +182,8 @@ def cut_points(model: keras.Model) -> list[str]:
         stateful layers, or a layer called more than once.
     """
     _check_model(model)
+    model, _ = unfolded(model)
+    _check_model(model)  # the layers of nested models too
     layers, reads = _graph(model)
     order = {layer.name: i for i, layer in enumerate(layers)}
     last_read = {}
@@ -172,18 +258,19 @@ def split(
         the model's input.
     """
     points = cut_points(model)  # checks the model first
+    model, outputs = unfolded(model)
     shape = tuple(model.inputs[0].shape[1:])
     if frame_shape is not None and tuple(frame_shape) != shape:
         raise ValueError(f"`frame_shape` {tuple(frame_shape)} differs from the model's input shape {shape}: build "
                          f"the model on the frames you will train on.")
     if isinstance(num_units, bool) or not isinstance(num_units, int) or not 1 <= num_units <= len(points) + 1:
         raise ValueError(f"`num_units` must be between 1 and {len(points) + 1} (the model has {len(points)} cut "
-                         f"points: {points}); got {num_units!r}.{_nested_hint(model)}")
+                         f"points: {points}); got {num_units!r}.")
     if isinstance(balance, str):
         if balance not in BALANCES:
             raise ValueError(f"`balance` must be one of {BALANCES} or a list of layer names to cut after; got "
                              f"{balance!r}.")
-        pieces = _pieces(model, points)
+        pieces = _pieces(model, outputs, points)
         if balance == "params":
             costs = [_segment_params(p) for p in pieces]
         elif balance == "flops":
@@ -200,23 +287,13 @@ def split(
                              f"{points} (a cut inside a residual block or a branch would leave two tensors alive); "
                              f"got {chosen}" + (f", of which {unknown} are not cut points." if unknown else "."))
         chosen = sorted(chosen, key=points.index)
-    return _pieces(model, chosen)
+    return _pieces(model, outputs, chosen)
 
 
-def _nested_hint(model: keras.Model) -> str:
-    """What to do when `model` holds whole models as layers (a backbone with a new head), which are not cut inside."""
-    nested = [layer.name for layer in model.layers if isinstance(layer, keras.Model)]
-    if not nested:
-        return ""
-    return (f" {nested} {'is a model' if len(nested) == 1 else 'are models'} nested in this one, and a nested model "
-            f"is not cut inside: build the network flat (keras.applications.X(input_tensor=inputs, "
-            f"include_top=False), then the head on its `.output`), or split the nested model itself.")
-
-
-def _pieces(model: keras.Model, cuts: Sequence[str]) -> list[keras.Model]:
-    """One functional model per stretch between consecutive cuts (layers shared with `model`)."""
-    operations = {op.name: op for op in (model.layers if isinstance(model, keras.Sequential) else model.operations)}
-    ends = [operations[name].output for name in cuts] + [model.outputs[0]]
+def _pieces(model: keras.Model, outputs: dict, cuts: Sequence[str]) -> list[keras.Model]:
+    """One functional model per stretch between consecutive cuts (layers shared with `model`);
+    `outputs`: per operation name its output in `model`'s graph (`unfolded`)."""
+    ends = [outputs[name] for name in cuts] + [model.outputs[0]]
     starts = [model.inputs[0]] + ends[:-1]
     return [keras.Model(start, end, name=f"{model.name}_unit_{k}") for k, (start, end) in
             enumerate(zip(starts, ends, strict=True))]

@@ -49,21 +49,24 @@ def test_a_residual_written_as_x_plus_y_is_an_operation_and_no_cut_falls_inside_
     np.testing.assert_allclose(units[1](units[0](frames)), model(frames), atol=1e-6)
 
 
-def test_a_nested_backbone_is_not_cut_inside_and_the_error_says_how_to_build_it_flat():
-    def backbone(inputs=None):
-        inputs = keras.Input((8, 8, 3)) if inputs is None else inputs
-        h = keras.layers.Conv2D(4, 3, name="c1")(inputs)
-        return keras.Model(inputs, keras.layers.Conv2D(4, 3, name="c2")(h), name="backbone")
-
-    nested = keras.Sequential([keras.Input((8, 8, 3)), backbone(), keras.layers.GlobalAveragePooling2D(),
-                               keras.layers.Dense(3)])
-    with pytest.raises(ValueError, match=r"\['backbone'\] is a model nested in this one, .* build the network flat "
-                                         r"\(keras.applications.X\(input_tensor=inputs"):
-        sw.split(nested, 4)
+def test_a_nested_backbone_is_unfolded_and_cut_inside_with_its_layers_shared():
+    """`Sequential([backbone, pooling, head])`, the usual transfer-learning shape: the backbone is a model
+    nested as one layer; its own layers become cut points."""
     inputs = keras.Input((8, 8, 3))
-    flat = backbone(inputs)  # the backbone's layers called on the outer input, as input_tensor= does
-    head = keras.layers.Dense(3)(keras.layers.GlobalAveragePooling2D()(flat.output))
-    assert len(sw.split(keras.Model(inputs, head), 4, balance="params")) == 4
+    h = keras.layers.Conv2D(4, 3, name="c1")(inputs)
+    h = keras.layers.Conv2D(4, 3, name="c2")(h)
+    backbone = keras.Model(inputs, h + keras.layers.Conv2D(4, 1, name="c3")(h), name="backbone")
+    model = keras.Sequential([keras.Input((8, 8, 3)), backbone, keras.layers.GlobalAveragePooling2D(name="pool"),
+                              keras.layers.Dense(3, name="logits")])
+    points = sw.parallel.cut_points(model)
+    assert points[:2] == ["c1", "c2"] and "c3" not in points and points[-1] == "pool" and len(points) == 4
+    units = sw.split(model, 5, balance="params")
+    assert units[0].get_layer("c1") is backbone.get_layer("c1")  # shared, not copied
+    frames = np.random.default_rng(0).normal(size=(2, 8, 8, 3)).astype("float32")
+    out = frames
+    for unit in units:
+        out = unit(out)
+    np.testing.assert_allclose(out, model(frames), atol=1e-6)
 
 
 def test_split_shares_the_layers_and_refuses_cuts_it_cannot_make():
