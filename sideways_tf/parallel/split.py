@@ -182,7 +182,11 @@ def cut_points(model: keras.Model) -> list[str]:
         stateful layers, or a layer called more than once.
     """
     _check_model(model)
-    model, _ = unfolded(model)
+    return _points(unfolded(model)[0])
+
+
+def _points(model: keras.Model) -> list[str]:
+    """`cut_points` of a model with nothing nested (`unfolded`)."""
     _check_model(model)  # the layers of nested models too
     layers, reads = _graph(model)
     order = {layer.name: i for i, layer in enumerate(layers)}
@@ -257,8 +261,9 @@ def split(
         allowed ones are listed), an unknown `balance`, or a `frame_shape` that differs from
         the model's input.
     """
-    points = cut_points(model)  # checks the model first
+    _check_model(model)
     model, outputs = unfolded(model)
+    points = _points(model)
     shape = tuple(model.inputs[0].shape[1:])
     if frame_shape is not None and tuple(frame_shape) != shape:
         raise ValueError(f"`frame_shape` {tuple(frame_shape)} differs from the model's input shape {shape}: build "

@@ -22,16 +22,16 @@ if [[ "${1:-}" == "--download" ]]; then
   ls .whl
   exit 0
 fi
-files=(tests)
+files=(tests) shards=""
 if [[ "${1:-}" == "--shard" ]]; then
   if [[ ! "${2:-}" =~ ^([0-9]+)/([0-9]+)$ ]] || (( BASH_REMATCH[1] < 1 || BASH_REMATCH[1] > BASH_REMATCH[2] )); then
     echo "--shard takes K/N with 1 <= K <= N (e.g. --shard 1/3); got '${2:-}'" >&2
     exit 2
   fi
-  k=${BASH_REMATCH[1]} n=${BASH_REMATCH[2]}
+  shard=${BASH_REMATCH[1]} shards=${BASH_REMATCH[2]}
   shift 2
-  mapfile -t files < <(find tests -name 'test_*.py' | sort | awk -v k="$k" -v n="$n" '(NR - k) % n == 0')
-  echo "shard $k/$n: ${#files[@]} test files"
+  mapfile -t files < <(find tests -name 'test_*.py' | sort | awk -v k="$shard" -v n="$shards" '(NR - k) % n == 0')
+  echo "shard $shard/$shards: ${#files[@]} test files"
 fi
 if ! python -c "import keras" 2>/dev/null; then
   python -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl
@@ -39,7 +39,7 @@ if ! python -c "import keras" 2>/dev/null; then
 fi
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" KERAS_BACKEND=jax TF_CPP_MIN_LOG_LEVEL=3
 python -c "import jax, keras; print('jax', jax.__version__, jax.devices(), '| keras', keras.__version__)"
-if [[ -n "${n:-}" ]] || (( $# == 0 )); then  # the shard's files, or the whole suite
+if [[ -n "$shards" ]] || (( $# == 0 )); then  # the shard's files, or the whole suite
   python -m pytest -q -p no:cacheprovider "$@" "${files[@]}"
 else  # the caller's own pytest arguments
   python -m pytest -q -p no:cacheprovider "$@"
