@@ -15,6 +15,7 @@ training the units trains the model.
 
 from __future__ import annotations
 
+import inspect
 from typing import Optional, Sequence, Union
 
 import keras
@@ -110,9 +111,11 @@ def unfolded(model: keras.Model) -> tuple[keras.Model, dict]:
     return flat, {name: values[0] for name, values in produced.items() if len(values) == 1}
 
 
-def _call_unfolded(model: keras.Model, x, produced: dict):
+def _call_unfolded(model: keras.Model, x, produced: dict, training: Optional[bool] = None):
     """`model(x)` on a symbolic `x`, calling its own operations (and those of models nested in it) one
-    by one; each operation's outputs go into `produced` under its name."""
+    by one; each operation's outputs go into `produced` under its name. `training`: the value the
+    model was called with (`base(x, training=False)` keeps batch norm in inference mode), passed on
+    to each of its layers that takes it."""
     if len(model.inputs) != 1:
         raise ValueError(f"the model {model.name!r} nested in the one to split has {len(model.inputs)} inputs: only a "
                          f"nested model with one input can be unfolded and cut inside.")
@@ -123,9 +126,21 @@ def _call_unfolded(model: keras.Model, x, produced: dict):
                              f"so that it can be unfolded and cut.")
         produced[name] = keras.tree.flatten(outputs)
 
+    def call(layer, args, kwargs):
+        if isinstance(layer, keras.Model):
+            wanted = kwargs.get("training", training)
+            unknown = sorted(key for key, value in kwargs.items() if key != "training" and value is not None)
+            if unknown:
+                raise ValueError(f"the model {layer.name!r} nested in the one to split is called with {unknown}: only "
+                                 f"`training` can be kept when it is unfolded; build the network flat.")
+            return _call_unfolded(layer, args[0], produced, wanted)
+        if training is not None and "training" not in kwargs and _takes_training(layer):
+            kwargs = {**kwargs, "training": training}
+        return layer(*args, **kwargs)
+
     if isinstance(model, keras.Sequential):
         for layer in model.layers:
-            x = _call_unfolded(layer, x, produced) if isinstance(layer, keras.Model) else layer(x)
+            x = call(layer, [x], {})
             record(layer.name, x)
         return x
     config = model.get_config()
@@ -138,15 +153,17 @@ def _call_unfolded(model: keras.Model, x, produced: dict):
             continue
         node = entry["inbound_nodes"][0]
         args, kwargs = _filled(node["args"], local, name), _filled(node["kwargs"], local, name)
-        operation = operations[name]
-        if isinstance(operation, keras.Model):
-            out = _call_unfolded(operation, args[0], produced)
-        else:
-            out = operation(*args, **kwargs)
-        record(name, out)
+        record(name, call(operations[name], args, kwargs))
         local[name] = produced[name]
     name, _, index = keras.tree.flatten(config["output_layers"])[:3]
     return local[name][index]
+
+
+def _takes_training(operation) -> bool:
+    """Whether a layer's `call` has a `training` argument (a `keras.ops` operation has none)."""
+    if not isinstance(operation, keras.layers.Layer):
+        return False
+    return "training" in inspect.signature(operation.call).parameters
 
 
 def _filled(value, produced: dict, layer: str):

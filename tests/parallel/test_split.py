@@ -69,6 +69,24 @@ def test_a_nested_backbone_is_unfolded_and_cut_inside_with_its_layers_shared():
     np.testing.assert_allclose(out, model(frames), atol=1e-6)
 
 
+@pytest.mark.parametrize("recorded", [False, True])
+def test_an_unfolded_backbone_keeps_the_training_flag_it_was_called_with(recorded):
+    """`x = base(inputs, training=...)`: each unit calls the backbone's layers as the model does, when
+    called with no flag of its own (Keras' call-time flag, when given, overrides both alike)."""
+    inputs = keras.Input((8, 8, 3))
+    h = keras.layers.Conv2D(4, 3, name="conv")(inputs)
+    base = keras.Model(inputs, keras.layers.BatchNormalization(name="bn")(h), name="base")
+    outer = keras.Input((8, 8, 3))
+    features = keras.layers.GlobalAveragePooling2D(name="pool")(base(outer, training=recorded))
+    model = keras.Model(outer, keras.layers.Dense(3, name="logits")(features))
+    units = sw.split(model, 3, balance=["conv", "bn"])
+    frames = np.random.default_rng(0).normal(3.0, 2.0, size=(4, 8, 8, 3)).astype("float32")
+    out = frames
+    for unit in units:
+        out = unit(out)
+    np.testing.assert_allclose(out, model(frames), atol=1e-5)  # batch statistics with True, moving ones with False
+
+
 def test_split_shares_the_layers_and_refuses_cuts_it_cannot_make():
     model = _residual_model()
     units = sw.split(model, 2, balance=["block_out"])
