@@ -24,6 +24,8 @@ import numpy as np
 from sideways_tf.parallel.balance import partition, unit_times
 
 BALANCES = ("time", "params", "flops")
+_BUILD_FLAT = ("build the network flat (keras.applications.X(input_tensor=inputs, include_top=False), then the head "
+               "on its `.output`)")
 
 
 def _inbound_names(node) -> list[str]:
@@ -114,8 +116,8 @@ def unfolded(model: keras.Model) -> tuple[keras.Model, dict]:
 def _call_unfolded(model: keras.Model, x, produced: dict, training: Optional[bool] = None):
     """`model(x)` on a symbolic `x`, calling its own operations (and those of models nested in it) one
     by one; each operation's outputs go into `produced` under its name. `training`: the value the
-    model was called with (`base(x, training=False)` keeps batch norm in inference mode), passed on
-    to each of its layers that takes it."""
+    model was called with (`base(x, training=True)`), passed on to each of its layers that takes it;
+    as in Keras, a flag given when the result is called overrides it."""
     if len(model.inputs) != 1:
         raise ValueError(f"the model {model.name!r} nested in the one to split has {len(model.inputs)} inputs: only a "
                          f"nested model with one input can be unfolded and cut inside.")
@@ -132,7 +134,7 @@ def _call_unfolded(model: keras.Model, x, produced: dict, training: Optional[boo
             unknown = sorted(key for key, value in kwargs.items() if key != "training" and value is not None)
             if unknown:
                 raise ValueError(f"the model {layer.name!r} nested in the one to split is called with {unknown}: only "
-                                 f"`training` can be kept when it is unfolded; build the network flat.")
+                                 f"`training` can be kept when it is unfolded; {_BUILD_FLAT}.")
             return _call_unfolded(layer, args[0], produced, wanted)
         if training is not None and "training" not in kwargs and _takes_training(layer):
             kwargs = {**kwargs, "training": training}
@@ -174,8 +176,7 @@ def _filled(value, produced: dict, layer: str):
             return produced[source][index]
         if "class_name" in value:
             raise ValueError(f"layer {layer!r} of a nested model is called with a {value['class_name']} argument: it "
-                             f"cannot be unfolded; build the network flat (keras.applications.X(input_tensor=inputs, "
-                             f"include_top=False), then the head on its `.output`).")
+                             f"cannot be unfolded; {_BUILD_FLAT}.")
         return {key: _filled(item, produced, layer) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
         return type(value)(_filled(item, produced, layer) for item in value)
@@ -198,13 +199,21 @@ def cut_points(model: keras.Model) -> list[str]:
       ValueError: when the model has several inputs or outputs, an undefined input shape,
         stateful layers, or a layer called more than once.
     """
+    return _points(_checked(model)[0])
+
+
+def _checked(model: keras.Model) -> tuple[keras.Model, dict]:
+    """`unfolded(model)`, the model checked before and, when something was unfolded, after (the
+    layers of nested models too)."""
     _check_model(model)
-    return _points(unfolded(model)[0])
+    flat, outputs = unfolded(model)
+    if flat is not model:
+        _check_model(flat)
+    return flat, outputs
 
 
 def _points(model: keras.Model) -> list[str]:
-    """`cut_points` of a model with nothing nested (`unfolded`)."""
-    _check_model(model)  # the layers of nested models too
+    """`cut_points` of a checked model with nothing nested (`_checked`)."""
     layers, reads = _graph(model)
     order = {layer.name: i for i, layer in enumerate(layers)}
     last_read = {}
@@ -278,8 +287,7 @@ def split(
         allowed ones are listed), an unknown `balance`, or a `frame_shape` that differs from
         the model's input.
     """
-    _check_model(model)
-    model, outputs = unfolded(model)
+    model, outputs = _checked(model)
     points = _points(model)
     shape = tuple(model.inputs[0].shape[1:])
     if frame_shape is not None and tuple(frame_shape) != shape:
