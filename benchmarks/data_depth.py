@@ -23,7 +23,7 @@ import sys
 import time
 
 # Importing depth_parallel first sets KERAS_BACKEND and XLA_FLAGS (--host_devices) before JAX starts.
-from benchmarks.depth_parallel import BUILDERS, compiled_model, random_clips  # isort: skip
+from benchmarks.depth_parallel import NETWORKS, compiled_model, random_clips  # isort: skip
 from benchmarks.common import report
 
 # isort: split
@@ -53,7 +53,7 @@ def measure(layout: str, args, names: list) -> dict:
         if layout in ("depth", "data_depth"):
             stages = len(names) if layout == "depth" else len(names) // 2
             per_replica = args.batch if layout == "depth" else args.batch // 2
-            plan = sw.parallel.balance(BUILDERS[args.model](args.resolution), video.shape[2:], stages,
+            plan = sw.parallel.balance(NETWORKS[args.model](args.resolution), video.shape[2:], stages,
                                        mode=args.mode, batch_size=per_replica)
             devices, groups = plan.devices, [len(g) for g in plan.groups]
         model = compiled_model(args.model, args.mode, args.resolution, devices)
@@ -73,7 +73,7 @@ def measure(layout: str, args, names: list) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="vgg16", choices=list(BUILDERS))
+    parser.add_argument("--model", default="vgg16", choices=list(NETWORKS))
     parser.add_argument("--mode", default="sideways", choices=list(sw.MODES))
     parser.add_argument("--batch", type=int, default=32, help="the global batch of every layout")
     parser.add_argument("--frames", type=int, default=32)

@@ -50,6 +50,7 @@ os.environ["XLA_FLAGS"] = " ".join(f for f in _XLA_FLAGS if f)
 os.environ["KERAS_BACKEND"] = "jax"
 
 from benchmarks.common import add_clip_flag, median_seconds, report  # noqa: E402
+from benchmarks.networks import NETWORKS, fusion  # noqa: E402
 
 # isort: split
 import jax  # noqa: E402
@@ -61,30 +62,6 @@ from sideways_tf.core import frame_loop  # noqa: E402
 from sideways_tf.core.frame_loop import DISPATCH  # noqa: E402
 from sideways_tf.parallel import gpipe  # noqa: E402
 
-_TIMED_CUTS: dict = {}  # resolution -> the layers a split by time cut after (timed once per process)
-
-
-def _resnet50(resolution: int, balance: str = "flops") -> list:
-    """Keras' ResNet50 (random weights) split into 8 units (`sw.split`) by flops or by measured time
-    (each piece timed at batch 32, once: later builds cut at the same layers)."""
-    backbone = keras.applications.ResNet50(weights=None, input_shape=(resolution, resolution, 3), classes=51,
-                                           classifier_activation=None)
-    if balance != "time":
-        return sw.split(backbone, 8, balance=balance)
-    if resolution not in _TIMED_CUTS:
-        units = sw.split(backbone, 8, balance="time", batch_size=32)
-        _TIMED_CUTS[resolution] = [unit.layers[-1].name for unit in units[:-1]]
-        return units
-    return sw.split(backbone, 8, balance=_TIMED_CUTS[resolution])
-
-
-# Each builder takes the frames' resolution and returns fresh units.
-# "vgg8_tiny" (VGG-8 at 1/32 of its widths) does almost no arithmetic: on host devices its loop's time is
-# the runtime's own per-frame cost on the host.
-BUILDERS = {"vgg8": lambda resolution: sw.models.vgg8(51), "vgg16": lambda resolution: sw.models.vgg16(51),
-            "vgg8_tiny": lambda resolution: sw.models.vgg8(51, width=1 / 32),
-            "resnet50": _resnet50, "resnet50_time": lambda resolution: _resnet50(resolution, "time")}
-
 
 def random_clips(batch: int, frames: int, resolution: int) -> tuple:
     """Random uint8 clips `[B, T, R, R, 3]` (seeded) and their labels `[B]` among 51 classes."""
@@ -95,14 +72,15 @@ def random_clips(batch: int, frames: int, resolution: int) -> tuple:
 def clip_and_plan(name: str, mode: str, batch: int, frames: int, resolution: int, num_devices: int) -> tuple:
     """`random_clips` and `sw.parallel.balance`'s plan of model `name` over `num_devices` devices."""
     video, labels = random_clips(batch, frames, resolution)
-    plan = sw.parallel.balance(BUILDERS[name](resolution), video.shape[2:], num_devices, mode=mode, batch_size=batch)
+    plan = sw.parallel.balance(NETWORKS[name](resolution), video.shape[2:], num_devices, mode=mode, fusion=fusion(name),
+                               batch_size=batch)
     return video, labels, plan
 
 
 def compiled_model(name: str, mode: str, resolution: int, devices=None) -> sw.SidewaysModel:
     """Model `name` (seeded) with `devices`, compiled with SGD and a per-frame cross-entropy."""
     keras.utils.set_random_seed(0)
-    model = sw.SidewaysModel(BUILDERS[name](resolution), mode=mode, devices=devices)
+    model = sw.SidewaysModel(NETWORKS[name](resolution), mode=mode, fusion=fusion(name), devices=devices)
     model.compile(optimizer=keras.optimizers.SGD(0.01),
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     return model
@@ -177,7 +155,7 @@ def _against_gpipe(name: str, mode: str, video, labels, num_devices: int, resolu
     recomputes each group's forward pass (r: one-device forward time over bp's gradient time)
     and idles for the bubble, and the rule itself costs what it costs on one device."""
     batch, frames = video.shape[:2]
-    chain = sw.parallel.balance(BUILDERS[name](resolution), video.shape[2:], num_devices, mode="bp", batch_size=batch)
+    chain = sw.parallel.balance(NETWORKS[name](resolution), video.shape[2:], num_devices, mode="bp", batch_size=batch)
     pipe = compiled_model(name, "bp", resolution, chain.devices)
     pipe.build(video.shape)
     one_bp = compiled_model(name, "bp", resolution)
@@ -240,7 +218,8 @@ def parse_with_device_flags(parser: argparse.ArgumentParser) -> argparse.Namespa
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", nargs="+", default=list(BUILDERS), choices=list(BUILDERS))
+    parser.add_argument("--models", nargs="+", default=["vgg8", "vgg16", "vgg8_tiny", "resnet50", "resnet50_time"],
+                        choices=list(NETWORKS))
     parser.add_argument("--modes", nargs="+", default=["sideways", "skip_sideways"], choices=list(sw.MODES))
     parser.add_argument("--batch", type=int, nargs="+", default=[8, 32])
     parser.add_argument("--frames", type=int, default=32)

@@ -172,7 +172,7 @@ def _profile(function, folder: str) -> list:
 def main(argv: Optional[list] = None) -> None:
     os.environ["KERAS_BACKEND"] = "jax"
     from benchmarks.depth_parallel import (  # sets XLA_FLAGS from the flags before JAX starts
-        BUILDERS,
+        NETWORKS,
         clip_and_plan,
         compiled_model,
         values,
@@ -184,7 +184,7 @@ def main(argv: Optional[list] = None) -> None:
     from benchmarks.common import report
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="vgg8", choices=list(BUILDERS))
+    parser.add_argument("--model", default="vgg8", choices=list(NETWORKS))
     parser.add_argument("--mode", default="sideways", choices=["sideways", "skip_sideways", "fa_skip_sideways"])
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--frames", type=int, default=32)

@@ -22,7 +22,7 @@ import time
 os.environ["KERAS_BACKEND"] = "jax"
 
 from benchmarks.common import report  # noqa: E402
-from benchmarks.depth_parallel import BUILDERS, clip_and_plan, compiled_model, values  # noqa: E402
+from benchmarks.depth_parallel import NETWORKS, clip_and_plan, compiled_model, values  # noqa: E402
 
 # isort: split
 import jax  # noqa: E402
@@ -73,7 +73,7 @@ def prepared(model, video, labels):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="vgg16", choices=list(BUILDERS))
+    parser.add_argument("--model", default="vgg16", choices=list(NETWORKS))
     parser.add_argument("--mode", default="sideways", choices=["sideways", "skip_sideways", "fa_skip_sideways"])
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--frames", type=int, default=32)

@@ -1,6 +1,6 @@
 """One accelerator under JAX: frames/s of every training rule, and memory as the clip grows.
 
-    python -m benchmarks.one_accelerator [--models vgg8 vgg16] [--batch 8 32] [--frames 32]
+    python -m benchmarks.one_accelerator [--models vgg8 vgg16 resnet50 ...] [--batch 8 32] [--frames 32]
         [--dtype float32 mixed_bfloat16] [--memory_frames 16 64 256] [--memory_batch 8]
         [--memory_methods sideways skip_sideways clip_batched_bp 3d_vgg16_remat] [--largest 256]
         [--resolution 112] [--reps 5] [--clip device|host] [--png PATH] [--skip_speed] [--skip_memory]
@@ -10,6 +10,9 @@ Speed: for each model, batch size and dtype policy, the compiled gradient functi
 (a `lax.scan` over frames), and of clip-batched backprop (the frame network on all B x T
 frames at once: what users would otherwise run). Frames/s are B * T over the median of `--reps`
 calls; the ratios Sideways / per-frame bp and Sideways / clip-batched bp are summarised.
+`--models` names networks of `benchmarks/networks.py`: the zoo's VGGs, and `keras.applications`
+networks cut into 8 units by `sw.split` (`resnet50`, `mobilenetv2`, `efficientnetb0`,
+`convnext_tiny`), as users bring their own.
 `--clip device` (the default) puts the clip, labels and weights on the device before timing, as
 `fit` has them when a step starts; `--clip host` copies the clip from host memory in every call.
 
@@ -44,15 +47,15 @@ import numpy as np  # noqa: E402
 
 import sideways_tf as sw  # noqa: E402
 from benchmarks.memory import clip_batched_gradients  # noqa: E402
+from benchmarks.networks import NETWORKS, fusion  # noqa: E402
 
-BUILDERS = {"vgg8": lambda: sw.models.vgg8(51), "vgg16": lambda: sw.models.vgg16(51)}
 RULES = ("sideways", "skip_sideways", "bp")
 MB = 2.0**20
 
 
-def _model(name: str, mode: str) -> sw.SidewaysModel:
+def _model(name: str, mode: str, resolution: int) -> sw.SidewaysModel:
     keras.utils.set_random_seed(0)
-    model = sw.SidewaysModel(BUILDERS[name](), mode=mode)
+    model = sw.SidewaysModel(NETWORKS[name](resolution), mode=mode, fusion=fusion(name))
     model.compile(optimizer=keras.optimizers.SGD(0.01),
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     return model
@@ -67,7 +70,7 @@ def _program(method: str, name: str, video: np.ndarray):
     labels = np.arange(video.shape[0]) % 51
     if method == "3d_vgg16_remat":
         return _vgg3d_program(video, labels)
-    model = _model(name, "bp" if method == "clip_batched_bp" else method)
+    model = _model(name, "bp" if method == "clip_batched_bp" else method, video.shape[2])
     model.build(video.shape)
     if method == "clip_batched_bp":
         params, states = model.engine.current_values()
@@ -234,7 +237,7 @@ def plot(path: str, speed_rows, memory_rows) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", nargs="+", default=list(BUILDERS), choices=list(BUILDERS))
+    parser.add_argument("--models", nargs="+", default=["vgg8", "vgg16"], choices=list(NETWORKS))
     parser.add_argument("--batch", type=int, nargs="+", default=[8, 32])
     parser.add_argument("--frames", type=int, default=32)
     parser.add_argument("--dtype", nargs="+", default=["float32", "mixed_bfloat16"],

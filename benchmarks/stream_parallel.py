@@ -21,7 +21,7 @@ import sys
 import time
 
 # depth_parallel sets XLA_FLAGS and KERAS_BACKEND first
-from benchmarks.depth_parallel import BUILDERS, _relative_error, parse_with_device_flags
+from benchmarks.depth_parallel import NETWORKS, _relative_error, parse_with_device_flags
 
 # isort: split
 import jax  # noqa: E402
@@ -37,7 +37,7 @@ OPTIMIZERS = {"adam": lambda: keras.optimizers.Adam(1e-4), "sgd": lambda: keras.
 def _model(name: str, mode: str, resolution: int, update_every: int, optimizer: str,
            devices=None) -> sw.SidewaysModel:
     keras.utils.set_random_seed(0)
-    model = sw.SidewaysModel(BUILDERS[name](resolution), mode=mode, devices=devices, stateful=True,
+    model = sw.SidewaysModel(NETWORKS[name](resolution), mode=mode, devices=devices, stateful=True,
                              update_every=update_every)
     model.compile(optimizer=OPTIMIZERS[optimizer](),
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
@@ -62,7 +62,7 @@ def measure(name: str, mode: str, batch: int, frames: int, update_every: int, nu
     rng = np.random.default_rng(0)
     chunks = [rng.integers(0, 256, size=(batch, frames) + frame_shape, dtype=np.uint8) for _ in range(2)]
     labels = np.repeat((np.arange(batch) % 51)[:, None], frames, axis=1)
-    plan = sw.parallel.balance(BUILDERS[name](resolution), frame_shape, num_devices, mode=mode, batch_size=batch)
+    plan = sw.parallel.balance(NETWORKS[name](resolution), frame_shape, num_devices, mode=mode, batch_size=batch)
     one = _model(name, mode, resolution, update_every, optimizer)
     placed = _model(name, mode, resolution, update_every, optimizer, plan.devices)
     for model in (one, placed):
@@ -101,7 +101,7 @@ def plot(path: str, rows) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--models", nargs="+", default=["vgg16"], choices=list(BUILDERS))
+    parser.add_argument("--models", nargs="+", default=["vgg16"], choices=list(NETWORKS))
     parser.add_argument("--mode", default="sideways", choices=["sideways", "skip_sideways", "fa_skip_sideways"])
     parser.add_argument("--batch", type=int, nargs="+", default=[8])
     parser.add_argument("--frames", type=int, default=32)

@@ -18,16 +18,15 @@ from benchmarks.common import add_backend_flag, report  # sets KERAS_BACKEND fro
 
 # isort: split
 import sideways_tf as sw  # noqa: E402
+from benchmarks.networks import NETWORKS  # noqa: E402
 from sideways_tf.core.stage import build_stages  # noqa: E402
 from sideways_tf.parallel.balance import unit_times  # noqa: E402
-
-BUILDERS = {"vgg8": lambda: sw.models.vgg8(51), "vgg16": lambda: sw.models.vgg16(51)}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_backend_flag(parser)
-    parser.add_argument("--models", nargs="+", default=list(BUILDERS), choices=list(BUILDERS))
+    parser.add_argument("--models", nargs="+", default=["vgg8", "vgg16"], choices=list(NETWORKS))
     parser.add_argument("--modes", nargs="+", default=["sideways", "skip_sideways"])
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--resolution", type=int, default=112)
@@ -38,7 +37,7 @@ def main() -> None:
     frame_shape = (args.resolution, args.resolution, 3)
     for name in args.models:
         for mode in args.modes:
-            stages, shapes, _ = build_stages(BUILDERS[name](), frame_shape, mode, "concat", "auto")
+            stages, shapes, _ = build_stages(NETWORKS[name](args.resolution), frame_shape, mode, "concat", "auto")
             times = unit_times(stages, shapes, frame_shape, mode, args.batch, args.reps)
             for k, t in enumerate(times):
                 rows.append({"model": name, "mode": mode, "unit": k + 1, "ms": t, "share": t / sum(times)})

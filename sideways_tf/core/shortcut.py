@@ -109,6 +109,32 @@ class ShortcutTransform(keras.layers.Layer):
         return config
 
 
+def pool_strides(shortcut_sizes: Sequence[int], direct_sizes: Sequence[int]) -> Optional[tuple[list[int], str]]:
+    """The strides and padding of a non-overlapping pool taking each shortcut size to the direct input's.
+
+    `"same"` keeps a last, partial window (14 -> 3 with stride 5), `"valid"` drops it (17 -> 8
+    with stride 2: after a network's own zero padding, as in MobileNetV2, the odd row is that
+    padding); exact multiples are `"valid"`. Keeping is tried first.
+
+    Args:
+      shortcut_sizes: the spatial sizes of `h_{i-2}`, `[H, W]`.
+      direct_sizes: those of `h_{i-1}`.
+
+    Returns:
+      `(strides, padding)`, or None when no integer stride reaches every size.
+    """
+    pairs = list(zip(shortcut_sizes, direct_sizes, strict=True))
+    if any(d <= 0 or s < d for s, d in pairs):
+        return None
+    kept = [-(-s // d) for s, d in pairs]
+    if all(-(-s // f) == d for (s, d), f in zip(pairs, kept, strict=True)):
+        return kept, "same" if any(s % d for s, d in pairs) else "valid"
+    dropped = [s // d for s, d in pairs]
+    if all(s // f == d for (s, d), f in zip(pairs, dropped, strict=True)):
+        return dropped, "valid"
+    return None
+
+
 def make_shortcut(
     shortcut_shape: Sequence[int],
     direct_shape: Sequence[int],
@@ -122,8 +148,8 @@ def make_shortcut(
       shortcut_shape: shape of `h_{i-2}` without the batch axis, `[H, W, C]` or `[C]`.
       direct_shape: shape of `h_{i-1}` without the batch axis.
       fusion: `"concat"` or `"add"`.
-      shortcut: `"auto"` (identity when shapes match, integer-stride max-pool when the
-        shortcut's spatial size is a multiple of the direct input's, global max-pool into a
+      shortcut: `"auto"` (identity when shapes match, integer-stride max-pool when one
+        stride reaches the direct input's spatial size (`pool_strides`), global max-pool into a
         rank-2 direct input; for `"add"` channels tiled when they divide, else projected),
         `"maxpool"`/`"avgpool"` (that pool kind), `"tile"`/`"project"` (that channel matcher).
       name: the layer name.
@@ -139,15 +165,11 @@ def make_shortcut(
     pool = "avg" if shortcut == "avgpool" else "max"
     padding = "valid"
     if len(s_shape) == len(d_shape):
-        factors = []
-        for s, d in zip(s_shape[:-1], d_shape[:-1], strict=True):
-            factor = -(-s // d) if d > 0 else 0
-            if d <= 0 or s < d or -(-s // factor) != d:
-                raise ValueError(f"{where}: each spatial size must be at least the direct input's and reach it "
-                                 "by pooling with an integer stride.")
-            if s % d:
-                padding = "same"
-            factors.append(factor)
+        strides = pool_strides(s_shape[:-1], d_shape[:-1])
+        if strides is None:
+            raise ValueError(f"{where}: each spatial size must be at least the direct input's and reach it "
+                             "by pooling with one integer stride (the last window kept or dropped).")
+        factors, padding = strides
         pool_size = tuple(factors) if any(f != 1 for f in factors) else None
     elif len(d_shape) == 1 and len(s_shape) >= 2:
         pool_size = "global"

@@ -27,6 +27,16 @@ def test_same_padded_pool_when_not_a_multiple():
     assert tau(x).shape == (2, 3, 3, 4) == tau.compute_output_shape((2, 14, 7, 4))
 
 
+def test_valid_pool_drops_the_last_row_when_keeping_it_cannot_reach():
+    # 17 -> 8 (MobileNetV2 after its zero padding): stride 3 keeping the last window gives 6,
+    # stride 2 dropping it gives 8.
+    tau = make_shortcut((17, 17, 96), (8, 8, 24), "concat")
+    assert (tau.pool_size, tau.padding) == ((2, 2), "valid")
+    x = random_clip((2, 17, 17, 3))
+    np.testing.assert_array_equal(tau(x), np_pool(x[:, :16, :16], (2, 2)))
+    assert tau(x).shape == (2, 8, 8, 3) == tau.compute_output_shape((2, 17, 17, 3))
+
+
 def test_avgpool_and_global_pool():
     tau = make_shortcut((8, 8, 4), (4, 4, 4), "concat", shortcut="avgpool")
     assert tau.pool == "avg"
