@@ -188,6 +188,7 @@ def cut_points(model: keras.Model) -> list[str]:
 
     In a functional model the `keras.ops` called on its tensors count as layers here (a residual
     `x + y` is an operation named like `add_3`, and a block can be cut after it, never inside).
+    Zero padding is never cut after (the cut before it hands on the same content, smaller).
 
     Args:
       model: a built `keras.Sequential` or functional model with one input and one output.
@@ -224,9 +225,14 @@ def _points(model: keras.Model) -> list[str]:
     points = []
     for i, layer in enumerate(layers[:-1]):
         alive = [k for k in range(i + 1) if last_read.get(layers[k].name, -1) > i]
-        if alive == [i] and len(keras.tree.flatten(layer.output)) == 1:
+        if alive == [i] and len(keras.tree.flatten(layer.output)) == 1 and not isinstance(layer, _PADDING):
             points.append(layer.name)
     return points
+
+
+# A cut after zero padding sends a larger tensor than the cut before it with nothing more in it, and in
+# the skip modes the shortcut from before could not be pooled up to the padded size (MobileNetV2's 28 -> 29).
+_PADDING = (keras.layers.ZeroPadding1D, keras.layers.ZeroPadding2D, keras.layers.ZeroPadding3D)
 
 
 def _segment_params(segment: keras.Model) -> float:

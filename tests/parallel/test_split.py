@@ -33,6 +33,15 @@ def test_cut_points_skip_the_inside_of_a_residual_block():
     assert len(sw.parallel.cut_points(chain)) == 2
 
 
+def test_no_cut_after_zero_padding():
+    """As in MobileNetV2: a cut there would hand on 29x29 where the cut before hands on 28x28."""
+    model = keras.Sequential([keras.Input((28, 28, 3)), keras.layers.Conv2D(4, 3, padding="same", name="a"),
+                              keras.layers.ZeroPadding2D(((0, 1), (0, 1)), name="pad"),
+                              keras.layers.Conv2D(4, 3, strides=2, name="b"), keras.layers.Flatten(name="flat"),
+                              keras.layers.Dense(2, name="logits")])
+    assert sw.parallel.cut_points(model) == ["a", "b", "flat"]
+
+
 def test_a_residual_written_as_x_plus_y_is_an_operation_and_no_cut_falls_inside_it():
     """`stem + inner` is a `keras.ops` Add, not a layer (as in ConvNeXt): the block is still whole."""
     inputs = keras.Input((8, 8, 3))
