@@ -1,0 +1,98 @@
+"""One GPU: a clip's per-frame `lax.scan` with more of each frame inside CUDA graphs.
+
+    python -m benchmarks.scan_graphs [--models efficientnetb0] [--modes sideways bp] [--batch 8]
+        [--frames 32] [--resolution 112] [--rounds 3] [--reps 5] [--variants default convolution while]
+
+A frame of a small network at a small batch is hundreds of short kernels, and XLA launches
+those of a `lax.scan` body from the host every frame, except the fusions it records into CUDA
+graphs (its default `xla_gpu_enable_command_buffer`). For each model, mode and batch this
+compiles the same gradient function of one clip (`gradient_function`: the training step but the
+optimizer) with XLA's defaults and with command buffers that also take the convolutions
+(`convolution`: what the per-device groups' steps use) and the loop itself (`while`: one graph
+per clip), then times the variants in turn for `--rounds` rounds (the median of `--reps` calls
+each, so that a slow spell of the machine hits every variant) and prints JSON and a table of
+frames/s and the speed-up over the default.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+os.environ["KERAS_BACKEND"] = "jax"
+
+from benchmarks.common import median_seconds, report  # noqa: E402
+
+# isort: split
+import jax  # noqa: E402
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+import sideways_tf as sw  # noqa: E402
+from benchmarks.networks import NETWORKS, fusion  # noqa: E402
+from sideways_tf.core.group_steps import GPU_STEP_OPTIONS  # noqa: E402
+
+VARIANTS = {
+    "default": {},
+    "convolution": GPU_STEP_OPTIONS,
+    "while": {**GPU_STEP_OPTIONS, "xla_gpu_enable_command_buffer":
+              GPU_STEP_OPTIONS["xla_gpu_enable_command_buffer"] + ",WHILE,CONDITIONAL"},
+}
+
+
+def compiled_variants(name: str, mode: str, batch: int, frames: int, resolution: int, variants) -> tuple:
+    """`({variant: compiled gradient function}, args)` of model `name` on one random clip on the device."""
+    keras.utils.set_random_seed(0)
+    model = sw.SidewaysModel(NETWORKS[name](resolution), mode=mode, fusion=fusion(name))
+    model.compile(optimizer="sgd", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    video = np.random.default_rng(0).integers(0, 256, size=(batch, frames, resolution, resolution, 3), dtype=np.uint8)
+    model.build(video.shape)
+    values = ([v.value for v in model.trainable_variables], [v.value for v in model.non_trainable_variables])
+    args = jax.device_put((*values, video, np.arange(batch) % 51), jax.devices()[0]) + (None,)
+    lowered = model.gradient_function().lower(*args)
+    functions = {}
+    for variant in variants:
+        try:
+            functions[variant] = lowered.compile(VARIANTS[variant] or None)
+        except Exception as error:  # noqa: BLE001 -- a variant XLA refuses is reported, not fatal
+            print(f"variant {variant!r} not compiled: {str(error).splitlines()[0][:300]}", file=sys.stderr)
+    return functions, args
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="+", default=["efficientnetb0"], choices=list(NETWORKS))
+    parser.add_argument("--modes", nargs="+", default=["sideways", "bp"])
+    parser.add_argument("--batch", type=int, nargs="+", default=[8])
+    parser.add_argument("--frames", type=int, default=32)
+    parser.add_argument("--resolution", type=int, default=112)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    args = parser.parse_args()
+    if jax.devices()[0].platform != "gpu":  # the options are XLA:GPU's
+        args.variants = ["default"]
+    rows, summary = [], {"device": str(jax.devices()[0])}
+    for name in args.models:
+        for mode in args.modes:
+            for batch in args.batch:
+                functions, call_args = compiled_variants(name, mode, batch, args.frames, args.resolution,
+                                                         args.variants)
+                seconds = {v: [] for v in functions}
+                for _ in range(args.rounds):
+                    for variant, function in functions.items():
+                        seconds[variant].append(median_seconds(function, call_args, args.reps))
+                base = float(np.median(seconds["default"])) if "default" in seconds else None
+                for variant, times in seconds.items():
+                    fps = batch * args.frames / float(np.median(times))
+                    row = {"model": name, "mode": mode, "B": batch, "T": args.frames, "variant": variant,
+                           "fps": fps, "rounds_fps": [batch * args.frames / t for t in times],
+                           "vs_default": None if base is None else base / float(np.median(times))}
+                    rows.append(row)
+                    print(f"measured {row}", file=sys.stderr, flush=True)
+    report("scan_graphs", rows, ["model", "mode", "B", "T", "variant", "fps", "vs_default"], summary)
+
+
+if __name__ == "__main__":
+    main()
