@@ -205,7 +205,9 @@ def plot(path: str, speed_rows, memory_rows) -> None:
     panels = int(bool(speed_rows)) + int(bool(memory_rows))
     if not panels:
         return
-    figure, axes = plt.subplots(1, panels, figsize=(6.5 * panels, 4.2), squeeze=False)
+    widths = ([max(6.5, 1.1 * len(speed_rows))] if speed_rows else []) + ([6.5] if memory_rows else [])
+    figure, axes = plt.subplots(1, panels, figsize=(sum(widths), 4.2), squeeze=False,
+                                gridspec_kw={"width_ratios": widths})
     axes = list(axes[0])
     if speed_rows:
         left = axes.pop(0)

@@ -1,7 +1,7 @@
 """One GPU: a clip's per-frame `lax.scan` with more of each frame inside CUDA graphs.
 
     python -m benchmarks.scan_graphs [--models efficientnetb0] [--modes sideways bp] [--batch 8]
-        [--frames 32] [--resolution 112] [--rounds 3] [--reps 5] [--variants default convolution while]
+        [--frames 32] [--resolution 112] [--rounds 3] [--reps 5] [--variants default convolution while] [--png PATH]
 
 A frame of a small network at a small batch is hundreds of short kernels, and XLA launches
 those of a `lax.scan` body from the host every frame, except the fusions it records into CUDA
@@ -11,7 +11,7 @@ optimizer) with XLA's defaults and with command buffers that also take the convo
 (`convolution`: what the per-device groups' steps use) and the loop itself (`while`: one graph
 per clip), then times the variants in turn for `--rounds` rounds (the median of `--reps` calls
 each, so that a slow spell of the machine hits every variant) and prints JSON and a table of
-frames/s and the speed-up over the default.
+frames/s and the speed-up over the default (and with `--png` a bar chart of it).
 """
 
 from __future__ import annotations
@@ -60,6 +60,30 @@ def compiled_variants(name: str, mode: str, batch: int, frames: int, resolution:
     return functions, args
 
 
+def plot(path: str, rows) -> None:
+    """A PNG of frames/s per variant, one group of bars per model, mode and batch."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cases = list(dict.fromkeys((r["model"], r["mode"], r["B"]) for r in rows))
+    variants = list(dict.fromkeys(r["variant"] for r in rows))
+    figure, axis = plt.subplots(figsize=(max(5.0, 2.2 + 1.8 * len(cases)), 3.8))
+    width = 0.8 / len(variants)
+    for i, variant in enumerate(variants):
+        fps = [next((r["fps"] for r in rows if (r["model"], r["mode"], r["B"]) == c and r["variant"] == variant), 0)
+               for c in cases]
+        bars = axis.bar(np.arange(len(cases)) + (i - (len(variants) - 1) / 2) * width, fps, width, label=variant)
+        axis.bar_label(bars, fmt="%.0f", fontsize=7)
+    axis.set_xticks(np.arange(len(cases)), [f"{m}\n{mode}, B {b}" for m, mode, b in cases], fontsize=8)
+    axis.set_ylabel("frames/s")
+    axis.set_title(f"one clip's gradients, T = {rows[0]['T']}:\nwhat XLA puts in CUDA graphs", fontsize=9)
+    axis.legend(fontsize=7)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=["efficientnetb0"], choices=list(NETWORKS))
@@ -70,6 +94,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--png", help="also save a plot here")
     args = parser.parse_args()
     if jax.devices()[0].platform != "gpu":  # the options are XLA:GPU's
         args.variants = ["default"]
@@ -92,6 +117,9 @@ def main() -> None:
                     rows.append(row)
                     print(f"measured {row}", file=sys.stderr, flush=True)
     report("scan_graphs", rows, ["model", "mode", "B", "T", "variant", "fps", "vs_default"], summary)
+    if args.png and rows:
+        plot(args.png, rows)
+        print(f"plot: {args.png}")
 
 
 if __name__ == "__main__":
