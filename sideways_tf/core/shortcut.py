@@ -39,8 +39,9 @@ class ShortcutTransform(keras.layers.Layer):
 
     Args:
       pool: `None`, `"max"` or `"avg"`.
-      pool_size: integer stride `(sh, sw)` of a non-overlapping pool, or `"global"` to pool
-        all spatial positions (shortcut of rank 4 into a direct input of rank 2).
+      pool_size: the pool's window `(kh, kw)`, or `"global"` to pool all spatial positions
+        (shortcut of rank 4 into a direct input of rank 2).
+      strides: the pool's strides (None: the window's, a non-overlapping pool).
       padding: `"valid"`, or `"same"` when a size is not a multiple of the target's (the last
         window is then partial: 14 -> 3 with stride 5).
       channels: `None`, `"tile"` or `"project"`.
@@ -54,12 +55,14 @@ class ShortcutTransform(keras.layers.Layer):
         channels: Optional[str] = None,
         out_channels: Optional[int] = None,
         padding: str = "valid",
+        strides=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
         self.padding = padding
         self.pool = pool
         self.pool_size = tuple(pool_size) if isinstance(pool_size, (list, tuple)) else pool_size
+        self.strides = tuple(strides) if isinstance(strides, (list, tuple)) else self.pool_size
         self.channels = channels
         self.out_channels = out_channels
         self.projection = None
@@ -78,7 +81,7 @@ class ShortcutTransform(keras.layers.Layer):
             x = ops.max(x, axis=axes) if self.pool == "max" else ops.mean(x, axis=axes)
         elif self.pool is not None:
             pool_layer = ops.max_pool if self.pool == "max" else ops.average_pool
-            x = pool_layer(x, self.pool_size, strides=self.pool_size, padding=self.padding)
+            x = pool_layer(x, self.pool_size, strides=self.strides, padding=self.padding)
         if self.channels == "tile":
             x = ops.tile(x, [1] * (len(x.shape) - 1) + [self.out_channels // x.shape[-1]])
         elif self.channels == "project":
@@ -90,8 +93,8 @@ class ShortcutTransform(keras.layers.Layer):
         if self.pool_size == "global":
             shape = [shape[0], shape[-1]]
         elif self.pool is not None:
-            sizes = [-(-d // p) if self.padding == "same" else d // p
-                     for d, p in zip(shape[1:-1], self.pool_size, strict=True)]
+            sizes = [-(-d // s) if self.padding == "same" else (d - k) // s + 1
+                     for d, k, s in zip(shape[1:-1], self.pool_size, self.strides, strict=True)]
             shape = [shape[0]] + sizes + [shape[-1]]
         if self.channels is not None and not before_channels:
             shape[-1] = self.out_channels
@@ -102,6 +105,7 @@ class ShortcutTransform(keras.layers.Layer):
         config.update(
             pool=self.pool,
             pool_size=self.pool_size,
+            strides=self.strides,
             channels=self.channels,
             out_channels=self.out_channels,
             padding=self.padding,
@@ -109,30 +113,32 @@ class ShortcutTransform(keras.layers.Layer):
         return config
 
 
-def pool_strides(shortcut_sizes: Sequence[int], direct_sizes: Sequence[int]) -> Optional[tuple[list[int], str]]:
-    """The strides and padding of a non-overlapping pool taking each shortcut size to the direct input's.
+def pool_windows(shortcut_sizes: Sequence[int], direct_sizes: Sequence[int]
+                 ) -> Optional[tuple[list[int], list[int], str]]:
+    """The window, strides and padding of a pool taking each shortcut size S to the direct input's D.
 
-    `"same"` keeps a last, partial window (14 -> 3 with stride 5), `"valid"` drops it (17 -> 8
-    with stride 2: after a network's own zero padding, as in MobileNetV2, the odd row is that
-    padding); exact multiples are `"valid"`. Keeping is tried first.
+    A non-overlapping pool that keeps a last, partial window (`"same"`: 14 -> 3 with stride 5) is
+    tried first; else a `"valid"` pool with stride `S // D` whose window is that stride or, where
+    the network shrank the size by more (a valid convolution: 55 -> 53, or one with stride 2:
+    26 -> 11), `S - D * stride + 1` (55 -> 53: a 3-wide window, stride 1; 26 -> 11: 5-wide,
+    stride 2). After a network's own zero padding (MobileNetV2's 17 -> 8) the valid pool drops
+    the odd row, which is that padding. Exact multiples are non-overlapping `"valid"` pools.
 
     Args:
       shortcut_sizes: the spatial sizes of `h_{i-2}`, `[H, W]`.
       direct_sizes: those of `h_{i-1}`.
 
     Returns:
-      `(strides, padding)`, or None when no integer stride reaches every size.
+      `(window, strides, padding)`, or None when a shortcut size is below the direct input's.
     """
     pairs = list(zip(shortcut_sizes, direct_sizes, strict=True))
     if any(d <= 0 or s < d for s, d in pairs):
         return None
     kept = [-(-s // d) for s, d in pairs]
     if all(-(-s // f) == d for (s, d), f in zip(pairs, kept, strict=True)):
-        return kept, "same" if any(s % d for s, d in pairs) else "valid"
-    dropped = [s // d for s, d in pairs]
-    if all(s // f == d for (s, d), f in zip(pairs, dropped, strict=True)):
-        return dropped, "valid"
-    return None
+        return kept, kept, "same" if any(s % d for s, d in pairs) else "valid"
+    strides = [s // d for s, d in pairs]
+    return [max(f, s - d * f + 1) for (s, d), f in zip(pairs, strides, strict=True)], strides, "valid"
 
 
 def make_shortcut(
@@ -148,8 +154,8 @@ def make_shortcut(
       shortcut_shape: shape of `h_{i-2}` without the batch axis, `[H, W, C]` or `[C]`.
       direct_shape: shape of `h_{i-1}` without the batch axis.
       fusion: `"concat"` or `"add"`.
-      shortcut: `"auto"` (identity when shapes match, integer-stride max-pool when one
-        stride reaches the direct input's spatial size (`pool_strides`), global max-pool into a
+      shortcut: `"auto"` (identity when shapes match, a max-pool down to the direct input's
+        spatial size where it is smaller (`pool_windows`), global max-pool into a
         rank-2 direct input; for `"add"` channels tiled when they divide, else projected),
         `"maxpool"`/`"avgpool"` (that pool kind), `"tile"`/`"project"` (that channel matcher).
       name: the layer name.
@@ -165,12 +171,12 @@ def make_shortcut(
     pool = "avg" if shortcut == "avgpool" else "max"
     padding = "valid"
     if len(s_shape) == len(d_shape):
-        strides = pool_strides(s_shape[:-1], d_shape[:-1])
-        if strides is None:
-            raise ValueError(f"{where}: each spatial size must be at least the direct input's and reach it "
-                             "by pooling with one integer stride (the last window kept or dropped).")
-        factors, padding = strides
-        pool_size = tuple(factors) if any(f != 1 for f in factors) else None
+        windows = pool_windows(s_shape[:-1], d_shape[:-1])
+        if windows is None:
+            raise ValueError(f"{where}: each spatial size must be at least the direct input's (tau pools, it "
+                             "never enlarges).")
+        window, strides, padding = windows
+        pool_size = tuple(window) if any(k != 1 for k in window) else None
     elif len(d_shape) == 1 and len(s_shape) >= 2:
         pool_size = "global"
     else:
@@ -194,6 +200,7 @@ def make_shortcut(
     return ShortcutTransform(
         pool=pool if pool_size is not None else None,
         pool_size=pool_size,
+        strides=tuple(strides) if isinstance(pool_size, tuple) else None,
         channels=channels,
         out_channels=out_channels,
         padding=padding,
