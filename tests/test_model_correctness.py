@@ -105,6 +105,26 @@ def test_skip_modes_equal_exact_backprop_with_shortcuts_on_constant_clip(mode, f
     assert_grads_close(model.exact_gradients(video, LABELS), expected)
 
 
+def _shrinking_units():
+    """Valid convolutions shrink 10 -> 8 -> 6 -> 4 (as in Xception): tau pools 8 -> 6 and 6 -> 4 with
+    overlapping 3x3 windows, stride 1."""
+    def conv():
+        return keras.Sequential([keras.layers.Conv2D(4, 3, activation="relu")])
+
+    return [conv(), conv(), conv(), keras.Sequential([keras.layers.Flatten(), keras.layers.Dense(5)])]
+
+
+@pytest.mark.parametrize("mode", ["skip_sideways", "fa_skip_sideways"])
+def test_skip_modes_equal_exact_backprop_with_overlapping_tau_pools(mode):
+    video = constant_clip((3, 9, 10, 10, 3))
+    model = _model(_shrinking_units, mode, fusion="add")
+    model.build(video.shape)
+    assert [(s.transform.pool_size, s.transform.strides) for s in model.stages[2:]] == [((3, 3), (1, 1))] * 2
+    expected = _manual_backprop_with_shortcuts(model, video[:, 0], LABELS, mode == "fa_skip_sideways")
+    assert_grads_close(model.pseudo_gradients(video, LABELS), expected)
+    assert_grads_close(model.exact_gradients(video, LABELS), expected)
+
+
 def _manual_backprop_through_time(model, video, labels, stop_gradient):
     """Exact backprop of the network the pipeline computes on a clip, written out independently:
     at step s unit k reads `h_{k-1}` and `tau(h_{k-2})` of step s - 1 (from frames s - k and
