@@ -23,7 +23,8 @@ import sys
 import time
 
 # Importing depth_parallel first sets KERAS_BACKEND and XLA_FLAGS (--host_devices) before JAX starts.
-from benchmarks.depth_parallel import NETWORKS, compiled_model, random_clips  # isort: skip
+from benchmarks.depth_parallel import compiled_model, random_clips  # isort: skip
+from benchmarks.networks import NETWORKS, fusion  # isort: skip
 from benchmarks.common import report
 
 # isort: split
@@ -54,6 +55,7 @@ def measure(layout: str, args, names: list) -> dict:
             stages = len(names) if layout == "depth" else len(names) // 2
             per_replica = args.batch if layout == "depth" else args.batch // 2
             plan = sw.parallel.balance(NETWORKS[args.model](args.resolution), video.shape[2:], stages,
+                                       fusion=fusion(args.model),
                                        mode=args.mode, batch_size=per_replica)
             devices, groups = plan.devices, [len(g) for g in plan.groups]
         model = compiled_model(args.model, args.mode, args.resolution, devices)

@@ -48,18 +48,20 @@ def _worker(args) -> dict:
     import numpy as np
 
     import sideways_tf as sw
-    from benchmarks.depth_parallel import NETWORKS
+    from benchmarks.networks import NETWORKS, fusion
 
     keras.mixed_precision.set_global_policy(args.dtype)
     frame_shape = (args.resolution, args.resolution, 3)
     if args.worker == "plan":
         plan = sw.parallel.balance(NETWORKS[args.model](args.resolution), frame_shape, args.devices, mode=args.mode,
+                                   fusion=fusion(args.model),
                                    batch_size=args.batch)
         return {"devices": list(plan.devices), "groups": [list(g) for g in plan.groups],
                 "ideal_speedup": plan.ideal_speedup}
     devices = json.loads(args.placement) if args.worker == "placed" else None
     keras.utils.set_random_seed(0)
-    model = sw.SidewaysModel(NETWORKS[args.model](args.resolution), mode=args.mode, devices=devices)
+    model = sw.SidewaysModel(NETWORKS[args.model](args.resolution), mode=args.mode, fusion=fusion(args.model),
+                             devices=devices)
     model.compile(optimizer=keras.optimizers.Adam(1e-4),
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     video = np.random.default_rng(0).integers(0, 256, (args.batch, args.frames) + frame_shape, dtype=np.uint8)

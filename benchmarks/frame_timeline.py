@@ -172,11 +172,11 @@ def _profile(function, folder: str) -> list:
 def main(argv: Optional[list] = None) -> None:
     os.environ["KERAS_BACKEND"] = "jax"
     from benchmarks.depth_parallel import (  # sets XLA_FLAGS from the flags before JAX starts
-        NETWORKS,
         clip_and_plan,
         compiled_model,
         values,
     )
+    from benchmarks.networks import NETWORKS
 
     # isort: split
     import jax

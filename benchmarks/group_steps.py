@@ -22,7 +22,8 @@ import time
 os.environ["KERAS_BACKEND"] = "jax"
 
 from benchmarks.common import report  # noqa: E402
-from benchmarks.depth_parallel import NETWORKS, clip_and_plan, compiled_model, values  # noqa: E402
+from benchmarks.depth_parallel import clip_and_plan, compiled_model, values  # noqa: E402
+from benchmarks.networks import NETWORKS  # noqa: E402
 
 # isort: split
 import jax  # noqa: E402

@@ -21,7 +21,9 @@ import sys
 import time
 
 # depth_parallel sets XLA_FLAGS and KERAS_BACKEND first
-from benchmarks.depth_parallel import NETWORKS, _relative_error, parse_with_device_flags
+from benchmarks.depth_parallel import _relative_error, parse_with_device_flags
+
+from benchmarks.networks import NETWORKS, fusion  # isort: skip
 
 # isort: split
 import jax  # noqa: E402
@@ -37,7 +39,7 @@ OPTIMIZERS = {"adam": lambda: keras.optimizers.Adam(1e-4), "sgd": lambda: keras.
 def _model(name: str, mode: str, resolution: int, update_every: int, optimizer: str,
            devices=None) -> sw.SidewaysModel:
     keras.utils.set_random_seed(0)
-    model = sw.SidewaysModel(NETWORKS[name](resolution), mode=mode, devices=devices, stateful=True,
+    model = sw.SidewaysModel(NETWORKS[name](resolution), mode=mode, fusion=fusion(name), devices=devices, stateful=True,
                              update_every=update_every)
     model.compile(optimizer=OPTIMIZERS[optimizer](),
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
@@ -62,7 +64,8 @@ def measure(name: str, mode: str, batch: int, frames: int, update_every: int, nu
     rng = np.random.default_rng(0)
     chunks = [rng.integers(0, 256, size=(batch, frames) + frame_shape, dtype=np.uint8) for _ in range(2)]
     labels = np.repeat((np.arange(batch) % 51)[:, None], frames, axis=1)
-    plan = sw.parallel.balance(NETWORKS[name](resolution), frame_shape, num_devices, mode=mode, batch_size=batch)
+    plan = sw.parallel.balance(NETWORKS[name](resolution), frame_shape, num_devices, mode=mode, fusion=fusion(name),
+                               batch_size=batch)
     one = _model(name, mode, resolution, update_every, optimizer)
     placed = _model(name, mode, resolution, update_every, optimizer, plan.devices)
     for model in (one, placed):

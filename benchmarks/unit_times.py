@@ -18,7 +18,7 @@ from benchmarks.common import add_backend_flag, report  # sets KERAS_BACKEND fro
 
 # isort: split
 import sideways_tf as sw  # noqa: E402
-from benchmarks.networks import NETWORKS  # noqa: E402
+from benchmarks.networks import NETWORKS, fusion  # noqa: E402
 from sideways_tf.core.stage import build_stages  # noqa: E402
 from sideways_tf.parallel.balance import unit_times  # noqa: E402
 
@@ -37,7 +37,7 @@ def main() -> None:
     frame_shape = (args.resolution, args.resolution, 3)
     for name in args.models:
         for mode in args.modes:
-            stages, shapes, _ = build_stages(NETWORKS[name](args.resolution), frame_shape, mode, "concat", "auto")
+            stages, shapes, _ = build_stages(NETWORKS[name](args.resolution), frame_shape, mode, fusion(name), "auto")
             times = unit_times(stages, shapes, frame_shape, mode, args.batch, args.reps)
             for k, t in enumerate(times):
                 rows.append({"model": name, "mode": mode, "unit": k + 1, "ms": t, "share": t / sum(times)})
