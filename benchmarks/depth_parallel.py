@@ -151,8 +151,7 @@ def measure(name: str, mode: str, batch: int, frames: int, num_devices: int, res
     error = _relative_error(placed.gradient_function()(*args_placed), one.gradient_function()(*args_one))
     row = {"model": name, "mode": mode, "B": batch, "T": frames, "dtype": keras.mixed_precision.dtype_policy().name,
            "devices": num_devices, "clip": clip, "one_device_graphs": graphs, "groups": [len(g) for g in plan.groups],
-           "runtime":
-           f"programs/{dispatch}" if placed.engine.programs else "one program",
+           "runtime": f"programs/{dispatch}" if placed.engine.programs else "one program",
            "one_device_fps": batch * frames / seconds_one, "depth_parallel_fps": batch * frames / seconds_placed,
            "speedup": seconds_one / seconds_placed, "ideal_speedup": plan.ideal_speedup,
            "of_ideal": seconds_one / seconds_placed / plan.ideal_speedup, "max_rel_err": error,

@@ -183,6 +183,11 @@ def _filled(value, produced: dict, layer: str):
     return value
 
 
+# A cut after zero padding sends a larger tensor than the cut before it with nothing more in it, and in
+# the skip modes the shortcut from before could not be pooled up to the padded size (MobileNetV2's 28 -> 29).
+_PADDING = (keras.layers.ZeroPadding1D, keras.layers.ZeroPadding2D, keras.layers.ZeroPadding3D)
+
+
 def cut_points(model: keras.Model) -> list[str]:
     """The names of the layers after which `model` can be cut: where their output is the only tensor alive.
 
@@ -228,11 +233,6 @@ def _points(model: keras.Model) -> list[str]:
         if alive == [i] and len(keras.tree.flatten(layer.output)) == 1 and not isinstance(layer, _PADDING):
             points.append(layer.name)
     return points
-
-
-# A cut after zero padding sends a larger tensor than the cut before it with nothing more in it, and in
-# the skip modes the shortcut from before could not be pooled up to the padded size (MobileNetV2's 28 -> 29).
-_PADDING = (keras.layers.ZeroPadding1D, keras.layers.ZeroPadding2D, keras.layers.ZeroPadding3D)
 
 
 def _segment_params(segment: keras.Model) -> float:
