@@ -23,8 +23,8 @@ import sys
 import time
 
 # Importing depth_parallel first sets KERAS_BACKEND and XLA_FLAGS (--host_devices) before JAX starts.
-from benchmarks.depth_parallel import compiled_model, random_clips  # isort: skip
-from benchmarks.networks import NETWORKS, fusion  # isort: skip
+from benchmarks.depth_parallel import random_clips  # isort: skip
+from benchmarks.networks import NETWORKS, compiled_network, fusion  # isort: skip
 from benchmarks.common import report
 
 # isort: split
@@ -58,7 +58,7 @@ def measure(layout: str, args, names: list) -> dict:
                                        fusion=fusion(args.model),
                                        mode=args.mode, batch_size=per_replica)
             devices, groups = plan.devices, [len(g) for g in plan.groups]
-        model = compiled_model(args.model, args.mode, args.resolution, devices)
+        model = compiled_network(args.model, args.mode, args.resolution, devices)
         model.fit(video[:args.batch], labels[:args.batch], batch_size=args.batch, epochs=1, verbose=0, shuffle=False)
         times = []
         for _ in range(args.reps):

@@ -55,7 +55,7 @@ os.environ["XLA_FLAGS"] = " ".join(f for f in _XLA_FLAGS if f)
 os.environ["KERAS_BACKEND"] = "jax"
 
 from benchmarks.common import add_clip_flag, median_seconds, report  # noqa: E402
-from benchmarks.networks import NETWORKS, fusion  # noqa: E402
+from benchmarks.networks import NETWORKS, compiled_network, fusion  # noqa: E402
 
 # isort: split
 import jax  # noqa: E402
@@ -81,15 +81,6 @@ def clip_and_plan(name: str, mode: str, batch: int, frames: int, resolution: int
     plan = sw.parallel.balance(NETWORKS[name](resolution), video.shape[2:], num_devices, mode=mode, fusion=fusion(name),
                                batch_size=batch)
     return video, labels, plan
-
-
-def compiled_model(name: str, mode: str, resolution: int, devices=None) -> sw.SidewaysModel:
-    """Model `name` (seeded) with `devices`, compiled with SGD and a per-frame cross-entropy."""
-    keras.utils.set_random_seed(0)
-    model = sw.SidewaysModel(NETWORKS[name](resolution), mode=mode, fusion=fusion(name), devices=devices)
-    model.compile(optimizer=keras.optimizers.SGD(0.01),
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    return model
 
 
 def values(model) -> tuple[list, list]:
@@ -134,9 +125,9 @@ def measure(name: str, mode: str, batch: int, frames: int, num_devices: int, res
     video, labels, plan = clip_and_plan(name, mode, batch, frames, resolution, num_devices)
     if clip == "device":
         video, labels = jax.device_put((video, labels), jax.devices()[0])
-    one = compiled_model(name, mode, resolution)
+    one = compiled_network(name, mode, resolution)
     one.build(video.shape)
-    placed = compiled_model(name, mode, resolution, plan.devices)
+    placed = compiled_network(name, mode, resolution, plan.devices)
     placed.build(video.shape)
     placed.set_weights(one.get_weights())
     if placed.engine.programs:
@@ -173,9 +164,9 @@ def _against_gpipe(name: str, mode: str, video, labels, num_devices: int, resolu
     compiled as the rule's one-device step was (`graphs`)."""
     batch, frames = video.shape[:2]
     chain = sw.parallel.balance(NETWORKS[name](resolution), video.shape[2:], num_devices, mode="bp", batch_size=batch)
-    pipe = compiled_model(name, "bp", resolution, chain.devices)
+    pipe = compiled_network(name, "bp", resolution, chain.devices)
     pipe.build(video.shape)
-    one_bp = compiled_model(name, "bp", resolution)
+    one_bp = compiled_network(name, "bp", resolution)
     one_bp.build(video.shape)
     one_bp.set_weights(pipe.get_weights())
     args = (*values(pipe), video, labels, None)

@@ -173,10 +173,9 @@ def main(argv: Optional[list] = None) -> None:
     os.environ["KERAS_BACKEND"] = "jax"
     from benchmarks.depth_parallel import (  # sets XLA_FLAGS from the flags before JAX starts
         clip_and_plan,
-        compiled_model,
         values,
     )
-    from benchmarks.networks import NETWORKS
+    from benchmarks.networks import NETWORKS, compiled_network
 
     # isort: split
     import jax
@@ -198,7 +197,7 @@ def main(argv: Optional[list] = None) -> None:
     if len(jax.devices()) < args.devices:
         parser.error(f"--devices {args.devices}: JAX has {len(jax.devices())} devices ({jax.devices()}).")
     video, labels, plan = clip_and_plan(args.model, args.mode, args.batch, args.frames, args.resolution, args.devices)
-    model = compiled_model(args.model, args.mode, args.resolution, plan.devices)
+    model = compiled_network(args.model, args.mode, args.resolution, plan.devices)
     model.build(video.shape)
     function = model.gradient_function()
     current = values(model)

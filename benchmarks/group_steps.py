@@ -22,8 +22,8 @@ import time
 os.environ["KERAS_BACKEND"] = "jax"
 
 from benchmarks.common import report  # noqa: E402
-from benchmarks.depth_parallel import clip_and_plan, compiled_model, values  # noqa: E402
-from benchmarks.networks import NETWORKS  # noqa: E402
+from benchmarks.depth_parallel import clip_and_plan, values  # noqa: E402
+from benchmarks.networks import NETWORKS, compiled_network  # noqa: E402
 
 # isort: split
 import jax  # noqa: E402
@@ -89,7 +89,7 @@ def main() -> None:
     frame_loop.AHEAD = args.ahead
     keras.mixed_precision.set_global_policy(args.dtype)
     video, labels, plan = clip_and_plan(args.model, args.mode, args.batch, args.frames, args.resolution, args.devices)
-    model = compiled_model(args.model, args.mode, args.resolution, plan.devices)
+    model = compiled_network(args.model, args.mode, args.resolution, plan.devices)
     model.build(video.shape)
     place = model.engine.place
     ready = prepared(model, video, labels)

@@ -53,3 +53,13 @@ def fusion(name: str) -> str:
     """The skip modes' fusion for network `name`: `"add"` for the split applications (a unit cut from a
     model takes one fixed input shape), else the default `"concat"`."""
     return "add" if name.startswith(tuple(APPLICATIONS)) else "concat"
+
+
+def compiled_network(name: str, mode: str, resolution: int, devices=None) -> sw.SidewaysModel:
+    """A `SidewaysModel` of network `name` (seeded) in `mode` with `devices`, compiled with SGD and a per-frame
+    cross-entropy."""
+    keras.utils.set_random_seed(0)
+    model = sw.SidewaysModel(NETWORKS[name](resolution), mode=mode, fusion=fusion(name), devices=devices)
+    model.compile(optimizer=keras.optimizers.SGD(0.01),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    return model

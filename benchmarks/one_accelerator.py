@@ -38,7 +38,7 @@ from typing import Optional
 
 os.environ["KERAS_BACKEND"] = "jax"
 
-from benchmarks.common import add_clip_flag, median_seconds, report  # noqa: E402
+from benchmarks.common import add_clip_flag, median_seconds, report, uint8_clips  # noqa: E402
 
 # isort: split
 import jax  # noqa: E402
@@ -47,30 +47,18 @@ import numpy as np  # noqa: E402
 
 import sideways_tf as sw  # noqa: E402
 from benchmarks.memory import clip_batched_gradients  # noqa: E402
-from benchmarks.networks import NETWORKS, fusion  # noqa: E402
+from benchmarks.networks import NETWORKS, compiled_network  # noqa: E402
 
 RULES = ("sideways", "skip_sideways", "bp")
 MB = 2.0**20
 
 
-def _model(name: str, mode: str, resolution: int) -> sw.SidewaysModel:
-    keras.utils.set_random_seed(0)
-    model = sw.SidewaysModel(NETWORKS[name](resolution), mode=mode, fusion=fusion(name))
-    model.compile(optimizer=keras.optimizers.SGD(0.01),
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    return model
-
-
-def _clip(batch: int, frames: int, resolution: int) -> np.ndarray:
-    return np.random.default_rng(0).integers(0, 256, size=(batch, frames, resolution, resolution, 3), dtype=np.uint8)
-
-
-def _program(method: str, name: str, video: np.ndarray):
+def gradient_program(method: str, name: str, video: np.ndarray):
     """`(function, args)` of one training step's gradients for `method`."""
     labels = np.arange(video.shape[0]) % 51
     if method == "3d_vgg16_remat":
         return _vgg3d_program(video, labels)
-    model = _model(name, "bp" if method == "clip_batched_bp" else method, video.shape[2])
+    model = compiled_network(name, "bp" if method == "clip_batched_bp" else method, video.shape[2])
     model.build(video.shape)
     if method == "clip_batched_bp":
         params, states = model.engine.current_values()
@@ -103,10 +91,10 @@ def speed(names, batches, frames: int, dtypes, resolution: int, reps: int, clip:
         keras.mixed_precision.set_global_policy(dtype)
         for name in names:
             for batch in batches:
-                video = _clip(batch, frames, resolution)
+                video = uint8_clips(batch, frames, resolution)
                 row = {"model": name, "B": batch, "T": frames, "dtype": dtype}
                 for method in (*RULES, "clip_batched_bp"):
-                    function, args = _program(method, name, video)
+                    function, args = gradient_program(method, name, video)
                     if clip == "device":
                         args = jax.device_put(args, jax.devices()[0])
                     row[f"{method}_fps"] = batch * frames / median_seconds(function, args, reps)
@@ -129,7 +117,8 @@ def _footprint(method: str, name: str, batch: int, frames: int, resolution: int,
 
     `autotune=False` compiles without XLA's GPU autotuning (`xla_gpu_autotune_level=0`: default
     convolution algorithms), which at thousands of frames per step times every candidate kernel."""
-    function, args = _program(method, name, jax.ShapeDtypeStruct((batch, frames, resolution, resolution, 3), np.uint8))
+    clip = jax.ShapeDtypeStruct((batch, frames, resolution, resolution, 3), np.uint8)
+    function, args = gradient_program(method, name, clip)
     options = None if autotune else {"xla_gpu_autotune_level": 0}
     analysis = function.lower(*args).compile(options).memory_analysis()
     return float(analysis.temp_size_in_bytes), float(analysis.argument_size_in_bytes)

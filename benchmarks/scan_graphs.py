@@ -22,15 +22,14 @@ import sys
 
 os.environ["KERAS_BACKEND"] = "jax"
 
-from benchmarks.common import median_seconds, report  # noqa: E402
+from benchmarks.common import median_seconds, report, uint8_clips  # noqa: E402
 
 # isort: split
 import jax  # noqa: E402
-import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-import sideways_tf as sw  # noqa: E402
-from benchmarks.networks import NETWORKS, fusion  # noqa: E402
+from benchmarks.networks import NETWORKS  # noqa: E402
+from benchmarks.one_accelerator import gradient_program  # noqa: E402
 from sideways_tf.core.group_steps import GPU_STEP_OPTIONS  # noqa: E402
 
 VARIANTS = {
@@ -43,14 +42,9 @@ VARIANTS = {
 
 def compiled_variants(name: str, mode: str, batch: int, frames: int, resolution: int, variants) -> tuple:
     """`({variant: compiled gradient function}, args)` of model `name` on one random clip on the device."""
-    keras.utils.set_random_seed(0)
-    model = sw.SidewaysModel(NETWORKS[name](resolution), mode=mode, fusion=fusion(name))
-    model.compile(optimizer="sgd", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    video = np.random.default_rng(0).integers(0, 256, size=(batch, frames, resolution, resolution, 3), dtype=np.uint8)
-    model.build(video.shape)
-    values = ([v.value for v in model.trainable_variables], [v.value for v in model.non_trainable_variables])
-    args = jax.device_put((*values, video, np.arange(batch) % 51), jax.devices()[0]) + (None,)
-    lowered = model.gradient_function().lower(*args)
+    function, args = gradient_program(mode, name, uint8_clips(batch, frames, resolution))
+    args = jax.device_put(args, jax.devices()[0])
+    lowered = function.lower(*args)
     functions = {}
     for variant in variants:
         try:
