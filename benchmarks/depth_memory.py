@@ -111,7 +111,8 @@ def _watch_phases(note) -> None:
     they say which phase raises a device's peak."""
     import jax
 
-    from sideways_tf.core import frame_loop, group_optimizer, programs
+    from sideways_tf.core import group_optimizer, programs
+    from sideways_tf.core.backends import jax_graphs
 
     def wrap(owner, name: str, arrays) -> None:
         original = getattr(owner, name)
@@ -119,7 +120,7 @@ def _watch_phases(note) -> None:
         def wrapped(*a, **k):
             result = original(*a, **k)
             tree = arrays(a, result)
-            if not frame_loop.traced(tree):  # Keras' shape inference traces the step once
+            if not jax_graphs.traced(tree):  # Keras' shape inference traces the step once
                 jax.block_until_ready([x for x in jax.tree.leaves(tree)
                                        if isinstance(x, jax.Array) and not x.is_deleted()])
                 note(name)
@@ -138,13 +139,14 @@ def _sync_frames() -> None:
     that falls with it comes from steps in flight at once."""
     import jax
 
-    from sideways_tf.core import frame_loop, programs
+    from sideways_tf.core import programs
+    from sideways_tf.core.backends import jax_graphs
 
     original = programs.ProgramsPlacement.prepare
 
     def prepare(*a, **k):
         ready = original(*a, **k)
-        if not frame_loop.traced((ready.carries, ready.inboxes)):
+        if not jax_graphs.traced((ready.carries, ready.inboxes)):
             for g, step in enumerate(ready.steps):
                 ready.steps[g] = waiting = lambda *x, step=step: jax.block_until_ready(step(*x))
                 waiting.lower = step.lower

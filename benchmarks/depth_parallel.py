@@ -65,7 +65,6 @@ import numpy as np  # noqa: E402
 import sideways_tf as sw  # noqa: E402
 from sideways_tf.core import frame_loop  # noqa: E402
 from sideways_tf.core.frame_loop import DISPATCH  # noqa: E402
-from sideways_tf.core.group_steps import compiler_options  # noqa: E402
 from sideways_tf.parallel import gpipe  # noqa: E402
 
 
@@ -105,13 +104,12 @@ def _peak_bytes(devices) -> list:
     return [(device.memory_stats() or {}).get("peak_bytes_in_use") for device in devices]
 
 
-def one_device_function(model, args, graphs: str = "same"):
-    """`model.gradient_function()` of a one-device model, compiled for `args` with the options each group's step
-    of the placed model gets on this device (`graphs="same"`: on NVIDIA GPUs, convolutions in CUDA graphs) or
-    with XLA's defaults (`"default"`)."""
+def one_device_function(model, graphs: str = "same"):
+    """`model.gradient_function()` of a one-device model as the package compiles it (`graphs="same"`: on NVIDIA
+    GPUs with convolutions in CUDA graphs, as each group's step of the placed model) or with XLA's defaults
+    (`"default"`)."""
     function = model.gradient_function()
-    options = compiler_options(jax.devices()[0]) if graphs == "same" else {}
-    return function.lower(*args).compile(options) if options else function
+    return function if graphs == "same" else jax.jit(function.__wrapped__)
 
 
 def measure(name: str, mode: str, batch: int, frames: int, num_devices: int, resolution: int, reps: int,
@@ -137,7 +135,7 @@ def measure(name: str, mode: str, batch: int, frames: int, num_devices: int, res
     used = jax.devices()[:num_devices]
     seconds_placed = median_seconds(placed.gradient_function(), args_placed, reps)
     peaks_placed = _peak_bytes(used)
-    seconds_one = median_seconds(one_device_function(one, args_one, graphs), args_one, reps)
+    seconds_one = median_seconds(one_device_function(one, graphs), args_one, reps)
     peak_one = _peak_bytes(used[:1])[0]
     error = _relative_error(placed.gradient_function()(*args_placed), one.gradient_function()(*args_one))
     row = {"model": name, "mode": mode, "B": batch, "T": frames, "dtype": keras.mixed_precision.dtype_policy().name,
@@ -172,7 +170,7 @@ def _against_gpipe(name: str, mode: str, video, labels, num_devices: int, resolu
     args = (*values(pipe), video, labels, None)
     seconds_gpipe = median_seconds(gpipe.gradient_function(pipe), args, reps)
     args_bp = (*values(one_bp), video, labels, None)
-    seconds_bp = median_seconds(one_device_function(one_bp, args_bp, graphs), args_bp, reps)
+    seconds_bp = median_seconds(one_device_function(one_bp, graphs), args_bp, reps)
     forward = jax.jit(lambda trainable, non_trainable, clip: one_bp.stateless_call(trainable, non_trainable, clip)[0])
     seconds_forward = median_seconds(forward, (*values(one_bp), video), reps)
     recompute = seconds_forward / seconds_bp

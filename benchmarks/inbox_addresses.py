@@ -6,7 +6,7 @@ On several GPUs each group's step reads pieces that `device_put` has just writte
 buffers, so the buffer addresses its CUDA graph was recorded with change every frame. Here one
 device runs a VGG-8-like first group (4 conv layers, 2 pools; forward and the pull-back of a
 message, gradients summed into a donated carry) `--frames` times, compiled with the runtime's
-options (`core.group_steps.compiler_options`), its message taken:
+options (`core.backends.jax_graphs.compiler_options`), its message taken:
 
     fixed           from the same buffer every call (a step timed alone)
     ring            from a ring of 5 buffers, a new address every call (as the runtime's inbox)
@@ -31,7 +31,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
 from benchmarks.report import report  # noqa: E402
-from sideways_tf.core.group_steps import compiler_options  # noqa: E402
+from sideways_tf.core.backends.jax_graphs import compiler_options  # noqa: E402
 
 VARIANTS = ("fixed", "ring", "ring_donated", "receive", "receive_donated")
 CHANNELS = ((3, 64), (64, 128), (128, 256), (256, 256))

@@ -1,17 +1,19 @@
 """One GPU: a clip's per-frame `lax.scan` with more of each frame inside CUDA graphs.
 
     python -m benchmarks.scan_graphs [--models efficientnetb0] [--modes sideways bp] [--batch 8]
-        [--frames 32] [--resolution 112] [--rounds 3] [--reps 5] [--variants default convolution while] [--png PATH]
+        [--frames 32] [--resolution 112] [--rounds 3] [--reps 5] [--variants default convolution while package]
+        [--png PATH]
 
 A frame of a small network at a small batch is hundreds of short kernels, and XLA launches
 those of a `lax.scan` body from the host every frame, except the fusions it records into CUDA
 graphs (its default `xla_gpu_enable_command_buffer`). For each model, mode and batch this
 compiles the same gradient function of one clip (`gradient_function`: the training step but the
 optimizer) with XLA's defaults and with command buffers that also take the convolutions
-(`convolution`: what the per-device groups' steps use) and the loop itself (`while`: one graph
-per clip), then times the variants in turn for `--rounds` rounds (the median of `--reps` calls
-each, so that a slow spell of the machine hits every variant) and prints JSON and a table of
-frames/s and the speed-up over the default (and with `--png` a bar chart of it).
+(`convolution`: what the package's own compiled functions use on NVIDIA GPUs) and the loop itself
+(`while`: one graph per clip), and takes the package's function as it is (`package`), then times
+the variants in turn for `--rounds` rounds (the median of `--reps` calls each, so that a slow
+spell of the machine hits every variant) and prints JSON and a table of frames/s and the speed-up
+over the default (and with `--png` a bar chart of it).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import sys
 
 os.environ["KERAS_BACKEND"] = "jax"
 
-from benchmarks.common import median_seconds, report, uint8_clips  # noqa: E402
+from benchmarks.common import median_seconds, uint8_clips  # noqa: E402
 
 # isort: split
 import jax  # noqa: E402
@@ -30,13 +32,15 @@ import numpy as np  # noqa: E402
 
 from benchmarks.networks import NETWORKS  # noqa: E402
 from benchmarks.one_accelerator import gradient_program  # noqa: E402
-from sideways_tf.core.group_steps import GPU_STEP_OPTIONS  # noqa: E402
+from benchmarks.report import variant_report  # noqa: E402
+from sideways_tf.core.backends.jax_graphs import GPU_GRAPH_OPTIONS  # noqa: E402
 
 VARIANTS = {
     "default": {},
-    "convolution": GPU_STEP_OPTIONS,
-    "while": {**GPU_STEP_OPTIONS, "xla_gpu_enable_command_buffer":
-              GPU_STEP_OPTIONS["xla_gpu_enable_command_buffer"] + ",WHILE,CONDITIONAL"},
+    "convolution": GPU_GRAPH_OPTIONS,
+    "while": {**GPU_GRAPH_OPTIONS, "xla_gpu_enable_command_buffer":
+              GPU_GRAPH_OPTIONS["xla_gpu_enable_command_buffer"] + ",WHILE,CONDITIONAL"},
+    "package": None,  # the package's own compiled function (`model.gradient_function()`), as a user calls it
 }
 
 
@@ -44,38 +48,14 @@ def compiled_variants(name: str, mode: str, batch: int, frames: int, resolution:
     """`({variant: compiled gradient function}, args)` of model `name` on one random clip on the device."""
     function, args = gradient_program(mode, name, uint8_clips(batch, frames, resolution))
     args = jax.device_put(args, jax.devices()[0])
-    lowered = function.lower(*args)
+    lowered = jax.jit(function.__wrapped__).lower(*args)
     functions = {}
     for variant in variants:
         try:
-            functions[variant] = lowered.compile(VARIANTS[variant] or None)
+            functions[variant] = function if variant == "package" else lowered.compile(VARIANTS[variant] or None)
         except Exception as error:  # noqa: BLE001 -- a variant XLA refuses is reported, not fatal
             print(f"variant {variant!r} not compiled: {str(error).splitlines()[0][:300]}", file=sys.stderr)
     return functions, args
-
-
-def plot(path: str, rows) -> None:
-    """A PNG of frames/s per variant, one group of bars per model, mode and batch."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    cases = list(dict.fromkeys((r["model"], r["mode"], r["B"]) for r in rows))
-    variants = list(dict.fromkeys(r["variant"] for r in rows))
-    figure, axis = plt.subplots(figsize=(max(5.0, 2.2 + 1.8 * len(cases)), 3.8))
-    width = 0.8 / len(variants)
-    for i, variant in enumerate(variants):
-        fps = [next((r["fps"] for r in rows if (r["model"], r["mode"], r["B"]) == c and r["variant"] == variant), 0)
-               for c in cases]
-        bars = axis.bar(np.arange(len(cases)) + (i - (len(variants) - 1) / 2) * width, fps, width, label=variant)
-        axis.bar_label(bars, fmt="%.0f", fontsize=7)
-    axis.set_xticks(np.arange(len(cases)), [f"{m}\n{mode}, B {b}" for m, mode, b in cases], fontsize=8)
-    axis.set_ylabel("frames/s")
-    axis.set_title(f"one clip's gradients, T = {rows[0]['T']}:\nwhat XLA puts in CUDA graphs", fontsize=9)
-    axis.legend(fontsize=7)
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
 
 
 def main() -> None:
@@ -91,7 +71,7 @@ def main() -> None:
     parser.add_argument("--png", help="also save a plot here")
     args = parser.parse_args()
     if jax.devices()[0].platform != "gpu":  # the options are XLA:GPU's
-        args.variants = ["default"]
+        args.variants = [v for v in args.variants if v in ("default", "package")]
     rows, summary = [], {"device": str(jax.devices()[0])}
     for name in args.models:
         for mode in args.modes:
@@ -110,11 +90,8 @@ def main() -> None:
                            "vs_default": None if base is None else base / float(np.median(times))}
                     rows.append(row)
                     print(f"measured {row}", file=sys.stderr, flush=True)
-    report("scan_graphs", rows, ["model", "mode", "B", "T", "variant", "fps", "vs_default"], summary)
-    if args.png and rows:
-        plot(args.png, rows)
-        print(f"plot: {args.png}")
-
+    variant_report("scan_graphs", rows, summary, args.png, "frames/s",
+                   f"one clip's gradients, T = {args.frames}:\nwhat XLA puts in CUDA graphs")
 
 if __name__ == "__main__":
     main()

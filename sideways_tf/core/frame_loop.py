@@ -18,6 +18,7 @@ from typing import Callable, Optional
 import jax
 
 from sideways_tf.core import workers
+from sideways_tf.core.backends.jax_graphs import traced
 
 DISPATCH = ("workers", "threads", "plain")
 
@@ -28,11 +29,6 @@ DISPATCH = ("workers", "threads", "plain")
 # steps of 112x112 (B = 8, about a millisecond) lost 10-20 % of their speed, at 4 nothing
 # beyond the run-to-run noise (`benchmarks/README.md`).
 AHEAD = 4
-
-
-def traced(tree) -> bool:
-    """Whether `tree` holds a tracer (the clip runs inside a trace)."""
-    return any(isinstance(x, jax.core.Tracer) for x in jax.tree.leaves(tree))
 
 
 def run_frames(ready, dispatch: str, first: int, last: int, keep_last: bool = False,

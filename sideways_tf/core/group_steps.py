@@ -16,7 +16,6 @@ window of gradients (what an update applies) is read from its carry (`window_gra
 
 from __future__ import annotations
 
-import os
 from typing import Callable, NamedTuple, Optional, Sequence
 
 import jax
@@ -25,30 +24,8 @@ import keras
 from keras import ops
 
 from sideways_tf.core import pipeline, replicas
+from sideways_tf.core.backends.jax_graphs import GraphJit
 from sideways_tf.core.schedule import Rule
-
-# On NVIDIA GPUs a group's step is launched as CUDA graphs that include its convolutions (XLA's
-# default leaves them out): measured on an H200, this halves the host's time to launch a VGG-16
-# group's step (1.13 -> 0.64 ms), which is what limits short steps. A user's own XLA_FLAGS
-# setting of these options wins.
-GPU_STEP_OPTIONS = {"xla_gpu_enable_command_buffer": "FUSION,CUBLAS,CUBLASLT,CUDNN,CUSTOM_CALL,CONVOLUTION",
-                    "xla_gpu_graph_min_graph_size": 1}
-# ... except where XLA reuses compiled or autotuned convolutions from an earlier process (JAX's
-# persistent compilation cache, XLA's autotuning cache): such a convolution captured into a CUDA
-# graph failed on H200s (cuDNN status 5003), so the graphs then leave convolutions out.
-CACHED_GPU_STEP_OPTIONS = {**GPU_STEP_OPTIONS, "xla_gpu_enable_command_buffer": "FUSION,CUBLAS,CUBLASLT,CUSTOM_CALL"}
-CACHE_FLAGS = ("xla_gpu_per_fusion_autotune_cache_dir", "xla_gpu_load_autotune_results_from")
-
-
-def compiler_options(device) -> dict:
-    """The XLA options of a group's step on `device`: on NVIDIA GPUs `GPU_STEP_OPTIONS`
-    (`CACHED_GPU_STEP_OPTIONS` where compilations or autotuning results are cached), else none."""
-    if device.platform != "gpu" or "nvidia" not in device.device_kind.lower():
-        return {}
-    flags = os.environ.get("XLA_FLAGS", "")
-    cached = bool(jax.config.jax_compilation_cache_dir) or any(flag in flags for flag in CACHE_FLAGS)
-    options = CACHED_GPU_STEP_OPTIONS if cached else GPU_STEP_OPTIONS
-    return {name: value for name, value in options.items() if name not in flags}
 
 
 class Group(NamedTuple):
@@ -186,9 +163,9 @@ class GroupStep:
     reuses it.
     """
 
-    def __init__(self, function: Callable, spare: dict, options: dict):
+    def __init__(self, function: Callable, spare: dict, device):
         self.spare = spare
-        self._jit = jax.jit(function, donate_argnums=(1, 2), compiler_options=options or None)
+        self._jit = GraphJit(function, device, donate_argnums=(1, 2))
 
     def _split(self, params, carry, inbox, *inputs):
         spare = {name: inbox[name] for name in self.spare}
@@ -196,18 +173,18 @@ class GroupStep:
         return (params, carry, spare, rest, *inputs)
 
     def __call__(self, *args):
-        return self._jit(*self._split(*args))
+        nested = isinstance(args[1]["s"], jax.core.Tracer)  # the carry's step count: a tracer inside a trace
+        return self._jit.variant(nested)(*self._split(*args))
 
     def lower(self, *args):
         """`jax.jit(...).lower` on the step's arguments (e.g. for XLA's memory analysis)."""
         return self._jit.lower(*self._split(*args))
 
 
-def step_function(stages, clip: Clip, group: Group, options: dict) -> GroupStep:
+def step_function(stages, clip: Clip, group: Group) -> GroupStep:
     """The group's step (`GroupStep`): `(params, carry, inbox, video, labels, sample_weight, starts) -> (carry,
-    outbox)`.
+    outbox)`, compiled with `jax_graphs`' options for the group's device.
 
-    `options`: XLA's options for it (none inside a trace, where the step is a nested jit).
     `starts` is `[B, T]` bool or None (streams only).
     """
     rule, depth = clip.rule, len(stages)
@@ -279,7 +256,8 @@ def step_function(stages, clip: Clip, group: Group, options: dict) -> GroupStep:
         return new, {name: produced[name] for name in sent}
 
     # Under data x depth, once per replica of the group's column, each on its clips (`core.replicas`).
-    return GroupStep(step if num_replicas == 1 else replicas.per_replica(step, group), spare_pieces(group), options)
+    function = step if num_replicas == 1 else replicas.per_replica(step, group)
+    return GroupStep(function, spare_pieces(group), group.device)
 
 
 def init_function(stages, clip: Clip, group: Group, batch_size: int, num_frames: int, activation_shapes,

@@ -31,9 +31,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from sideways_tf.core import frame_loop, replicas
-from sideways_tf.core.frame_loop import DISPATCH, traced
+from sideways_tf.core.backends.jax_graphs import traced
+from sideways_tf.core.frame_loop import DISPATCH
 from sideways_tf.core.group_optimizer import GroupOptimizer
-from sideways_tf.core.group_steps import Clip, compiler_options, init_function, plan, step_function, window_gradients
+from sideways_tf.core.group_steps import Clip, init_function, plan, step_function, window_gradients
 from sideways_tf.core.placement import Placement, groups_of
 from sideways_tf.core.schedule import Rule
 
@@ -250,10 +251,8 @@ class ProgramsPlacement(Placement):
         if clip.streaming and clip.training:
             target_spec = jax.eval_shape(lambda y, w: clip.frame_target(y, w, 0), labels, sample_weight)
         ready = Prepared(groups, [], [], [], [], [], num_frames, self)
-        on_trace = traced((params, states, video))
         for g, group in enumerate(groups):
-            step = self._compiled(("step", g, on_trace) + base, lambda group=group: step_function(
-                stages, clip, group, {} if on_trace else compiler_options(group.device)))
+            step = self._compiled(("step", g) + base, lambda group=group: step_function(stages, clip, group))
             init = self._compiled(("init", g) + base, lambda group=group: init_function(
                 stages, clip, group, batch_size, num_frames, activation_shapes, target_spec))
             mine = jax.device_put({k: list(params[k]) for k in group.units}, group.replicated)

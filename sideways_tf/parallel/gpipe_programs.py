@@ -23,12 +23,14 @@ import jax
 import jax.numpy as jnp
 
 from sideways_tf.core import targets, workers
+from sideways_tf.core.backends.jax_graphs import GraphJit, traced
 from sideways_tf.core.pipeline import apply_stage
 from sideways_tf.core.programs import ProgramsPlacement
 
 
-def _functions(model, g: int, units: tuple, top: bool, per_frame: bool, weights_per_frame: bool) -> dict:
-    """Group g's compiled forward and backward steps over one frame."""
+def _functions(model, g: int, units: tuple, device, top: bool, per_frame: bool, weights_per_frame: bool) -> dict:
+    """Group g's compiled forward and backward steps over one frame on `device`, with the options of the
+    rules' group steps (`jax_graphs`: on NVIDIA GPUs, convolutions in CUDA graphs)."""
     stages = model.engine.stages
     dtype = stages[0].compute_dtype
 
@@ -68,9 +70,9 @@ def _functions(model, g: int, units: tuple, top: bool, per_frame: bool, weights_
         value, grads, dx = pull(loss, params, x)
         return add(sums, grads), loss_sum + value, dx
 
-    found = {"backward": jax.jit(top_backward if top else backward, donate_argnums=(6,) if top else (5,))}
+    found = {"backward": GraphJit(top_backward if top else backward, device, donate_argnums=(6,) if top else (5,))}
     if not top:
-        found["forward"] = jax.jit(forward)
+        found["forward"] = GraphJit(forward, device)
     return found
 
 
@@ -94,9 +96,10 @@ def clip_gradients(model, params, states, video, labels, sample_weight=None):
     compiled = _COMPILED.setdefault(model, {})
     key = (per_frame, weights_per_frame)
     if key not in compiled:
-        compiled[key] = [_functions(model, g, units, g == num_groups - 1, per_frame, weights_per_frame)
-                         for g, units in enumerate(groups)]
-    functions = compiled[key]
+        compiled[key] = [_functions(model, g, units, device, g == num_groups - 1, per_frame, weights_per_frame)
+                         for g, (units, device) in enumerate(zip(groups, devices, strict=True))]
+    nested = traced((params, video))  # inside another trace: the functions without XLA options
+    functions = [{name: function.variant(nested) for name, function in found.items()} for found in compiled[key]]
     mine = [jax.device_put(([list(per_stage_params[k]) for k in units], [list(per_stage_states[k]) for k in units]),
                            device) for units, device in zip(groups, devices, strict=True)]
     clip = jax.device_put(video, devices[0])

@@ -272,12 +272,12 @@ def programs():
     import tempfile
 
     from sideways_tf.core import frame_loop
-    from sideways_tf.core import programs as runtime
+    from sideways_tf.core.backends import jax_graphs
 
     if PLATFORM == "cpu":
         # The XLA options of GPU steps are none on a CPU: an option valid everywhere takes their
         # path here (a step traced inside Keras' shape inference must go without them).
-        runtime.compiler_options = lambda device: {"xla_gpu_graph_min_graph_size": 1}
+        jax_graphs.compiler_options = lambda device=None: {"xla_gpu_graph_min_graph_size": 1}
     video, labels = random_clip((2, 9, 8, 8, 3)), np.array([0, 3])
     placed, alone = pair_on(PLACEMENTS["grouped"], "skip_sideways", check_finite=True)
     for model in (placed, alone):

@@ -12,6 +12,8 @@ from typing import Callable, Iterator, Optional, Sequence
 import jax
 import jax.numpy as jnp
 
+from sideways_tf.core.backends.jax_graphs import GraphJit
+
 
 def value_and_vjp(
     fn: Callable,
@@ -60,9 +62,10 @@ def scan(body: Callable, init, length: int, output_dtype=None):
 
 
 def compile_function(fn: Callable, jit_compile: bool = True) -> Callable:
-    """`jax.jit(fn)`: JAX always compiles."""
+    """`jax.jit(fn)` (JAX always compiles), on NVIDIA GPUs with convolutions in CUDA graphs
+    (`jax_graphs.GraphJit`)."""
     del jit_compile
-    return jax.jit(fn)
+    return GraphJit(fn)
 
 
 def unit_scope(k: int, devices: Optional[Sequence[str]] = None):
