@@ -24,7 +24,7 @@ import keras
 from keras import ops
 
 from sideways_tf.core import pipeline, replicas
-from sideways_tf.core.backends.jax_graphs import GraphJit
+from sideways_tf.core.backends.jax_graphs import GraphJit, traced
 from sideways_tf.core.schedule import Rule
 
 
@@ -173,7 +173,8 @@ class GroupStep:
         return (params, carry, spare, rest, *inputs)
 
     def __call__(self, *args):
-        nested = isinstance(args[1]["s"], jax.core.Tracer)  # the carry's step count: a tracer inside a trace
+        # Inside a trace the carry's step count or the inputs are tracers (cheaper to look at than all arguments).
+        nested = traced((args[1]["s"], *args[3:]))
         return self._jit.variant(nested)(*self._split(*args))
 
     def lower(self, *args):
