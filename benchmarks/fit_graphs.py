@@ -1,14 +1,18 @@
-"""One GPU: `model.fit` under JAX with XLA's defaults and with convolutions in CUDA graphs (`XLA_FLAGS`).
+"""One GPU: `model.fit` under JAX with its steps compiled by Keras, by the package, and with `XLA_FLAGS`.
 
     python -m benchmarks.fit_graphs [--models efficientnetb0] [--modes sideways] [--batch 8]
-        [--frames 32] [--resolution 112] [--steps 8] [--epochs 3] [--png PATH]
+        [--frames 32] [--resolution 112] [--steps 8] [--epochs 3] [--variants keras package xla_flags]
+        [--png PATH]
 
-Keras compiles `fit`'s train step itself, so the package's options (`core.backends.jax_graphs`)
-cannot reach it; a user sets them for the whole process in `XLA_FLAGS` before JAX starts
-(`docs/backends.md`). For each model, mode and batch this runs `fit` on random uint8 clips (NumPy
-arrays, as a user would pass them) in two fresh processes, one with XLA's defaults and one with
-`XLA_FLAGS` holding `jax_graphs.xla_flags()`, and reports frames/s: the median over the epochs
-after the first (which compiles), each epoch timed from the end of the one before.
+Keras compiles `fit`'s steps with `jax.jit` and no XLA options. On NVIDIA GPUs the package compiles
+them itself instead, with convolutions in CUDA graphs (`train_step.keras_function`,
+`core.backends.jax_graphs`); a user can also set the options for the whole process in `XLA_FLAGS`
+before JAX starts (`docs/backends.md`). For each model, mode and batch this runs `fit` on random
+uint8 clips (NumPy arrays, as a user would pass them) in a fresh process per variant: `keras`
+(Keras compiles the steps: the package's options switched off in that process, XLA's defaults),
+`package` (as the package runs by default) and `xla_flags` (`XLA_FLAGS` holding
+`jax_graphs.xla_flags()`), and reports frames/s: the median over the epochs after the first (which
+compiles), each epoch timed from the end of the one before, and the ratio to `keras`.
 """
 
 from __future__ import annotations
@@ -29,15 +33,19 @@ from benchmarks.networks import NETWORKS  # noqa: E402
 from benchmarks.report import variant_report  # noqa: E402
 from sideways_tf.core.backends import jax_graphs  # noqa: E402
 
-VARIANTS = ("default", "xla_flags")
+VARIANTS = ("keras", "package", "xla_flags")
 
 
-def epoch_fps(name: str, mode: str, batch: int, frames: int, resolution: int, steps: int, epochs: int) -> dict:
+def epoch_fps(name: str, mode: str, batch: int, frames: int, resolution: int, steps: int, epochs: int,
+              variant: str) -> dict:
     """In this process: frames/s of each `fit` epoch after the first, and the device."""
     import jax
     import keras
 
     from benchmarks.networks import compiled_network
+
+    if variant == "keras":  # no options: `own_step` leaves the steps to Keras' `jax.jit`
+        jax_graphs.compiler_options = lambda device=None: {}
 
     model = compiled_network(name, mode, resolution)
     video = uint8_clips(batch * steps, frames, resolution)
@@ -54,7 +62,7 @@ def measure(variant: str, args, name: str, mode: str, batch: int) -> dict:
     env = dict(os.environ)
     if variant == "xla_flags":
         env["XLA_FLAGS"] = f"{env.get('XLA_FLAGS', '')} {jax_graphs.xla_flags()}".strip()
-    command = [sys.executable, "-m", "benchmarks.fit_graphs", "--child", name, mode, str(batch),
+    command = [sys.executable, "-m", "benchmarks.fit_graphs", "--child", name, mode, str(batch), variant,
                "--frames", str(args.frames), "--resolution", str(args.resolution), "--steps", str(args.steps),
                "--epochs", str(args.epochs)]
     done = subprocess.run(command, env=env, capture_output=True, text=True)
@@ -75,26 +83,28 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=8, help="training steps per epoch")
     parser.add_argument("--epochs", type=int, default=3, help="epochs per process; the first compiles")
     parser.add_argument("--png", help="also save a plot here")
-    parser.add_argument("--child", nargs=3, metavar=("MODEL", "MODE", "B"), help=argparse.SUPPRESS)
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
+    parser.add_argument("--child", nargs=4, metavar=("MODEL", "MODE", "B", "VARIANT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.epochs < 2:
         parser.error(f"--epochs must be at least 2 (the first compiles); got {args.epochs}")
     if args.child:
-        name, mode, batch = args.child
-        print(json.dumps(epoch_fps(name, mode, int(batch), args.frames, args.resolution, args.steps, args.epochs)))
+        name, mode, batch, variant = args.child
+        print(json.dumps(epoch_fps(name, mode, int(batch), args.frames, args.resolution, args.steps, args.epochs,
+                                   variant)))
         return
     rows = []
     for name in args.models:
         for mode in args.modes:
             for batch in args.batch:
-                found = {variant: measure(variant, args, name, mode, batch) for variant in VARIANTS}
+                found = {variant: measure(variant, args, name, mode, batch) for variant in args.variants}
                 for row in found.values():
-                    row["vs_default"] = row["fps"] / found["default"]["fps"]
+                    row["vs_default"] = row["fps"] / found["keras"]["fps"] if "keras" in found else None
                     rows.append(row)
                     print(f"measured {row}", file=sys.stderr, flush=True)
     variant_report("fit_graphs", rows, {"device": rows[0]["device"], "xla_flags": jax_graphs.xla_flags()}, args.png,
-                   "frames/s of fit", f"model.fit under JAX, T = {args.frames}: XLA's defaults or\nconvolutions in "
-                   "CUDA graphs (XLA_FLAGS)")
+                   "frames/s of fit", f"model.fit under JAX, T = {args.frames}: steps compiled by Keras,\nby the "
+                   "package, or with XLA_FLAGS")
 
 if __name__ == "__main__":
     main()

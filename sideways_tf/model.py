@@ -286,6 +286,9 @@ class SidewaysModel(keras.Model):
     def train_step(self, *args):
         """One batch: the rule's pseudo-gradients, the optimizer's update, the metrics (TensorFlow:
         `train_step(data)`; JAX: `train_step(state, data) -> (logs, state)`, `backends.trainer()`)."""
+        return train_step.keras_step(self, "train", self._train_batch, args)
+
+    def _train_batch(self, *args):
         if self.engine is None:  # a generator's first batch: built first, so that its state can be held
             x = keras.utils.unpack_x_y_sample_weight(args[-1])[0]
             model_checks.check_video(self, stream_state.video_and_restarts(x)[0], training=True)
@@ -301,7 +304,7 @@ class SidewaysModel(keras.Model):
     def make_train_function(self, force=False):
         """Keras' train function; with run-time checks, one that raises when a step's check failed."""
         self._stepped_by_python()
-        super().make_train_function(force)
+        train_step.keras_function(self, "train", super().make_train_function, self._train_batch, force)
         self.train_function = backends.trainer().keras_train_function(self, self.train_function, self._step_checks,
                                                                       input_checks.NONFINITE_LOSS)
         return self.train_function
@@ -309,16 +312,23 @@ class SidewaysModel(keras.Model):
     def make_test_function(self, force=False):
         """Keras' test function (not compiled as a whole when the units run one program per device)."""
         self._stepped_by_python()
-        return super().make_test_function(force)
+        return train_step.keras_function(self, "test", super().make_test_function, self._test_batch, force)
 
     def make_predict_function(self, force=False):
         """Keras' predict function (not compiled as a whole when the units run one program per device)."""
         self._stepped_by_python()
-        return super().make_predict_function(force)
+        return train_step.keras_function(self, "predict", super().make_predict_function, super().predict_step, force)
 
     def test_step(self, *args):
         """Depth-parallel inference on one batch (per-frame in `"bp"`), then the loss and metrics."""
+        return train_step.keras_step(self, "test", self._test_batch, args)
+
+    def _test_batch(self, *args):
         return backends.trainer().keras_test_step(self, functools.partial(train_step.keras_test_batch, self), args)
+
+    def predict_step(self, *args):
+        """Keras' predict step (compiled by the backend where it compiles the steps itself)."""
+        return train_step.keras_step(self, "predict", super().predict_step, args)
 
     def summary(self, *args, **kwargs):
         """Keras' summary after a header with the rule; one row per unit (its stage: the unit and its tau)."""

@@ -9,14 +9,15 @@ optimizer update, at the end of a clip or inside the frame loop, is one call of 
 backend-dependent part (TensorFlow updates the variables in place, JAX returns new values) is
 the backend's `optimizer_step` (`core.backends`).
 
-The model's Keras glue calls `keras_train_batch` and `keras_test_batch` inside Keras' steps, and
-`fit` around Keras' `fit`; nothing here is private to the model.
+The model's Keras glue calls `keras_train_batch` and `keras_test_batch` inside Keras' steps,
+`keras_function` and `keras_step` to make and run Keras' step functions, and `fit` around Keras'
+`fit`; nothing here is private to the model.
 """
 
 from __future__ import annotations
 
 import functools
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import keras
 from keras import ops
@@ -203,6 +204,34 @@ def keras_test_batch(model, data) -> dict:
     logs = model.compute_metrics(x, y, y_pred, sample_weight)
     training_only = {tracker.name for pair in model.gradient_trackers for tracker in pair}
     return {name: value for name, value in logs.items() if name not in training_only}
+
+
+def keras_function(model, kind: str, make: Callable, body: Callable, force: bool):
+    """Keras' `make_{kind}_function(force)` (`make`) for `kind` "train", "test" or "predict".
+
+    Where the backend compiles the step `body` itself (`backends.trainer().own_step`: under JAX on
+    NVIDIA GPUs, with XLA options that Keras' `jax.jit` cannot take), Keras makes its function with
+    `jit_compile` off, around that compiled step (`keras_step`), and `jit_compile` is put back.
+    """
+    if getattr(model, f"{kind}_function") is not None and not force:
+        return make(force)
+    steps = model.__dict__.setdefault("_own_steps", {})
+    steps.pop(kind, None)
+    own = backends.trainer().own_step(model, body, donate=kind != "predict")
+    if own is None:
+        return make(force)
+    steps[kind] = own
+    model.jit_compile = False
+    try:
+        return make(force)
+    finally:
+        model.jit_compile = True
+
+
+def keras_step(model, kind: str, body: Callable, args: Sequence):
+    """Keras' `{kind}_step(*args)`: `body(*args)`, or the backend's compiled `body` (`keras_function`)."""
+    own = model.__dict__.get("_own_steps", {}).get(kind)
+    return (body if own is None else own)(*args)
 
 
 def fit(model, keras_fit, checks, x, y, args: Sequence, kwargs: dict):

@@ -78,3 +78,33 @@ def test_the_docs_give_users_the_same_flags_for_fit():
         text = f.read()
     for flag in jax_graphs.xla_flags().split():
         assert flag in text, flag
+
+
+def _trained(mode: str, **compile_kwargs):
+    model = sw.SidewaysModel(dense_units(3), mode=mode, check_finite=True)
+    model.compile(optimizer=keras.optimizers.Adam(0.01), loss=keras.losses.SparseCategoricalCrossentropy(
+        from_logits=True), metrics=["accuracy"], **compile_kwargs)
+    video, labels = random_clip((4, 7, 5)), np.array([0, 2, 1, 0])
+    model.build(video.shape)
+    model.set_weights([np.full(w.shape, 0.1 * (i + 1), w.dtype) for i, w in enumerate(model.get_weights())])
+    history = model.fit(video, labels, batch_size=2, epochs=2, shuffle=False, verbose=0)
+    return model, history.history, model.evaluate(video, labels, verbose=0), model.predict(video, verbose=0)
+
+
+@pytest.mark.parametrize("mode", ["sideways", "bp"])
+def test_fit_evaluate_and_predict_run_steps_compiled_with_the_options_and_train_the_same(monkeypatch, mode):
+    from sideways_tf.core.backends import jax_graphs
+
+    monkeypatch.setattr(jax_graphs, "compiler_options", lambda device=None: {})  # as on a CPU
+    keras_compiled = _trained(mode)  # no options: Keras compiles the steps
+    assert not keras_compiled[0].__dict__.get("_own_steps")
+    monkeypatch.setattr(jax_graphs, "compiler_options", lambda device=None: ANY_PLATFORM)
+    ours = _trained(mode)
+    assert set(ours[0]._own_steps) == {"train", "test", "predict"}
+    assert ours[0].jit_compile is True  # put back after Keras made its functions around our steps
+    for a, b in zip(ours[0].get_weights(), keras_compiled[0].get_weights(), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(ours[1]["loss"], keras_compiled[1]["loss"], rtol=1e-5)
+    np.testing.assert_allclose(ours[2], keras_compiled[2], rtol=1e-5)
+    np.testing.assert_allclose(ours[3], keras_compiled[3], rtol=1e-5, atol=1e-6)
+    assert not _trained(mode, jit_compile=False)[0].__dict__.get("_own_steps")  # the user's choice stands

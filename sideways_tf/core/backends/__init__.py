@@ -32,12 +32,14 @@ Each backend module provides the same functions:
 * `device_names(n)`: the first n devices to put units on (TF: GPUs, else TPUs, else CPUs; JAX:
   its default platform's);
 
-and, in the module `trainer()` returns (`{backend}_keras.py`), the four pieces of Keras' trainer
+and, in the module `trainer()` returns (`{backend}_keras.py`), the five pieces of Keras' trainer
 around a model's step, whose contracts differ (TF: `train_step(data)`, stateful; JAX:
 `train_step(state, data) -> (logs, state)`, stateless): `keras_train_step(model, step, args,
 checks)`, `keras_test_step(model, step, args)`, `keras_train_function(model, function, checks,
-message)` (raising on the host when a step's check failed) and `keras_run(model, checks)` (around
-`fit`, `evaluate` and `predict`: JAX puts the variables back after a failure). `StepChecks`
+message)` (raising on the host when a step's check failed), `own_step(model, body, donate)` (a
+step the backend compiles itself instead of Keras, or None: JAX on NVIDIA GPUs, for XLA options)
+and `keras_run(model, checks)` (around `fit`, `evaluate` and `predict`: JAX puts the variables
+back after a failure). `StepChecks`
 carries what they hand each other.
 
 The module of the running backend is imported on first use, so `import sideways_tf` under

@@ -8,7 +8,7 @@ the host after it (`jax_finite`).
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Optional
 
 import keras
 
@@ -66,6 +66,24 @@ def keras_train_function(model, function: Callable, checks, message: str) -> Cal
         checks.state_kept = True
 
     return jax_finite.raising(function, lambda: checks.messages, keep)
+
+
+def own_step(model, body: Callable, donate: bool) -> Optional[Callable]:
+    """Keras' JAX step `body(state, data) -> (outputs, state)` compiled here with the package's XLA
+    options (`jax_graphs`: convolutions in CUDA graphs on NVIDIA GPUs), where Keras would compile it
+    with `jax.jit` and none. `donate`: the state, as Keras donates it.
+
+    None (Keras compiles it, or runs it eagerly) where the options do not apply or Keras' own
+    compilation is needed: `jit_compile` off or `run_eagerly`, a model not built yet or on per-device
+    programs, a `keras.distribution` (Keras lays out the state over its devices).
+    """
+    from sideways_tf.core.backends import jax_graphs
+
+    engine = getattr(model, "engine", None)
+    if (model.run_eagerly or not model.jit_compile or engine is None or engine.programs
+            or keras.distribution.distribution() is not None or not jax_graphs.compiler_options()):
+        return None
+    return jax_graphs.GraphJit(body, donate_argnums=(0,) if donate else ())
 
 
 class keras_run:  # noqa: N801 (used as a function: `with backend.keras_run(model, checks):`)
