@@ -46,7 +46,6 @@ def epoch_fps(name: str, mode: str, batch: int, frames: int, resolution: int, st
 
     if variant == "keras":  # no options: `own_step` leaves the steps to Keras' `jax.jit`
         jax_graphs.compiler_options = lambda device=None: {}
-
     model = compiled_network(name, mode, resolution)
     video = uint8_clips(batch * steps, frames, resolution)
     labels = np.arange(len(video)) % 51
@@ -58,7 +57,7 @@ def epoch_fps(name: str, mode: str, batch: int, frames: int, resolution: int, st
 
 
 def measure(variant: str, args, name: str, mode: str, batch: int) -> dict:
-    """One row, `fit` run in a fresh process with `variant`'s `XLA_FLAGS`."""
+    """One row: `fit` run in a fresh process as `variant` has it (`VARIANTS`)."""
     env = dict(os.environ)
     if variant == "xla_flags":
         env["XLA_FLAGS"] = f"{env.get('XLA_FLAGS', '')} {jax_graphs.xla_flags()}".strip()
@@ -105,6 +104,7 @@ def main() -> None:
     variant_report("fit_graphs", rows, {"device": rows[0]["device"], "xla_flags": jax_graphs.xla_flags()}, args.png,
                    "frames/s of fit", f"model.fit under JAX, T = {args.frames}: steps compiled by Keras,\nby the "
                    "package, or with XLA_FLAGS")
+
 
 if __name__ == "__main__":
     main()

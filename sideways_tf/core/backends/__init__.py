@@ -39,8 +39,7 @@ checks)`, `keras_test_step(model, step, args)`, `keras_train_function(model, fun
 message)` (raising on the host when a step's check failed), `own_step(model, body, donate)` (a
 step the backend compiles itself instead of Keras, or None: JAX on NVIDIA GPUs, for XLA options)
 and `keras_run(model, checks)` (around `fit`, `evaluate` and `predict`: JAX puts the variables
-back after a failure). `StepChecks`
-carries what they hand each other.
+back after a failure). `StepChecks` carries what they hand each other.
 
 The module of the running backend is imported on first use, so `import sideways_tf` under
 `KERAS_BACKEND=jax` never imports TensorFlow.

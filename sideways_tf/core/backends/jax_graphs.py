@@ -4,16 +4,18 @@ XLA:GPU launches a program's kernels from the host, except the ones it records i
 and by default it leaves convolutions out of those. A frame-by-frame rule runs a `lax.scan` (or,
 on per-device programs, one step call per frame) whose body is hundreds of short kernels for a
 small network at a small batch, so the launches, not the kernels, set the pace. Measured on an
-H200: a VGG-16 group's step launched in 0.64 ms instead of 1.13 ms; one clip's Sideways
-gradients of EfficientNetB0 at B = 8 ran 3.0x faster (`benchmarks/scan_graphs.py`).
+H200: a VGG-16 group's step launched in 0.64 ms instead of 1.13 ms; one clip's gradients of small
+networks at 112x112, B = 8, ran 1.07-1.42x as fast (3.0x on a host that launched more slowly), at
+B = 32 1.02-1.04x; none ran slower (`benchmarks/scan_graphs.py`).
 
 Where XLA reuses compiled or autotuned convolutions from an earlier process (JAX's persistent
 compilation cache, XLA's autotuning cache), a cached convolution captured into a CUDA graph failed
 on H200s (cuDNN status 5003): there the graphs leave convolutions out. A user's own `XLA_FLAGS`
 setting of an option wins over ours.
 
-Keras compiles `fit`'s train step itself (no options reach it): that one gets them only from
-`XLA_FLAGS` set before JAX starts (`docs/backends.md`).
+Keras' `jax.jit` of `fit`'s, `evaluate`'s and `predict`'s steps takes no options, so on one device
+the package compiles those steps itself (`jax_keras.own_step`); under a `keras.distribution` they
+get the options only from `XLA_FLAGS` set before JAX starts (`xla_flags`, `docs/backends.md`).
 """
 
 from __future__ import annotations

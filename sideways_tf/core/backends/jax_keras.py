@@ -12,6 +12,8 @@ from typing import Callable, Optional
 
 import keras
 
+from sideways_tf.core.backends import jax_graphs
+
 
 def _stateless(step: Callable, data, state, groups):
     """Runs a stateful step inside a `keras.StatelessScope`; returns `(logs, new state)`."""
@@ -77,8 +79,6 @@ def own_step(model, body: Callable, donate: bool) -> Optional[Callable]:
     compilation is needed: `jit_compile` off or `run_eagerly`, a model not built yet or on per-device
     programs, a `keras.distribution` (Keras lays out the state over its devices).
     """
-    from sideways_tf.core.backends import jax_graphs
-
     engine = getattr(model, "engine", None)
     if (model.run_eagerly or not model.jit_compile or engine is None or engine.programs
             or keras.distribution.distribution() is not None or not jax_graphs.compiler_options()):
