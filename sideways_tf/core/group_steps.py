@@ -83,26 +83,26 @@ def pieces(rule: Rule, depth: int, training: bool = True) -> dict[str, tuple[int
     return found
 
 
-def plan(stage_of: Sequence[int], devices: Sequence, rule: Rule, training: bool = True,
+def plan(unit_group: Sequence[int], devices: Sequence, rule: Rule, training: bool = True,
          shardings: Optional[Sequence[tuple]] = None) -> list[Group]:
     """The groups of units and what each reads, keeps and sends.
 
     Args:
-      stage_of: unit k's group index.
+      unit_group: unit k's group index.
       devices: each group's JAX device (its first, under data x depth).
       rule: the rule.
       training: the pieces of training (activations and messages) or of inference (activations).
       shardings: per group `(replicated, batched)` (default: its device for both).
     """
-    depth = len(stage_of)
+    depth = len(unit_group)
     crossing = pieces(rule, depth, training)
     groups = []
     for g, device in enumerate(devices):
-        units = tuple(k for k in range(depth) if stage_of[k] == g)
-        reads = tuple(name for name, (_, readers) in crossing.items() if any(stage_of[r] == g for r in readers))
-        keeps = tuple(name for name in reads if stage_of[crossing[name][0]] == g)
-        sends = tuple((name, h) for name, (producer, readers) in crossing.items() if stage_of[producer] == g
-                      for h in sorted({stage_of[r] for r in readers} - {g}))
+        units = tuple(k for k in range(depth) if unit_group[k] == g)
+        reads = tuple(name for name, (_, readers) in crossing.items() if any(unit_group[r] == g for r in readers))
+        keeps = tuple(name for name in reads if unit_group[crossing[name][0]] == g)
+        sends = tuple((name, h) for name, (producer, readers) in crossing.items() if unit_group[producer] == g
+                      for h in sorted({unit_group[r] for r in readers} - {g}))
         one = jax.sharding.SingleDeviceSharding(device)
         replicated, batched = shardings[g] if shardings is not None else (one, one)
         groups.append(Group(units, device, reads, keeps, sends, replicated, batched))

@@ -89,7 +89,7 @@ def train_stream(place: ProgramsPlacement, stages, clip: Clip, params: Sequence[
     for carry in carries:
         for k, value in carry["states"].items():
             new_states[k] = value
-    top = carries[_group_of(ready, depth - 1)]
+    top = carries[ready.place.unit_group[depth - 1]]
     return episode.EpisodeResult(*ready.place.home((
         gradients,
         new_states,
@@ -209,7 +209,7 @@ def export(ready: Prepared, rule, depth: int, step: int) -> episode.Stream:
     activations = tuple(held[k + 1][f"h{k}"] for k in range(depth - 1))
     gradients = tuple(pipeline.incoming_message(k, rule, depth, steps[k], held[k][f"d{k + 1}"],
                                                 held[k].get(f"s{k + 2}")) for k in range(depth - 1))
-    top = ready.carries[_group_of(ready, depth - 1)]
+    top = ready.carries[ready.place.unit_group[depth - 1]]
     accumulators, counts = [None] * depth, [None] * depth
     for carry in single(ready):
         sums, window_counts = window(carry)
@@ -225,6 +225,3 @@ def single(ready: Prepared) -> list[dict]:
     """The groups' carries in the single-device form (`replicas.merged`: the replicas' windows and states as one)."""
     return [replicas.merged(carry, ready.place.replicas) for carry in ready.carries]
 
-
-def _group_of(ready: Prepared, unit: int) -> int:
-    return next(g for g, group in enumerate(ready.groups) if unit in group.units)

@@ -73,7 +73,7 @@ class ProgramsPlacement(Placement):
         super().__init__(devices)
         if dispatch not in DISPATCH:
             raise ValueError(f"`dispatch` must be one of {DISPATCH}; got {dispatch!r}.")
-        names, self.stage_of = groups_of(self.devices)
+        names, self.unit_group = groups_of(self.devices)
         first = {name: self.devices.index(name) for name in names}
         self.group_devices = [jax_device(name, first[name]) for name in names]
         if len(set(self.group_devices)) != len(self.group_devices):
@@ -112,7 +112,7 @@ class ProgramsPlacement(Placement):
 
     def total(self, values: Sequence):
         """The sum of scalars computed on the groups' devices, on the top unit's device."""
-        here = self.shardings[self.stage_of[-1]][0]
+        here = self.shardings[self.unit_group[-1]][0]
         return self.home(sum(jax.device_put(jnp.asarray(v, jnp.float32), here) for v in values))
 
     def bind(self, stages) -> None:
@@ -126,7 +126,7 @@ class ProgramsPlacement(Placement):
         so that no device ever holds another group's; under a distribution's mesh, where it puts them."""
         if self._home is not None:
             return contextlib.nullcontext()
-        return jax.default_device(self.group_devices[self.stage_of[k]])
+        return jax.default_device(self.group_devices[self.unit_group[k]])
 
     def build_optimizer(self, optimizer, variables: Sequence) -> None:
         """Builds `optimizer` with its slots made in host memory, then moved: each to its group's device
@@ -154,7 +154,7 @@ class ProgramsPlacement(Placement):
             return
         if traced([v.value for v in variables]):
             return
-        moves = [(v, self.group_devices[self.stage_of[k]]) for k, stage in enumerate(getattr(self, "_stages", ()))
+        moves = [(v, self.group_devices[self.unit_group[k]]) for k, stage in enumerate(getattr(self, "_stages", ()))
                  for v in stage.variables]
         if optimizer is not None and optimizer.built:
             grouped = self.group_optimizer(optimizer, variables)
@@ -174,7 +174,7 @@ class ProgramsPlacement(Placement):
         key = (id(optimizer), tuple(id(v) for v in variables))
         if getattr(self, "_optimizer_key", None) != key:
             self._group_optimizer = GroupOptimizer(optimizer, variables,
-                                                   [self.stage_of[unit_of[id(v)]] for v in variables],
+                                                   [self.unit_group[unit_of[id(v)]] for v in variables],
                                                    [replicated for replicated, _ in self.shardings])
             self._optimizer_key = key
         return self._group_optimizer
@@ -239,7 +239,7 @@ class ProgramsPlacement(Placement):
           starts: None, or `[B, T]` bool: slot b begins a new video at frame s (streams).
         """
         batch_size, num_frames = int(video.shape[0]), int(video.shape[1])
-        groups = plan(self.stage_of, self.group_devices, clip.rule, clip.training, self.shardings)
+        groups = plan(self.unit_group, self.group_devices, clip.rule, clip.training, self.shardings)
         if batch_size % self.replicas:
             raise ValueError(f"the batch of {batch_size} clips cannot be split over {self.replicas} data replicas: "
                              f"use a batch size that is a multiple of {self.replicas}.")
@@ -306,7 +306,7 @@ class ProgramsPlacement(Placement):
         for carry in carries:
             for k in carry["states"]:
                 new_states[k] = carry["states"][k]
-        top = carries[self.stage_of[-1]]
+        top = carries[self.unit_group[-1]]
         loss = top["loss_sum"] / jnp.maximum(top["loss_count"], 1.0)
         return self.home((gradients, new_states, loss, batch_major(top["outputs"]), batch_major(top["valid"])))
 
@@ -314,7 +314,7 @@ class ProgramsPlacement(Placement):
         """Predictions `[B, T - latency, *O]` of a clip, on the top unit's device."""
         clip = Clip(rule, None, None, training=False)
         carries = self.run_clip(stages, clip, params, states, video, activation_shapes)
-        return self.home(batch_major(carries[self.stage_of[-1]]["outputs"])[:, rule.latency:])
+        return self.home(batch_major(carries[self.unit_group[-1]]["outputs"])[:, rule.latency:])
 
 
 def batch_major(x):

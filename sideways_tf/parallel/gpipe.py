@@ -50,8 +50,8 @@ def _check(model) -> StagePlacement:
         raise ValueError("the GPipe baseline does not take weight regularizers (the model has "
                          f"{len(model.losses)} regularization losses).")
     place = model.engine.place
-    stage_of = list(place.stage_of)
-    if stage_of != sorted(stage_of):
+    unit_group = list(place.unit_group)
+    if unit_group != sorted(unit_group):
         raise ValueError(f"the GPipe baseline needs consecutive units on each device; `devices` is {model.devices!r}.")
     return place
 

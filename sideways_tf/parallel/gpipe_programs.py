@@ -87,8 +87,8 @@ def clip_gradients(model, params, states, video, labels, sample_weight=None):
     """
     engine = model.engine
     place = ProgramsPlacement(model.devices)  # the rules' placement: each group's units and device
-    stage_of, devices = place.stage_of, place.group_devices
-    groups = [tuple(k for k in range(len(stage_of)) if stage_of[k] == g) for g in range(place.num_groups)]
+    unit_group, devices = place.unit_group, place.group_devices
+    groups = [tuple(k for k in range(len(unit_group)) if unit_group[k] == g) for g in range(place.num_groups)]
     num_groups, num_frames = len(groups), int(video.shape[1])
     per_stage_params = engine.split(params, model.trainable_variables, trainable=True)
     per_stage_states = engine.split(states, model.non_trainable_variables, trainable=False)

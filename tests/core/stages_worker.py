@@ -50,7 +50,7 @@ def gradients():
         assert placed.engine.programs, f"{name} {mode}: not on per-device programs"
         for v, g in zip(placed.trainable_variables, got, strict=True):
             unit = next(k for k, stage in enumerate(placed.stages) if any(v is w for w in stage.trainable_variables))
-            assert g.devices() == {placed.engine.place.group_devices[placed.engine.place.stage_of[unit]]}, \
+            assert g.devices() == {placed.engine.place.group_devices[placed.engine.place.unit_group[unit]]}, \
                 f"{name} {mode}: {v.path} is on {g.devices()}"
     print("ok gradients")
 
@@ -162,7 +162,7 @@ def _where_they_run(model, slots: bool = True):
     """Each unit's variables, and (`slots`) the optimizer slots of its variables, on its group's device."""
     place = model.engine.place
     for k, stage in enumerate(model.stages):
-        device = place.group_devices[place.stage_of[k]]
+        device = place.group_devices[place.unit_group[k]]
         wrong = [v.path for v in stage.variables if v.value.devices() != {device}]
         assert not wrong, f"{model.mode}: {wrong} not on unit {k}'s device {device}"
     if not slots:
@@ -288,7 +288,7 @@ def programs():
     assert placed.engine.programs and place.num_groups == 2
     for k, stage in enumerate(placed.stages):
         for v in stage.trainable_variables:
-            assert v.value.devices() == {place.group_devices[place.stage_of[k]]}, (v.path, v.value.devices())
+            assert v.value.devices() == {place.group_devices[place.unit_group[k]]}, (v.path, v.value.devices())
     # A clip's update takes over the old parameters' and slots' memory (as Keras' compiled step does).
     kept = [v.value for v in placed.trainable_variables]
     placed.train_on_batch(video, labels)

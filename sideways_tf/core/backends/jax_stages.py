@@ -147,7 +147,7 @@ class StagePlacement(Placement):
 
     def __init__(self, devices: Sequence[str]):
         super().__init__(devices)
-        names, stage_of = groups_of(self.devices)
+        names, unit_group = groups_of(self.devices)
         first = {name: self.devices.index(name) for name in names}
         found = [jax_device(name, first[name]) for name in names]
         if len(set(found)) != len(found):
@@ -155,14 +155,14 @@ class StagePlacement(Placement):
         mesh = distribution_mesh()
         if mesh is None:
             _check_keras_version()
-            self.mesh, self.stage_of = Mesh(np.array(found), (AXIS,)), stage_of
+            self.mesh, self.unit_group = Mesh(np.array(found), (AXIS,)), unit_group
         else:
             row = first_replica(mesh)
             for name, device in zip(names, found, strict=True):
                 if device not in row:
                     raise ValueError(f"devices[{first[name]}]={name!r} is not on the stage axis of the first data "
                                      f"replica of the distribution's mesh, {[str(d) for d in row]}.")
-            self.mesh, self.stage_of = mesh, tuple(row.index(found[g]) for g in stage_of)
+            self.mesh, self.unit_group = mesh, tuple(row.index(found[g]) for g in unit_group)
         self.num_stages = self.mesh.shape[AXIS]
 
     def _index(self):
@@ -170,7 +170,7 @@ class StagePlacement(Placement):
 
     def groups(self) -> list[list[int]]:
         """Per device of the stage axis, the units it runs."""
-        return [[k for k, stage in enumerate(self.stage_of) if stage == g] for g in range(self.num_stages)]
+        return [[k for k, stage in enumerate(self.unit_group) if stage == g] for g in range(self.num_stages)]
 
     def run_stages(self, work: Callable[[int], dict], idle: Callable[[int], dict]) -> tuple[list[dict], object]:
         """Device g computes `work(g)`; for every other stage h it holds `idle(h)`, zeros elsewhere.
@@ -224,7 +224,7 @@ class StagePlacement(Placement):
             return {"units": results, **({"mine": self.pack(g, grads)} if accumulators is not None else {})}
 
         per_stage, packed = self.run_stages(group_work, lambda g: {"units": {k: idle(k) for k in groups[g]}})
-        units = [per_stage[g]["units"][k] for k, g in enumerate(self.stage_of)]
+        units = [per_stage[g]["units"][k] for k, g in enumerate(self.unit_group)]
         # Added outside the switch, where XLA updates the loop's buffer in place.
         return units, None if accumulators is None else accumulators + packed
 
@@ -241,7 +241,7 @@ class StagePlacement(Placement):
         sizes = [0] * self.num_stages
         offsets, shapes = [], []
         for k, unit in enumerate(accumulators):
-            stage = self.stage_of[k]
+            stage = self.unit_group[k]
             offsets.append([])
             for a in unit:
                 offsets[-1].append(sizes[stage])
@@ -264,16 +264,16 @@ class StagePlacement(Placement):
 
     def share(self, value, producer: int, readers: Sequence[int]):
         """`ppermute` from the producer's device to each other device that reads `value`."""
-        source = self.stage_of[producer]
+        source = self.unit_group[producer]
         index = self._index()
-        for target in sorted({self.stage_of[r] for r in readers} - {source}):
+        for target in sorted({self.unit_group[r] for r in readers} - {source}):
             received = jax.lax.ppermute(value, AXIS, [(source, target)])
             value = jnp.where(index == target, received, value)
         return value
 
     def gather(self, value, unit: int):
         """Every leaf of `value` as `unit`'s device holds it, on every device."""
-        mine = self._index() == self.stage_of[unit]
+        mine = self._index() == self.unit_group[unit]
 
         def take(x):
             x = jnp.asarray(x)
