@@ -11,6 +11,7 @@ TensorFlow is not installed at all, the folders that need it are not collected.
 
 import importlib.util
 import os
+import re
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -44,7 +45,29 @@ def pytest_configure(config):
                                        "backends, so the test runs in the TensorFlow pass only")
 
 
+def pytest_addoption(parser):
+    parser.addoption("--shard", default=None, metavar="K/N",
+                     help="run only the K-th of N shares of the collected test files (every N-th file in "
+                          "sorted order, from the K-th), for runs that must fit a time limit")
+
+
+def _shard(config, items) -> None:
+    """Keeps the `--shard K/N` share of `items` (whole files), deselecting the rest."""
+    spec = config.getoption("--shard")
+    if spec is None:
+        return
+    match = re.fullmatch(r"(\d+)/(\d+)", spec)
+    if match is None or not 1 <= int(match[1]) <= int(match[2]):
+        raise pytest.UsageError(f"--shard takes K/N with 1 <= K <= N (e.g. --shard 1/3); got {spec!r}")
+    shard, shards = int(match[1]), int(match[2])
+    keep = set(sorted({item.path for item in items})[shard - 1::shards])
+    deselected = [item for item in items if item.path not in keep]
+    items[:] = [item for item in items if item.path in keep]
+    config.hook.pytest_deselected(items=deselected)
+
+
 def pytest_collection_modifyitems(config, items):
+    _shard(config, items)
     if BACKEND == "tensorflow":
         return
     for item in items:

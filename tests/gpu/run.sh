@@ -7,9 +7,10 @@
 #                                       # wheels into /tmp/site and runs every test that needs no
 #                                       # TensorFlow, under KERAS_BACKEND=jax, at default precision
 #   bash tests/gpu/run.sh --shard K/N [PYTEST ARGS]
-#                                       # only the K-th of N shares of the test files (every N-th
-#                                       # file in sorted order, from the K-th): the whole suite takes
-#                                       # longer than one 10-minute call on one H200
+#                                       # only the K-th of N shares of the collected test files
+#                                       # (every N-th file in sorted order, from the K-th; pytest's
+#                                       # --shard of tests/conftest.py): the whole suite takes longer
+#                                       # than one 10-minute call on one H200
 #
 # The tests themselves ask for what they need: full float32 precision for exactness (tests/conftest.py),
 # the CPU platform for host-device tests, two GPUs or more for the equality of units over GPUs.
@@ -22,16 +23,10 @@ if [[ "${1:-}" == "--download" ]]; then
   ls .whl
   exit 0
 fi
-files=(tests) shards=""
-if [[ "${1:-}" == "--shard" ]]; then
-  if [[ ! "${2:-}" =~ ^([0-9]+)/([0-9]+)$ ]] || (( BASH_REMATCH[1] < 1 || BASH_REMATCH[1] > BASH_REMATCH[2] )); then
-    echo "--shard takes K/N with 1 <= K <= N (e.g. --shard 1/3); got '${2:-}'" >&2
-    exit 2
-  fi
-  shard=${BASH_REMATCH[1]} shards=${BASH_REMATCH[2]}
-  shift 2
-  mapfile -t files < <(find tests -name 'test_*.py' | sort | awk -v k="$shard" -v n="$shards" '(NR - k) % n == 0')
-  echo "shard $shard/$shards: ${#files[@]} test files"
+shard=()
+if [[ "${1:-}" == "--shard" ]]; then  # a pytest option of tests/conftest.py: shares of the collected files
+  shard=(--shard "${2:-}")
+  shift 2 || shift
 fi
 if ! python -c "import keras" 2>/dev/null; then
   python -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl
@@ -39,8 +34,8 @@ if ! python -c "import keras" 2>/dev/null; then
 fi
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" KERAS_BACKEND=jax TF_CPP_MIN_LOG_LEVEL=3
 python -c "import jax, keras; print('jax', jax.__version__, jax.devices(), '| keras', keras.__version__)"
-if [[ -n "$shards" ]] || (( $# == 0 )); then  # the shard's files, or the whole suite
-  python -m pytest -q -p no:cacheprovider "$@" "${files[@]}"
+if (( ${#shard[@]} )) || (( $# == 0 )); then  # the shard's files, or the whole suite
+  python -m pytest -q -p no:cacheprovider "${shard[@]}" "$@" tests
 else  # the caller's own pytest arguments
   python -m pytest -q -p no:cacheprovider "$@"
 fi
