@@ -104,6 +104,11 @@ def _peak_bytes(devices) -> list:
     return [(device.memory_stats() or {}).get("peak_bytes_in_use") for device in devices]
 
 
+def _gb(peak, first_row: bool):
+    """A peak in GB, or None where not reported or not this row's own (`first_row` False)."""
+    return None if peak is None or not first_row else round(peak / 2**30, 2)
+
+
 def one_device_function(model, graphs: str = "same"):
     """`model.gradient_function()` of a one-device model as the package compiles it (`graphs="same"`: on NVIDIA
     GPUs with convolutions in CUDA graphs, as each group's step of the placed model) or with XLA's defaults
@@ -117,9 +122,12 @@ def measure(name: str, mode: str, batch: int, frames: int, num_devices: int, res
     """One row: frames/s on one device, on `num_devices` (balanced), and GPipe's on the same devices.
 
     The placed model runs first, so that each device's peak memory after it is its own (the
-    one-device run then raises device 0's peak only). `clip`: "device" puts the clip and labels on
-    the first device first (as `fit` does), "host" leaves them NumPy arrays. `graphs`: the one-device
-    step's XLA options (`one_device_function`)."""
+    one-device run then raises device 0's peak only); peaks are reported for a process's first row
+    only, since JAX cannot reset them (later rows: None; `depth_memory` runs one per process).
+    `clip`: "device" puts the clip and labels on the first device first (as `fit` does), "host" leaves
+    them NumPy arrays. `graphs`: the one-device step's XLA options (`one_device_function`)."""
+    used = jax.devices()[:num_devices]
+    first_row = not any(_peak_bytes(jax.devices()))
     video, labels, plan = clip_and_plan(name, mode, batch, frames, resolution, num_devices)
     if clip == "device":
         video, labels = jax.device_put((video, labels), jax.devices()[0])
@@ -132,7 +140,6 @@ def measure(name: str, mode: str, batch: int, frames: int, num_devices: int, res
         placed.engine.place.dispatch = dispatch
     args_one = (*values(one), video, labels, None)
     args_placed = (*values(placed), video, labels, None)
-    used = jax.devices()[:num_devices]
     seconds_placed = median_seconds(placed.gradient_function(), args_placed, reps)
     peaks_placed = _peak_bytes(used)
     seconds_one = median_seconds(one_device_function(one, graphs), args_one, reps)
@@ -144,8 +151,8 @@ def measure(name: str, mode: str, batch: int, frames: int, num_devices: int, res
            "one_device_fps": batch * frames / seconds_one, "depth_parallel_fps": batch * frames / seconds_placed,
            "speedup": seconds_one / seconds_placed, "ideal_speedup": plan.ideal_speedup,
            "of_ideal": seconds_one / seconds_placed / plan.ideal_speedup, "max_rel_err": error,
-           "peak_gb_per_device": [None if p is None else round(p / 2**30, 2) for p in peaks_placed],
-           "peak_gb_one_device": None if peak_one is None else round(peak_one / 2**30, 2)}
+           "peak_gb_per_device": [_gb(p, first_row) for p in peaks_placed],
+           "peak_gb_one_device": _gb(peak_one, first_row)}
     if mode != "bp":
         row.update(_against_gpipe(name, mode, video, labels, num_devices, resolution, reps, seconds_one,
                                   seconds_placed, graphs))

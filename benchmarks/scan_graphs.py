@@ -93,5 +93,6 @@ def main() -> None:
     variant_report("scan_graphs", rows, summary, args.png, "frames/s",
                    f"one clip's gradients, T = {args.frames}:\nwhat XLA puts in CUDA graphs")
 
+
 if __name__ == "__main__":
     main()
