@@ -170,7 +170,7 @@ class StagePlacement(Placement):
 
     def groups(self) -> list[list[int]]:
         """Per device of the stage axis, the units it runs."""
-        return [[k for k, stage in enumerate(self.unit_group) if stage == g] for g in range(self.num_stages)]
+        return [[k for k, group in enumerate(self.unit_group) if group == g] for g in range(self.num_stages)]
 
     def run_stages(self, work: Callable[[int], dict], idle: Callable[[int], dict]) -> tuple[list[dict], object]:
         """Device g computes `work(g)`; for every other stage h it holds `idle(h)`, zeros elsewhere.
