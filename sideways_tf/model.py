@@ -46,9 +46,10 @@ class SidewaysModel(keras.Model):
       devices: None, one device string per unit (e.g. `["/GPU:0", "/GPU:0", "/GPU:1"]`: units on
         different devices run concurrently; TensorFlow: each unit in its `tf.device`; JAX: one
         program per device group), or `"auto"`: at build, the units are timed and grouped over
-        every accelerator (else CPU device) there is (`sw.parallel.balance`), even where one
-        device would be faster (steps under about a millisecond on GPUs: `docs/depth_parallel.md`);
-        `model.device_plan` is then the `sw.parallel.Balance` chosen (groups, unit and group ms).
+        every accelerator (else CPU device) there is (`sw.parallel.balance`) and, under JAX, kept
+        on one device where a clip's gradients were not faster spread (`docs/depth_parallel.md`);
+        `model.device_plan` is the `sw.parallel.Balance` (groups, unit and group ms, the measured
+        speed-up).
       gradient_stats: also report each unit's pseudo-gradient mean and L2 norm per epoch (metrics
         `unit{i}_grad_mean`, `unit{i}_grad_norm`).
       update_every: None (one update per clip), or L: the optimizer is applied inside the frame loop
@@ -150,8 +151,9 @@ class SidewaysModel(keras.Model):
             )
         model_checks.check_stages(stages)
         if self.devices == "auto":  # timed on this batch size (8 when the shape leaves it open)
-            self.device_plan = auto_plan(stages, activation_shapes, frame_shape, self.mode, tuple(input_shape)[0] or 8)
-            self.devices = None if self.device_plan is None else self.device_plan.devices
+            self.device_plan = auto_plan(stages, activation_shapes, prediction_shape, frame_shape, self.mode,
+                                         tuple(input_shape)[0] or 8, self.masking)
+            self.devices = self.device_plan.devices if self.device_plan and self.device_plan.pays else None
         self.frame_shape = frame_shape
         self.stages = stages
         self.engine = Engine(stages, self.mode, activation_shapes, prediction_shape, self.devices,

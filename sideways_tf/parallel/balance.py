@@ -35,6 +35,8 @@ class Balance(NamedTuple):
         nothing but the units' work and the crossings took time.
       cut_ms: per unit k < D - 1, what a cut after it costs per step (its crossings' bytes
         over the link's bandwidth); empty when not estimated.
+      measured_speedup: one device's time for a clip's gradients over the spread units' time,
+        where `SidewaysModel(devices="auto")` measured it (`parallel.measured`); else None.
     """
 
     devices: list
@@ -43,6 +45,12 @@ class Balance(NamedTuple):
     group_ms: list
     ideal_speedup: float
     cut_ms: list = []
+    measured_speedup: Optional[float] = None
+
+    @property
+    def pays(self) -> bool:
+        """Whether to spread the units: the measured speed-up is above 1, or none was measured."""
+        return self.measured_speedup is None or self.measured_speedup > 1.0
 
 
 def partition(costs: Sequence[float], num_groups: int, cut_costs: Optional[Sequence[float]] = None
@@ -258,14 +266,20 @@ def grouped(unit_ms: Sequence[float], names: Sequence[str], cut_ms: Sequence[flo
                    ideal_speedup=sum(unit_ms) / max(group_ms), cut_ms=list(cut_ms))
 
 
-def auto_plan(stages, activation_shapes, frame_shape, mode: str, batch_size: int) -> Optional[Balance]:
-    """`SidewaysModel(devices="auto")`: the built stages balanced over every device there is.
+def auto_plan(stages, activation_shapes, prediction_shape, frame_shape, mode: str, batch_size: int,
+              masking: bool = True) -> Optional[Balance]:
+    """`SidewaysModel(devices="auto")`: the built stages balanced over every device there is, and
+    (JAX) the spread's speed-up measured on a clip (`measured.loop_speedup`; `Balance.pays`).
 
     Every accelerator the backend lists (else every CPU device; under `data_and_stages`, the
     first replica's stage devices), at most one per unit. None when there is only one.
     """
+    from sideways_tf.parallel.measured import loop_speedup
+
     names = default_device_names(len(stages))
     if len(names) < 2:
         return None
     cuts = cut_times(activation_shapes, stages[0].compute_dtype, mode, batch_size, 200.0)
-    return grouped(unit_times(stages, activation_shapes, frame_shape, mode, batch_size, repeats=5), names, cuts)
+    plan = grouped(unit_times(stages, activation_shapes, frame_shape, mode, batch_size, repeats=5), names, cuts)
+    return plan._replace(measured_speedup=loop_speedup(stages, mode, activation_shapes, prediction_shape,
+                                                       frame_shape, plan.devices, batch_size, masking))
