@@ -19,9 +19,9 @@ import numpy as np
 
 from sideways_tf.core import backends
 
-FRAMES = 16
-"""At least this many frames per timed clip (and twice the depth): the per-clip costs of the placed
-loop (setting up each group's carry, gathering the gradients) are paid once per clip in training too."""
+FRAMES = 32
+"""At least this many frames per timed clip (and twice the depth), as clips are trained: the placed loop
+pays some costs once per clip (each group's carry set up, the gradients gathered)."""
 
 
 def loop_speedup(stages, mode: str, activation_shapes, prediction_shape, frame_shape, devices: Sequence[str],
