@@ -21,7 +21,7 @@ from sideways_tf.core import backends, schedule, targets
 from sideways_tf.core.engine import ClipResult, Engine
 from sideways_tf.core.stage import build_stages
 from sideways_tf.gradients import values as _values
-from sideways_tf.parallel.balance import auto_plan
+from sideways_tf.parallel.measured import auto_plan
 
 
 @keras.saving.register_keras_serializable(package="sideways_tf")

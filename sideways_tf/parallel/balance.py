@@ -265,21 +265,3 @@ def grouped(unit_ms: Sequence[float], names: Sequence[str], cut_ms: Sequence[flo
     return Balance(devices=devices, groups=groups, unit_ms=list(unit_ms), group_ms=group_ms,
                    ideal_speedup=sum(unit_ms) / max(group_ms), cut_ms=list(cut_ms))
 
-
-def auto_plan(stages, activation_shapes, prediction_shape, frame_shape, mode: str, batch_size: int,
-              masking: bool = True) -> Optional[Balance]:
-    """`SidewaysModel(devices="auto")`: the built stages balanced over every device there is, and
-    (JAX) the spread's speed-up measured on a clip (`measured.loop_speedup`; `Balance.pays`).
-
-    Every accelerator the backend lists (else every CPU device; under `data_and_stages`, the
-    first replica's stage devices), at most one per unit. None when there is only one.
-    """
-    from sideways_tf.parallel.measured import loop_speedup
-
-    names = default_device_names(len(stages))
-    if len(names) < 2:
-        return None
-    cuts = cut_times(activation_shapes, stages[0].compute_dtype, mode, batch_size, 200.0)
-    plan = grouped(unit_times(stages, activation_shapes, frame_shape, mode, batch_size, repeats=5), names, cuts)
-    return plan._replace(measured_speedup=loop_speedup(stages, mode, activation_shapes, prediction_shape,
-                                                       frame_shape, plan.devices, batch_size, masking))
