@@ -213,6 +213,30 @@ def test_stream_step_frame_by_frame_equals_predict(mode):
     assert np.asarray(state["steps"]).tolist() == [7, 7]
 
 
+def test_stream_step_uses_the_weights_as_they_are_now():
+    """Weights changed between frames (training, `set_weights`, a unit frozen) reach the next frame."""
+    keras.utils.set_random_seed(0)
+    model = compiled(sw.SidewaysModel(conv_units(), mode="sideways"))
+    model.build((None, None, 8, 8, 3))
+    video, labels = random_clip((2, 9, 8, 8, 3)), np.zeros((2, 9), "int32")
+    state = model.init_states(2)
+    for s in range(3):
+        _, state = model.stream_step(video[:, s], state)
+
+    def next_prediction():
+        return np.asarray(model.stream_step(video[:, 3], state)[0])
+
+    before = next_prediction()
+    np.testing.assert_array_equal(next_prediction(), before)  # the same weights, the same prediction
+    model.train_on_batch(video, labels)
+    trained = next_prediction()
+    assert np.abs(trained - before).max() > 1e-4
+    model.set_weights([np.zeros_like(w) for w in model.get_weights()])
+    np.testing.assert_array_equal(next_prediction(), np.zeros_like(trained))
+    model.frame_units[0].trainable = False
+    np.testing.assert_array_equal(next_prediction(), np.zeros_like(trained))
+
+
 def test_init_state_is_a_deprecated_alias_of_init_states():
     model = sw.SidewaysModel(conv_units(), mode="sideways")
     model.build((None, None, 8, 8, 3))

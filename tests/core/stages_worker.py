@@ -46,6 +46,12 @@ def gradients():
         assert min(float(np.abs(np.asarray(g)).max()) for g in got[:-2]) > 0, "a unit got no gradient"
         close(placed.exact_gradients(video, labels), alone.exact_gradients(video, labels), f"{name} {mode} exact")
         close([placed.predict(video, verbose=0)], [alone.predict(video, verbose=0)], f"{name} {mode} predict")
+        if name == "grouped" and fusion == "concat":  # streaming inference, frame by frame
+            streams = [model.init_states(2) for model in (placed, alone)]
+            for s in range(3):
+                (got_s, streams[0]), (want_s, streams[1]) = (model.stream_step(video[:, s], state) for model, state
+                                                             in zip((placed, alone), streams, strict=True))
+                close([got_s], [want_s], f"{name} {mode} stream_step, frame {s}")
         # One program per device group: each unit's gradients come back on its own device.
         assert placed.engine.programs, f"{name} {mode}: not on per-device programs"
         for v, g in zip(placed.trainable_variables, got, strict=True):
