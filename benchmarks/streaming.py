@@ -1,13 +1,16 @@
-"""Online learning speed: frames per second learned from one stream with an update after every frame.
+"""Online learning and inference on one stream: frames per second, an update after every frame.
 
-    python -m benchmarks.streaming [--backend tensorflow|jax] [--size 112] [--seconds 10] [--png PATH]
+    python -m benchmarks.streaming [--backend tensorflow|jax] [--model simple_cnn] [--size 112] [--seconds 10]
+        [--png PATH]
 
-Simple-CNN (10 classes, per-frame labels) at `--size`x`--size`, B = 1, `update_every=1`, a
-stateful model fed by `train_on_batch`: per rule, frames/s when frames come one at a time
-(`chunk 1`: the latency from a frame's arrival to the weights it updates is one call) and in
-chunks of 25 (a second of 25 fps video caught up at once; the same updates, fewer calls). The
-target is real time for 25 fps video. Rules and chunkings are interleaved over rounds and the
-median is reported.
+Learning (`task` "learn"): Simple-CNN (10 classes, per-frame labels; or a network of
+`benchmarks.networks` with `--model`) at `--size`x`--size`, B = 1, `update_every=1`, a stateful
+model fed by `train_on_batch`: per rule, frames/s when frames come one at a time (`chunk 1`: the
+latency from a frame's arrival to the weights it updates is one call) and in chunks of 25 (a
+second of 25 fps video caught up at once; the same updates, fewer calls). Inference (`task`
+"infer"): `stream_step` frame by frame, each prediction read back to the host before the next
+frame (a live consumer's latency). The target is real time for 25 fps video. Configurations are
+interleaved over rounds and the median is reported.
 """
 
 from __future__ import annotations
@@ -18,62 +21,102 @@ import time
 
 from benchmarks.common import add_backend_flag, report
 
-COLUMNS = ["backend", "mode", "chunk", "frames_per_s", "ms_per_call", "real_time_25fps"]
+COLUMNS = ["backend", "model", "task", "mode", "chunk", "frames_per_s", "ms_per_call", "real_time_25fps"]
 
 import keras  # noqa: E402  (after benchmarks.common set the backend)
 import numpy as np  # noqa: E402
 
 import sideways_tf as sw  # noqa: E402
+from benchmarks.networks import NETWORKS, fusion  # noqa: E402
+
+MODELS = ["simple_cnn", *NETWORKS]
 
 
-def learner(mode: str, size: int):
+def stream_model(name: str, mode: str, size: int, learning: bool) -> sw.SidewaysModel:
+    """Network `name` (`MODELS`) in `mode` for one stream of `size`x`size` frames: stateful with an update
+    every frame (`learning`), else for `stream_step`."""
     keras.utils.set_random_seed(0)
-    model = sw.SidewaysModel(sw.models.simple_cnn(10), mode=mode, update_every=1, stateful=True)
+    units = sw.models.simple_cnn(10) if name == "simple_cnn" else NETWORKS[name](size)
+    options = {"update_every": 1, "stateful": True} if learning else {}
+    model = sw.SidewaysModel(units, mode=mode, fusion="concat" if name == "simple_cnn" else fusion(name), **options)
     model.build((1, None, size, size, 3))
     model.compile(optimizer=keras.optimizers.SGD(1e-3),
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     return model
 
 
+def _callers(model, task: str, chunk: int, size: int):
+    """`call()` feeding `chunk` frames to `model` once: a training step ("learn") or `stream_step`s ("infer",
+    each prediction read back)."""
+    rng = np.random.default_rng(0)
+    clip = rng.uniform(size=(1, chunk, size, size, 3)).astype("float32")
+    if task == "learn":
+        labels = np.zeros((1, chunk), "int32")
+        return lambda: model.train_on_batch(clip, labels)
+    state = {"now": model.init_states(1)}
+
+    def infer():
+        for s in range(chunk):
+            prediction, state["now"] = model.stream_step(clip[:, s], state["now"])
+            np.asarray(prediction)
+
+    return infer
+
+
 def measure(args) -> list[dict]:
-    configs = [(mode, chunk) for mode in args.modes for chunk in (1, 25)]
-    clips = {chunk: np.random.default_rng(0).uniform(size=(1, chunk, args.size, args.size, 3)).astype("float32")
-             for chunk in (1, 25)}
-    labels = {chunk: np.zeros((1, chunk), "int32") for chunk in (1, 25)}
-    models = {}
-    for mode, chunk in configs:
-        models[(mode, chunk)] = learner(mode, args.size)
+    configs = [(task, mode, chunk) for task in args.tasks for mode in args.modes
+               for chunk in ((1, 25) if task == "learn" else (1,))]
+    calls = {}
+    for task, mode, chunk in configs:
+        call = _callers(stream_model(args.model, mode, args.size, task == "learn"), task, chunk, args.size)
         for _ in range(2):  # compile, warm up
-            models[(mode, chunk)].train_on_batch(clips[chunk], labels[chunk])
+            call()
+        calls[(task, mode, chunk)] = call
     seconds_per_call = {key: [] for key in configs}
     for _ in range(args.rounds):
-        for mode, chunk in configs:
-            model, calls = models[(mode, chunk)], max(1, int(args.seconds * 25 / chunk / args.rounds))
+        for key in configs:
+            repeats = max(1, int(args.seconds * 25 / key[2] / args.rounds))
             start = time.perf_counter()
-            for _ in range(calls):
-                model.train_on_batch(clips[chunk], labels[chunk])
-            seconds_per_call[(mode, chunk)].append((time.perf_counter() - start) / calls)
+            for _ in range(repeats):
+                calls[key]()
+            seconds_per_call[key].append((time.perf_counter() - start) / repeats)
     rows = []
-    for mode, chunk in configs:
-        per_call = statistics.median(seconds_per_call[(mode, chunk)])
+    for task, mode, chunk in configs:
+        per_call = statistics.median(seconds_per_call[(task, mode, chunk)])
         fps = chunk / per_call
-        rows.append({"backend": keras.backend.backend(), "mode": mode, "chunk": chunk, "frames_per_s": fps,
-                     "ms_per_call": per_call * 1e3, "real_time_25fps": fps >= 25.0})
+        rows.append({"backend": keras.backend.backend(), "model": args.model, "task": task, "mode": mode,
+                     "chunk": chunk, "frames_per_s": fps, "ms_per_call": per_call * 1e3,
+                     "real_time_25fps": fps >= 25.0})
     return rows
 
 
-def plot(path: str, rows: list[dict]) -> None:
+def device_name() -> str:
+    """The device the backend runs on, for the plot's title ("CPU", or e.g. "NVIDIA H200")."""
+    if keras.backend.backend() == "jax":
+        import jax
+
+        device = jax.devices()[0]
+        return "CPU" if device.platform == "cpu" else device.device_kind
+    import tensorflow as tf
+
+    return "GPU" if tf.config.list_physical_devices("GPU") else "CPU"
+
+
+def plot(path: str, rows: list[dict], device: str = "CPU") -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     figure, axis = plt.subplots(figsize=(8, 3.8))
-    labels = [r["mode"].replace("skip_", "skip-\n") + f"\nchunk {r['chunk']}" for r in rows]
-    axis.bar(labels, [r["frames_per_s"] for r in rows], color=["C0" if r["chunk"] == 1 else "C1" for r in rows])
+    labels = [f"{r['task']}\n" + r["mode"].replace("skip_", "skip-\n") + f"\nchunk {r['chunk']}" for r in rows]
+    colors = ["C2" if r["task"] == "infer" else "C0" if r["chunk"] == 1 else "C1" for r in rows]
+    axis.bar(labels, [r["frames_per_s"] for r in rows], color=colors)
     axis.axhline(25, color="k", linestyle="--", label="25 fps (real time)")
-    axis.set_ylabel("frames learned per second")
-    axis.set_title(f"online learning, update every frame ({rows[0]['backend']}, CPU)")
+    axis.set_ylabel("frames per second")
+    axis.set_yscale("log")
+    axis.set_title(f"one stream: learning (an update every frame) and inference, {rows[0]['model']} "
+                   f"({rows[0]['backend']}, {device})")
     axis.legend()
     figure.tight_layout()
     figure.savefig(path, dpi=100)
@@ -83,6 +126,8 @@ def plot(path: str, rows: list[dict]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_backend_flag(parser)
+    parser.add_argument("--model", default="simple_cnn", choices=MODELS)
+    parser.add_argument("--tasks", nargs="+", default=["learn", "infer"], choices=["learn", "infer"])
     parser.add_argument("--size", type=int, default=112)
     parser.add_argument("--seconds", type=float, default=10.0, help="video seconds per configuration")
     parser.add_argument("--rounds", type=int, default=3)
@@ -90,15 +135,16 @@ def main() -> None:
     parser.add_argument("--png", help="also save a bar chart here")
     args = parser.parse_args()
     rows = measure(args)
-    summary = {f"{r['mode']} chunk {r['chunk']}: x real time": r["frames_per_s"] / 25.0 for r in rows}
-    by = {(r["mode"], r["chunk"]): r["frames_per_s"] for r in rows}
+    summary = {f"{r['task']} {r['mode']} chunk {r['chunk']}: x real time": r["frames_per_s"] / 25.0 for r in rows}
+    by = {(r["task"], r["mode"], r["chunk"]): r["frames_per_s"] for r in rows}
     if "bp" in args.modes:
-        for mode in args.modes:
-            if mode != "bp":
-                summary[f"{mode} / bp (chunk 1)"] = by[(mode, 1)] / by[("bp", 1)]
+        for task in args.tasks:
+            for mode in args.modes:
+                if mode != "bp":
+                    summary[f"{task} {mode} / bp (chunk 1)"] = by[(task, mode, 1)] / by[(task, "bp", 1)]
     report("streaming", rows, COLUMNS, summary)
     if args.png:
-        plot(args.png, rows)
+        plot(args.png, rows, device_name())
         print(f"plot: {args.png}")
 
 
