@@ -107,16 +107,20 @@ def plot(path: str, rows: list[dict], device: str = "CPU") -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     figure, axis = plt.subplots(figsize=(8, 3.8))
     labels = [f"{r['task']}\n" + r["mode"].replace("skip_", "skip-\n") + f"\nchunk {r['chunk']}" for r in rows]
     colors = ["C2" if r["task"] == "infer" else "C0" if r["chunk"] == 1 else "C1" for r in rows]
     axis.bar(labels, [r["frames_per_s"] for r in rows], color=colors)
     axis.axhline(25, color="k", linestyle="--", label="25 fps (real time)")
-    axis.set_ylabel("frames per second")
+    axis.set_ylabel("frames per second (log)")
     axis.set_yscale("log")
-    axis.set_title(f"one stream: learning (an update every frame) and inference, {rows[0]['model']} "
-                   f"({rows[0]['backend']}, {device})")
+    axis.set_ylim(bottom=10)
+    axis.yaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+    axis.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    axis.set_title(f"one stream, {rows[0]['model']} ({rows[0]['backend']}, {device}): learning with an update "
+                   "every frame, and inference", fontsize=10)
     axis.legend()
     figure.tight_layout()
     figure.savefig(path, dpi=100)
