@@ -7,9 +7,10 @@ Learning (`task` "learn"): Simple-CNN (10 classes, per-frame labels; or a networ
 `benchmarks.networks` with `--model`) at `--size`x`--size`, B = 1, `update_every=1`, a stateful
 model fed by `train_on_batch`: per rule, frames/s when frames come one at a time (`chunk 1`: the
 latency from a frame's arrival to the weights it updates is one call) and in chunks of 25 (a
-second of 25 fps video caught up at once; the same updates, fewer calls). Inference (`task`
-"infer"): `stream_step` frame by frame, each prediction read back to the host before the next
-frame (a live consumer's latency). The target is real time for 25 fps video. Configurations are
+second of 25 fps video caught up at once; the same updates, fewer calls). `task` "fit": one
+frame a batch from a Python generator through one `fit` (a live source's loop left to Keras).
+Inference (`task` "infer"): `stream_step` frame by frame, each prediction read back to the host
+before the next frame (a live consumer's latency). The target is real time for 25 fps video. Configurations are
 interleaved over rounds and the median is reported.
 """
 
@@ -45,20 +46,28 @@ def stream_model(name: str, mode: str, size: int, learning: bool) -> sw.Sideways
     return model
 
 
-def _callers(model, task: str, chunk: int, size: int):
-    """`call()` feeding `chunk` frames to `model` once: a training step ("learn") or `stream_step`s ("infer",
-    each prediction read back)."""
+def _runner(model, task: str, chunk: int, size: int):
+    """`run(n)` feeding `n` chunks of `chunk` frames to `model`: a `train_on_batch` each ("learn"), one `fit` over
+    a generator of them ("fit", as a live source would feed it) or `stream_step`s ("infer", each prediction
+    read back)."""
     rng = np.random.default_rng(0)
     clip = rng.uniform(size=(1, chunk, size, size, 3)).astype("float32")
+    labels = np.zeros((1, chunk), "int32")
     if task == "learn":
-        labels = np.zeros((1, chunk), "int32")
-        return lambda: model.train_on_batch(clip, labels)
+        def learn(n):
+            for _ in range(n):
+                model.train_on_batch(clip, labels)
+
+        return learn
+    if task == "fit":
+        return lambda n: model.fit(((clip, labels) for _ in range(n)), steps_per_epoch=n, verbose=0)
     state = {"now": model.init_states(1)}
 
-    def infer():
-        for s in range(chunk):
-            prediction, state["now"] = model.stream_step(clip[:, s], state["now"])
-            np.asarray(prediction)
+    def infer(n):
+        for _ in range(n):
+            for s in range(chunk):
+                prediction, state["now"] = model.stream_step(clip[:, s], state["now"])
+                np.asarray(prediction)
 
     return infer
 
@@ -66,19 +75,17 @@ def _callers(model, task: str, chunk: int, size: int):
 def measure(args) -> list[dict]:
     configs = [(task, mode, chunk) for task in args.tasks for mode in args.modes
                for chunk in ((1, 25) if task == "learn" else (1,))]
-    calls = {}
+    runs = {}
     for task, mode, chunk in configs:
-        call = _callers(stream_model(args.model, mode, args.size, task == "learn"), task, chunk, args.size)
-        for _ in range(2):  # compile, warm up
-            call()
-        calls[(task, mode, chunk)] = call
+        run = _runner(stream_model(args.model, mode, args.size, task != "infer"), task, chunk, args.size)
+        run(2)  # compile, warm up
+        runs[(task, mode, chunk)] = run
     seconds_per_call = {key: [] for key in configs}
     for _ in range(args.rounds):
         for key in configs:
-            repeats = max(1, int(args.seconds * 25 / key[2] / args.rounds))
+            repeats = max(2, int(args.seconds * 25 / key[2] / args.rounds))
             start = time.perf_counter()
-            for _ in range(repeats):
-                calls[key]()
+            runs[key](repeats)
             seconds_per_call[key].append((time.perf_counter() - start) / repeats)
     rows = []
     for task, mode, chunk in configs:
@@ -111,7 +118,7 @@ def plot(path: str, rows: list[dict], device: str = "CPU") -> None:
 
     figure, axis = plt.subplots(figsize=(8, 3.8))
     labels = [f"{r['task']}\n" + r["mode"].replace("skip_", "skip-\n") + f"\nchunk {r['chunk']}" for r in rows]
-    colors = ["C2" if r["task"] == "infer" else "C0" if r["chunk"] == 1 else "C1" for r in rows]
+    colors = [{"infer": "C2", "fit": "C3"}.get(r["task"], "C0" if r["chunk"] == 1 else "C1") for r in rows]
     axis.bar(labels, [r["frames_per_s"] for r in rows], color=colors)
     axis.axhline(25, color="k", linestyle="--", label="25 fps (real time)")
     axis.set_ylabel("frames per second (log)")
@@ -131,7 +138,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_backend_flag(parser)
     parser.add_argument("--model", default="simple_cnn", choices=MODELS)
-    parser.add_argument("--tasks", nargs="+", default=["learn", "infer"], choices=["learn", "infer"])
+    parser.add_argument("--tasks", nargs="+", default=["learn", "fit", "infer"], choices=["learn", "fit", "infer"])
     parser.add_argument("--size", type=int, default=112)
     parser.add_argument("--seconds", type=float, default=10.0, help="video seconds per configuration")
     parser.add_argument("--rounds", type=int, default=3)

@@ -7,6 +7,8 @@ runs where the shapes allow (`input_checks` holds the checks that need no model)
 from __future__ import annotations
 
 import contextlib
+import inspect
+import itertools
 import warnings
 from typing import Iterator, Optional, Sequence
 
@@ -185,7 +187,8 @@ def check_fit_batches(model, x, y, kwargs: dict) -> Optional[tuple]:
         video, labels, weights = (specs + (None, None))[:3]
     else:
         video, labels, weights = x, y, kwargs.get("sample_weight")
-        if model.stateful and kwargs.get("shuffle", True):
+        # Keras shuffles arrays and a PyDataset's batch order; a generator's order is its own.
+        if model.stateful and kwargs.get("shuffle", True) and not inspect.isgenerator(x):
             raise ValueError("`stateful=True` reads consecutive batches as consecutive chunks: pass shuffle=False.")
     if isinstance(video, dict):
         video = video.get(stream_state.VIDEO_KEY)
@@ -204,6 +207,25 @@ def check_fit_batches(model, x, y, kwargs: dict) -> Optional[tuple]:
     check_video(model, keras.KerasTensor(shape), training=True)
     check_targets(model, shape[1], labels, weights)
     return shape, labels, weights is not None
+
+
+def peek_stream(model, x) -> tuple:
+    """A stateful model's `fit` on a Python generator: its first batch, read to make the stream state.
+
+    Returns:
+      `(x again, the first batch included, (batch shape [B, T, *F], labels, whether it carries sample
+      weights))`; `(x, None)` where `x` is no generator or yields nothing.
+    """
+    if not inspect.isgenerator(x):
+        return x, None
+    first = next(x, None)
+    if first is None:
+        return x, None
+    video, labels, weights = keras.utils.unpack_x_y_sample_weight(first)
+    video = stream_state.video_and_restarts(video)[0]
+    check_video(model, video, training=True)
+    check_targets(model, video.shape[1], labels, weights)
+    return (batch for batch in itertools.chain([first], x)), (tuple(video.shape), labels, weights is not None)
 
 
 def check_inference_input(model, x, kwargs: dict, y=None, labelled: bool = False):

@@ -21,6 +21,16 @@ RESTART_KEY = "restart"
 VIDEO_KEY = "video"
 
 
+def with_batch_size(x, batch_size: int):
+    """`x` `[?, ...]` with its first dimension stated to be `batch_size` (a stateful model's, whose kept
+    state has it): TensorFlow's graph of a generator's batches leaves it unknown. As it is where it is
+    known, None, or where more than one other dimension is unknown."""
+    if x is None or x.shape[0] is not None:
+        return x
+    rest = [-1 if d is None else int(d) for d in x.shape[1:]]
+    return x if rest.count(-1) > 1 else ops.reshape(x, (batch_size, *rest))
+
+
 def video_and_restarts(x):
     """`x` is a clip `[B, T, *F]` or `{"video": clip, "restart": [B] or [B, T] bool}`.
 

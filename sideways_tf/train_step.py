@@ -187,6 +187,9 @@ def keras_train_batch(model, checks, data) -> dict:
     x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
     video, starts = stream_state.video_and_restarts(x)
     y, sample_weight = as_tensor(y), as_tensor(sample_weight)
+    if model.stateful and model.stream_state.created:
+        video, starts, y, sample_weight = (stream_state.with_batch_size(t, model.stream_state.batch_size)
+                                           for t in (video, starts, y, sample_weight))
     model_checks.check_video(model, video, training=True)
     model_checks.check_compiled(model)
     model_checks.check_targets(model, video.shape[1], y, sample_weight)
@@ -241,6 +244,8 @@ def fit(model, keras_fit, checks, x, y, args: Sequence, kwargs: dict):
     a `ValueError` (`input_checks.check_trained`)."""
     kwargs = model_checks.fit_arguments(args, kwargs)
     found = model_checks.check_fit_batches(model, x, y, kwargs)
+    if found is None and model.stateful:  # a generator: its first batch makes the stream state
+        x, found = model_checks.peek_stream(model, x)
     if found is not None:  # the batches' shape, labels, whether they carry weights
         prepare(model, *found)
     counter = input_checks.BatchCounter()

@@ -330,6 +330,19 @@ def test_stateful_fit_on_arrays_of_consecutive_chunks_equals_the_whole_clip():
     _assert_same_weights(whole, chunked)
 
 
+def test_stateful_fit_on_a_generator_of_frames_equals_the_whole_clip():
+    """A live source as a Python generator (one frame a batch, shuffle left at Keras' default, which a generator
+    ignores): its first batch makes the stream state and is trained on like the others."""
+    video, labels = _clip(frames=12)
+    whole, chunked = _trained_whole_and_fresh_stateful("skip_sideways", 3, video, labels)
+    frames = ((video[:, s:s + 1], labels[:, s:s + 1]) for s in range(12))
+    history = chunked.fit(frames, steps_per_epoch=12, epochs=1, verbose=0).history
+    assert len(history["loss"]) == 1
+    _assert_same_weights(whole, chunked)
+    with pytest.raises(ValueError, match="pass shuffle=False"):  # arrays: Keras would shuffle their order
+        chunked.fit(video, labels, batch_size=2, epochs=1, verbose=0)
+
+
 def test_a_saved_stateful_model_loads_and_starts_its_streams_afresh(tmp_path):
     video, labels = _clip(frames=6)
     model = _model("skip_sideways", update_every=2, stateful=True)
