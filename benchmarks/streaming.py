@@ -116,8 +116,9 @@ def plot(path: str, rows: list[dict], device: str = "CPU") -> None:
     import matplotlib.pyplot as plt
     import matplotlib.ticker
 
-    figure, axis = plt.subplots(figsize=(8, 3.8))
-    labels = [f"{r['task']}\n" + r["mode"].replace("skip_", "skip-\n") + f"\nchunk {r['chunk']}" for r in rows]
+    figure, axis = plt.subplots(figsize=(max(8, 0.9 * len(rows)), 4.2))
+    calls = {"learn": "train_on\n_batch", "fit": "fit,\ngenerator", "infer": "stream\n_step"}
+    labels = [f"{calls[r['task']]}\n" + r["mode"].replace("skip_", "skip-\n") + f"\n{r['chunk']} a call" for r in rows]
     colors = [{"infer": "C2", "fit": "C3"}.get(r["task"], "C0" if r["chunk"] == 1 else "C1") for r in rows]
     axis.bar(labels, [r["frames_per_s"] for r in rows], color=colors)
     axis.axhline(25, color="k", linestyle="--", label="25 fps (real time)")
