@@ -213,8 +213,8 @@ def peek_stream(model, x) -> tuple:
     """A stateful model's `fit` on a Python generator: its first batch, read to make the stream state.
 
     Returns:
-      `(x again, the first batch included, (batch shape [B, T, *F], labels, whether it carries sample
-      weights))`; `(x, None)` where `x` is no generator or yields nothing.
+      `(a generator of every batch of x, the first one put back, (its batch shape [B, T, *F], its labels,
+      whether it carries sample weights))`; `(x, None)` where `x` is no generator or yields nothing.
     """
     if not inspect.isgenerator(x):
         return x, None
