@@ -1,6 +1,6 @@
 """The networks the benchmarks time: one registry, `NETWORKS[name](resolution) -> fresh units`.
 
-The zoo's VGG-8 and VGG-16 (51 classes), VGG-8 at 1/32 of its widths (`vgg8_tiny`: almost no
+Simple-CNN (10 classes), the zoo's VGG-8 and VGG-16 (51 classes), VGG-8 at 1/32 of its widths (`vgg8_tiny`: almost no
 arithmetic, so a loop's time is the runtime's own cost), and `keras.applications` networks with
 random weights cut into 8 units by `sw.split` (by flops; `resnet50_time` by time measured at
 batch 32, once per resolution and process: later builds cut after the same layers). The
@@ -41,6 +41,7 @@ def _application(name: str, balance: str = "flops") -> Callable[[int], list]:
 
 
 NETWORKS: dict[str, Callable[[int], list]] = {
+    "simple_cnn": lambda resolution: sw.models.simple_cnn(10),
     "vgg8": lambda resolution: sw.models.vgg8(51),
     "vgg16": lambda resolution: sw.models.vgg16(51),
     "vgg8_tiny": lambda resolution: sw.models.vgg8(51, width=1 / 32),
@@ -55,11 +56,12 @@ def fusion(name: str) -> str:
     return "add" if name.startswith(tuple(APPLICATIONS)) else "concat"
 
 
-def compiled_network(name: str, mode: str, resolution: int, devices=None) -> sw.SidewaysModel:
-    """A `SidewaysModel` of network `name` (seeded) in `mode` with `devices`, compiled with SGD and a per-frame
-    cross-entropy."""
+def compiled_network(name: str, mode: str, resolution: int, devices=None, learning_rate: float = 0.01,
+                     **options) -> sw.SidewaysModel:
+    """A `SidewaysModel` of network `name` (seeded) in `mode` with `devices` and `options` (e.g. `stateful`),
+    compiled with SGD and a per-frame cross-entropy."""
     keras.utils.set_random_seed(0)
-    model = sw.SidewaysModel(NETWORKS[name](resolution), mode=mode, fusion=fusion(name), devices=devices)
-    model.compile(optimizer=keras.optimizers.SGD(0.01),
+    model = sw.SidewaysModel(NETWORKS[name](resolution), mode=mode, fusion=fusion(name), devices=devices, **options)
+    model.compile(optimizer=keras.optimizers.SGD(learning_rate),
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     return model

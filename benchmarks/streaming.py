@@ -3,15 +3,15 @@
     python -m benchmarks.streaming [--backend tensorflow|jax] [--model simple_cnn] [--size 112] [--seconds 10]
         [--png PATH]
 
-Learning (`task` "learn"): Simple-CNN (10 classes, per-frame labels; or a network of
+Learning (`task` "learn"): Simple-CNN (10 classes, per-frame labels; or another network of
 `benchmarks.networks` with `--model`) at `--size`x`--size`, B = 1, `update_every=1`, a stateful
 model fed by `train_on_batch`: per rule, frames/s when frames come one at a time (`chunk 1`: the
 latency from a frame's arrival to the weights it updates is one call) and in chunks of 25 (a
 second of 25 fps video caught up at once; the same updates, fewer calls). `task` "fit": one
 frame a batch from a Python generator through one `fit` (a live source's loop left to Keras).
 Inference (`task` "infer"): `stream_step` frame by frame, each prediction read back to the host
-before the next frame (a live consumer's latency). The target is real time for 25 fps video. Configurations are
-interleaved over rounds and the median is reported.
+before the next frame (a live consumer's latency). The target is real time for 25 fps video.
+Configurations are interleaved over rounds and the median is reported.
 """
 
 from __future__ import annotations
@@ -28,21 +28,15 @@ import keras  # noqa: E402  (after benchmarks.common set the backend)
 import numpy as np  # noqa: E402
 
 import sideways_tf as sw  # noqa: E402
-from benchmarks.networks import NETWORKS, fusion  # noqa: E402
-
-MODELS = ["simple_cnn", *NETWORKS]
+from benchmarks.networks import NETWORKS, compiled_network  # noqa: E402
 
 
 def stream_model(name: str, mode: str, size: int, learning: bool) -> sw.SidewaysModel:
-    """Network `name` (`MODELS`) in `mode` for one stream of `size`x`size` frames: stateful with an update
-    every frame (`learning`), else for `stream_step`."""
-    keras.utils.set_random_seed(0)
-    units = sw.models.simple_cnn(10) if name == "simple_cnn" else NETWORKS[name](size)
+    """Network `name` (`benchmarks.networks`) in `mode`, built for one stream of `size`x`size` frames: stateful
+    with an update every frame (`learning`), else for `stream_step`."""
     options = {"update_every": 1, "stateful": True} if learning else {}
-    model = sw.SidewaysModel(units, mode=mode, fusion="concat" if name == "simple_cnn" else fusion(name), **options)
+    model = compiled_network(name, mode, size, learning_rate=1e-3, **options)
     model.build((1, None, size, size, 3))
-    model.compile(optimizer=keras.optimizers.SGD(1e-3),
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     return model
 
 
@@ -138,7 +132,7 @@ def plot(path: str, rows: list[dict], device: str = "CPU") -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_backend_flag(parser)
-    parser.add_argument("--model", default="simple_cnn", choices=MODELS)
+    parser.add_argument("--model", default="simple_cnn", choices=list(NETWORKS))
     parser.add_argument("--tasks", nargs="+", default=["learn", "fit", "infer"], choices=["learn", "fit", "infer"])
     parser.add_argument("--size", type=int, default=112)
     parser.add_argument("--seconds", type=float, default=10.0, help="video seconds per configuration")
